@@ -1,0 +1,2 @@
+//! The clawrk CLI.
+fn main() {}

@@ -1,0 +1,373 @@
+//! The job state machine of SPEC §3: one pure function per trigger.
+//!
+//! Each function takes the job as it is, who acts and `now`, and returns either a typed error (and
+//! nothing changes) or a [`Change`]: the new job and the ledger transfers the step causes. A store
+//! applies a change atomically. Two triggers change the job *and* refuse the caller: an `accept`
+//! after the hold lapsed (the job is released, the caller gets "hold expired") and a `submit` at or
+//! after the deadline (the attempt fails, the caller gets "time limit exceeded"); those carry the
+//! error in [`Change::refusal`].
+
+use crate::error::{DomainError, Result};
+use crate::ids::{JobId, Timestamp, UserId};
+use crate::job::{AgentRef, Job, JobDraft, JobRecord, JobStatus, Output, Verdict};
+use crate::money::{self, Cents, Transfer};
+
+/// How many attempts a job gets before it fails for good.
+pub const MAX_ATTEMPTS: u32 = 3;
+
+/// The outcome of a legal transition.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Change {
+    /// The job after the transition.
+    pub job: Job,
+    /// Money moved by it (possibly none).
+    pub transfers: Vec<Transfer>,
+    /// Set when the change must be applied but the caller still gets this error.
+    pub refusal: Option<DomainError>,
+}
+
+impl Change {
+    fn new(record: JobRecord, transfers: Vec<Transfer>) -> Change {
+        Change {
+            job: Job::from_transition(record),
+            transfers,
+            refusal: None,
+        }
+    }
+
+    fn refused(mut self, error: DomainError) -> Change {
+        self.refusal = Some(error);
+        self
+    }
+
+    /// Whether the job or the money changed at all (a no-op cancel does not).
+    pub fn is_noop(&self, before: &Job) -> bool {
+        self.transfers.is_empty() && self.job == *before
+    }
+}
+
+fn edit(job: &Job, now: Timestamp) -> JobRecord {
+    let mut r = job.record().clone();
+    r.updated_at = now;
+    r
+}
+
+fn invalid(job: &Job, action: &'static str) -> DomainError {
+    DomainError::InvalidState {
+        status: job.status,
+        action,
+    }
+}
+
+fn ensure_visible(job: &Job, user: UserId) -> Result<()> {
+    if job.visible_to(user) {
+        Ok(())
+    } else {
+        Err(DomainError::NotFound("job"))
+    }
+}
+
+fn ensure_sender(job: &Job, user: UserId, action: &str) -> Result<()> {
+    ensure_visible(job, user)?;
+    if job.sender == user {
+        Ok(())
+    } else {
+        Err(DomainError::forbidden(format!(
+            "only the sender can {action} this job"
+        )))
+    }
+}
+
+/// A confirmed `run`: a new job, `queued` with its price moved into escrow when the sender's wallet
+/// (`available`) covers it, else `pending_payment` with nothing moved and an
+/// [`DomainError::InsufficientBalance`] refusal.
+pub fn create(
+    draft: JobDraft,
+    id: JobId,
+    sender: UserId,
+    available: Cents,
+    now: Timestamp,
+) -> Change {
+    let paid = available >= draft.price.cents();
+    let record = JobRecord {
+        id,
+        status: if paid {
+            JobStatus::Queued
+        } else {
+            JobStatus::PendingPayment
+        },
+        prompt: draft.prompt,
+        title: draft.structured.title,
+        description: draft.structured.description,
+        requirements: draft.structured.requirements,
+        acceptance_criteria: draft.structured.acceptance_criteria,
+        sender,
+        receiver: None,
+        receiver_agent_id: None,
+        holder: None,
+        hold_expires_at: None,
+        price: draft.price,
+        time_limit: draft.time_limit,
+        accepted_at: None,
+        deadline_at: None,
+        submitted_at: None,
+        completed_at: None,
+        attempt_count: 0,
+        cancellation_requested: false,
+        output_text: None,
+        output_attachments: None,
+        env_vars: draft.env_vars,
+        attachments: draft.attachments,
+        presented_to_agents: Vec::new(),
+        verification: None,
+        structured_by: draft.structured.structured_by,
+        created_at: now,
+        updated_at: now,
+    };
+    if paid {
+        Change::new(record, vec![money::payment(id, draft.price, sender)])
+    } else {
+        let required = draft.price.cents();
+        Change::new(record, Vec::new()).refused(DomainError::InsufficientBalance {
+            required,
+            available,
+        })
+    }
+}
+
+/// `pay` a `pending_payment` job from the sender's wallet (`available`).
+pub fn pay(job: &Job, user: UserId, available: Cents, now: Timestamp) -> Result<Change> {
+    ensure_sender(job, user, "pay for")?;
+    if job.status != JobStatus::PendingPayment {
+        return Err(invalid(job, "pay for"));
+    }
+    if available < job.price.cents() {
+        return Err(DomainError::InsufficientBalance {
+            required: job.price.cents(),
+            available,
+        });
+    }
+    let mut r = edit(job, now);
+    r.status = JobStatus::Queued;
+    Ok(Change::new(
+        r,
+        vec![money::payment(job.id, job.price, job.sender)],
+    ))
+}
+
+/// `pull` or `claim`: the agent holds a `queued` job until `now + hold_seconds`.
+pub fn hold(job: &Job, agent: AgentRef, hold_seconds: u32, now: Timestamp) -> Result<Change> {
+    if job.status != JobStatus::Queued {
+        return Err(invalid(job, "claim"));
+    }
+    if job.sender == agent.owner_id {
+        return Err(DomainError::forbidden("you cannot take your own job"));
+    }
+    let mut r = edit(job, now);
+    r.status = JobStatus::Held;
+    r.holder = Some(agent);
+    r.hold_expires_at = Some(now.plus_seconds(hold_seconds));
+    if !r.presented_to_agents.contains(&agent.agent_id) {
+        r.presented_to_agents.push(agent.agent_id);
+    }
+    Ok(Change::new(r, Vec::new()))
+}
+
+fn release(job: &Job, now: Timestamp) -> JobRecord {
+    let mut r = edit(job, now);
+    r.status = JobStatus::Queued;
+    r.holder = None;
+    r.hold_expires_at = None;
+    r
+}
+
+/// Whether `agent` lost a hold it had on this job (it was presented, and holds it no longer).
+fn lost_hold(job: &Job, agent: AgentRef) -> bool {
+    job.was_presented_to(agent.agent_id) && job.holder.map(|h| h.agent_id) != Some(agent.agent_id)
+}
+
+/// Checks that `agent` may act as this job's holder; the error tells a stranger (404), a visible
+/// non-holder (403) and a lapsed holder (410) apart.
+fn ensure_holder(job: &Job, agent: AgentRef, action: &'static str) -> Result<()> {
+    let holds = job.holder.map(|h| h.agent_id) == Some(agent.agent_id);
+    if holds {
+        return Ok(());
+    }
+    if lost_hold(job, agent) && matches!(job.status, JobStatus::Queued | JobStatus::Held) {
+        return Err(DomainError::HoldExpired);
+    }
+    ensure_visible(job, agent.owner_id)?;
+    if job.status == JobStatus::Held || job.status == JobStatus::Queued {
+        Err(DomainError::forbidden(format!(
+            "only the agent holding this job can {action} it"
+        )))
+    } else {
+        Err(invalid(job, action))
+    }
+}
+
+/// `reject` by the holder: back to `queued`, no penalty. A holder whose hold already lapsed gets
+/// [`DomainError::HoldExpired`] — the job is already back in the queue.
+pub fn reject(job: &Job, agent: AgentRef, now: Timestamp) -> Result<Change> {
+    ensure_holder(job, agent, "reject")?;
+    Ok(Change::new(release(job, now), Vec::new()))
+}
+
+/// The sweeper releases a hold that lapsed (`hold_expires_at <= now`).
+pub fn expire_hold(job: &Job, now: Timestamp) -> Result<Change> {
+    match (job.status, job.hold_expires_at) {
+        (JobStatus::Held, Some(at)) if at <= now => Ok(Change::new(release(job, now), Vec::new())),
+        _ => Err(invalid(job, "release the hold of")),
+    }
+}
+
+/// `accept` by the holder before the hold lapses: the attempt starts and the clock runs. Found
+/// lapsed, the job is released and the caller refused with [`DomainError::HoldExpired`].
+pub fn accept(job: &Job, agent: AgentRef, now: Timestamp) -> Result<Change> {
+    ensure_holder(job, agent, "accept")?;
+    if job.hold_expires_at.is_some_and(|at| at <= now) {
+        return Ok(Change::new(release(job, now), Vec::new()).refused(DomainError::HoldExpired));
+    }
+    let mut r = edit(job, now);
+    r.status = JobStatus::Accepted;
+    r.holder = None;
+    r.hold_expires_at = None;
+    r.receiver = Some(agent.owner_id);
+    r.receiver_agent_id = Some(agent.agent_id);
+    r.accepted_at = Some(now);
+    r.deadline_at = Some(now.plus_seconds(job.time_limit.seconds()));
+    r.submitted_at = None;
+    r.output_text = None;
+    r.output_attachments = None;
+    r.verification = None;
+    r.attempt_count = job
+        .attempt_count
+        .checked_add(1)
+        .ok_or_else(|| DomainError::Internal("attempt count overflow".into()))?;
+    Ok(Change::new(r, Vec::new()))
+}
+
+/// Checks that `user` is the receiver of the running attempt.
+fn ensure_receiver(job: &Job, user: UserId, action: &'static str) -> Result<()> {
+    ensure_visible(job, user)?;
+    if job.receiver != Some(user) {
+        return Err(DomainError::forbidden(format!(
+            "only the agent working on this job can {action} it"
+        )));
+    }
+    if job.status != JobStatus::Accepted {
+        return Err(invalid(job, action));
+    }
+    Ok(())
+}
+
+/// The attempt-failure rule (the seed's "failJob"), in this order: a requested cancellation cancels
+/// and refunds; a third failed attempt fails and refunds; otherwise the job goes back to the queue
+/// for another agent, receiver fields kept for history and the deadline cleared. Attempts are
+/// counted at accept only, so this reads the count and never increments it.
+fn fail_attempt(mut r: JobRecord, now: Timestamp) -> Change {
+    r.updated_at = now;
+    r.deadline_at = None;
+    r.holder = None;
+    r.hold_expires_at = None;
+    let refund = money::refund(r.id, r.price, r.sender);
+    if r.cancellation_requested {
+        r.status = JobStatus::Cancelled;
+        r.completed_at = Some(now);
+        Change::new(r, vec![refund])
+    } else if r.attempt_count >= MAX_ATTEMPTS {
+        r.status = JobStatus::Failed;
+        r.completed_at = Some(now);
+        Change::new(r, vec![refund])
+    } else {
+        r.status = JobStatus::Queued;
+        Change::new(r, Vec::new())
+    }
+}
+
+/// `submit` by the receiver before the deadline: output stored, verification starts. At or after
+/// the deadline the attempt fails and the caller is refused with [`DomainError::DeadlinePassed`].
+pub fn submit(job: &Job, user: UserId, output: Output, now: Timestamp) -> Result<Change> {
+    ensure_receiver(job, user, "submit")?;
+    if job.deadline_at.is_none_or(|d| now >= d) {
+        return Ok(fail_attempt(edit(job, now), now).refused(DomainError::DeadlinePassed));
+    }
+    let mut r = edit(job, now);
+    r.status = JobStatus::Submitted;
+    r.submitted_at = Some(now);
+    r.output_text = output.text().map(str::to_string);
+    r.output_attachments = Some(output.attachments().clone());
+    Ok(Change::new(r, Vec::new()))
+}
+
+/// `fail` by the receiver: the agent gives up the attempt.
+pub fn give_up(job: &Job, user: UserId, now: Timestamp) -> Result<Change> {
+    ensure_receiver(job, user, "fail")?;
+    Ok(fail_attempt(edit(job, now), now))
+}
+
+/// The sweeper fails an attempt whose deadline passed (`deadline_at <= now`).
+pub fn expire_deadline(job: &Job, now: Timestamp) -> Result<Change> {
+    match (job.status, job.deadline_at) {
+        (JobStatus::Accepted, Some(d)) if d <= now => Ok(fail_attempt(edit(job, now), now)),
+        _ => Err(invalid(job, "expire the deadline of")),
+    }
+}
+
+/// The verifier's verdict on a `submitted` job: a pass settles the escrow (the receiver gets price −
+/// fee, the platform the fee) — also when cancellation was requested, since the work was done in
+/// good faith; a fail keeps the verdict and fails the attempt.
+pub fn apply_verdict(job: &Job, verdict: Verdict, now: Timestamp) -> Result<Change> {
+    if job.status != JobStatus::Submitted {
+        return Err(invalid(job, "apply a verdict to"));
+    }
+    let receiver = job
+        .receiver
+        .ok_or_else(|| DomainError::Internal("submitted job without receiver".into()))?;
+    let mut r = edit(job, now);
+    let passed = verdict.passed;
+    r.verification = Some(verdict);
+    if passed {
+        r.status = JobStatus::Verified;
+        r.completed_at = Some(now);
+        r.deadline_at = None;
+        let transfers = money::settlement(job.id, job.price, receiver);
+        Ok(Change::new(r, transfers))
+    } else {
+        Ok(fail_attempt(r, now))
+    }
+}
+
+/// `cancel` by the sender. Unpaid: cancelled. Waiting for or held by an agent: cancelled and
+/// refunded. At work: only flagged, acting on the next failure. Final: unchanged.
+pub fn cancel(job: &Job, user: UserId, now: Timestamp) -> Result<Change> {
+    ensure_sender(job, user, "cancel")?;
+    match job.status {
+        JobStatus::PendingPayment => {
+            let mut r = edit(job, now);
+            r.status = JobStatus::Cancelled;
+            r.completed_at = Some(now);
+            Ok(Change::new(r, Vec::new()))
+        }
+        JobStatus::Queued | JobStatus::Held => {
+            let mut r = release(job, now);
+            r.status = JobStatus::Cancelled;
+            r.completed_at = Some(now);
+            Ok(Change::new(
+                r,
+                vec![money::refund(job.id, job.price, job.sender)],
+            ))
+        }
+        JobStatus::Accepted | JobStatus::Submitted => {
+            if job.cancellation_requested {
+                return Ok(Change::new(job.record().clone(), Vec::new()));
+            }
+            let mut r = edit(job, now);
+            r.cancellation_requested = true;
+            Ok(Change::new(r, Vec::new()))
+        }
+        JobStatus::Verified | JobStatus::Cancelled | JobStatus::Failed => {
+            Ok(Change::new(job.record().clone(), Vec::new()))
+        }
+    }
+}

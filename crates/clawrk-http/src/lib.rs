@@ -1,0 +1,1 @@
+//! clawrk-http: see docs/ARCHITECTURE.md.

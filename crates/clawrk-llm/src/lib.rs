@@ -1,0 +1,1 @@
+//! clawrk-llm: see docs/ARCHITECTURE.md.

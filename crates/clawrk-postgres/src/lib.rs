@@ -1,0 +1,1 @@
+//! clawrk-postgres: see docs/ARCHITECTURE.md.

@@ -1,0 +1,2 @@
+//! The clawrk server binary.
+fn main() {}

@@ -1,0 +1,1 @@
+//! clawrk-sqlite: see docs/ARCHITECTURE.md.
