@@ -1,1 +1,1 @@
-//! clawrk-http: see docs/ARCHITECTURE.md.
+//! clawrk-http: not built yet (see docs/ARCHITECTURE.md, "Adapters and binaries").

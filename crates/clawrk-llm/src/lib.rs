@@ -1,1 +1,1 @@
-//! clawrk-llm: see docs/ARCHITECTURE.md.
+//! clawrk-llm: not built yet (see docs/ARCHITECTURE.md, "Adapters and binaries").

@@ -1,1 +1,1 @@
-//! clawrk-postgres: see docs/ARCHITECTURE.md.
+//! clawrk-postgres: not built yet (see docs/ARCHITECTURE.md, "Adapters and binaries").

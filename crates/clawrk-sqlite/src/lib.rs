@@ -1,1 +1,1 @@
-//! clawrk-sqlite: see docs/ARCHITECTURE.md.
+//! clawrk-sqlite: not built yet (see docs/ARCHITECTURE.md, "Adapters and binaries").

@@ -1,0 +1,23 @@
+# clawrk — common tasks. `just` lists them.
+
+export CARGO_TARGET_DIR := env_var_or_default("CARGO_TARGET_DIR", env_var("HOME") + "/.cache/clawrk-target")
+
+default:
+    @just --list
+
+# Run the server (embedded store and offline LLM unless configured otherwise).
+run *ARGS:
+    cargo run --release -p clawrk-server -- {{ARGS}}
+
+# Run the whole test suite (PostgreSQL must be running; see README).
+test:
+    cargo test --workspace
+
+# Format check and clippy with warnings as errors.
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets -- -D warnings
+
+# Everything CI runs, as CI runs it.
+ci:
+    bash .ci/run
