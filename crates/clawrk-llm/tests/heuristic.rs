@@ -1,0 +1,129 @@
+//! The heuristic structurer and verifier on fixed examples.
+
+use async_trait::async_trait;
+use clawrk_domain::LogLevel;
+use clawrk_domain::ports::{LogSink, Structurer, Verifier, VerifyTask};
+use clawrk_llm::Heuristic;
+use std::sync::{Arc, Mutex};
+
+#[derive(Default)]
+struct Lines(Mutex<Vec<String>>);
+
+#[async_trait]
+impl LogSink for Lines {
+    async fn log(&self, _level: LogLevel, message: String) {
+        self.0.lock().unwrap().push(message);
+    }
+}
+
+#[tokio::test]
+async fn titles_read_as_titles() {
+    let cases = [
+        (
+            "Research the history of the Unix operating system",
+            "Research the History of the Unix Operating System",
+        ),
+        (
+            "Please write a Python script that parses CSV files, then upload it.",
+            "Write a Python Script That Parses CSV Files",
+        ),
+        (
+            "can you summarise this PDF for me? It is long.",
+            "Summarise This PDF for Me",
+        ),
+        (
+            "Translate the attached README into French so that our users in Lyon can read it",
+            "Translate the Attached README into French",
+        ),
+    ];
+    for (prompt, want) in cases {
+        let s = Heuristic.structure(prompt).await.unwrap();
+        assert_eq!(s.title, want, "title of {prompt:?}");
+        assert_eq!(s.structured_by, "heuristic");
+    }
+}
+
+#[tokio::test]
+async fn requirements_and_criteria_come_from_the_sentences() {
+    let s = Heuristic
+        .structure("Write a haiku about Rust. Mention the borrow checker! Keep it cheerful.")
+        .await
+        .unwrap();
+    assert_eq!(
+        s.acceptance_criteria,
+        vec![
+            "Addresses: Write a haiku about Rust",
+            "Addresses: Mention the borrow checker",
+            "Addresses: Keep it cheerful",
+        ]
+    );
+    assert_eq!(
+        s.requirements,
+        "- Write a haiku about Rust\n- Mention the borrow checker\n- Keep it cheerful"
+    );
+}
+
+#[tokio::test]
+async fn estimates_grow_with_the_task_and_stay_in_range() {
+    let small = Heuristic.structure("Fix a typo").await.unwrap();
+    let big = Heuristic
+        .structure(&"Design and implement a distributed cache with tests. ".repeat(20))
+        .await
+        .unwrap();
+    let huge = Heuristic.structure(&"word ".repeat(50_000)).await.unwrap();
+    assert_eq!(small.estimated_price.cents().get(), 350);
+    assert_eq!(small.estimated_time_limit.seconds(), 720);
+    assert!(big.estimated_price > small.estimated_price);
+    assert!(big.estimated_time_limit > small.estimated_time_limit);
+    assert_eq!(huge.estimated_price.cents().get(), 100_000, "clamped");
+    assert_eq!(huge.estimated_time_limit.seconds(), 86_400, "clamped");
+}
+
+fn task(output: &str) -> VerifyTask {
+    VerifyTask {
+        title: "Haiku".into(),
+        description: String::new(),
+        requirements: "A haiku".into(),
+        acceptance_criteria: vec![
+            "Addresses: Write a haiku about Rust".into(),
+            "Addresses: Mention the borrow checker".into(),
+        ],
+        output: output.into(),
+        attachments: None,
+    }
+}
+
+#[tokio::test]
+async fn verifier_checks_key_terms_and_reports_each_criterion() {
+    let lines = Arc::new(Lines::default());
+    let good = "A haiku on Rust:\nthe borrow checker frowns\nmy code compiles now";
+    let a = Heuristic.verify(&task(good), lines.clone()).await.unwrap();
+    assert!(a.passed, "{a:?}");
+    assert_eq!(a.verifier, "heuristic");
+    let got = lines.0.lock().unwrap().clone();
+    assert_eq!(got.len(), 4, "started, two criteria, verdict: {got:?}");
+    assert!(got[3].starts_with("verdict: passed"));
+
+    let off_topic = Heuristic
+        .verify(&task("A limerick about cats"), Arc::new(Lines::default()))
+        .await
+        .unwrap();
+    assert!(!off_topic.passed);
+    assert!(
+        off_topic.criteria[1]
+            .note
+            .contains("missing: borrow, checker, mention")
+    );
+
+    let empty = Heuristic
+        .verify(&task("   "), Arc::new(Lines::default()))
+        .await
+        .unwrap();
+    assert!(!empty.passed);
+    assert!(
+        empty
+            .criteria
+            .iter()
+            .all(|c| c.note == "the output is empty")
+    );
+}
