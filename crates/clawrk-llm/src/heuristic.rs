@@ -7,12 +7,12 @@
 //! and sentences. Verifying: the output must be non-empty, and each criterion passes when the
 //! output contains at least half of the criterion's key terms.
 
-use crate::openai::{criteria_of, report};
+use crate::progress::{begin, report};
 use async_trait::async_trait;
 use clawrk_domain::job::CriterionResult;
 use clawrk_domain::matching::terms;
 use clawrk_domain::ports::{Assessment, LlmError, LogSink, Structurer, Verifier, VerifyTask};
-use clawrk_domain::{LogLevel, Price, Structured, TimeLimit};
+use clawrk_domain::{Price, Structured, TimeLimit};
 use std::sync::Arc;
 
 /// The label in `structured_by` and `verifier`.
@@ -239,15 +239,7 @@ impl Verifier for Heuristic {
         task: &VerifyTask,
         log: Arc<dyn LogSink>,
     ) -> Result<Assessment, LlmError> {
-        let criteria = criteria_of(task);
-        log.log(
-            LogLevel::Info,
-            format!(
-                "verification started ({LABEL}), {} criteria",
-                criteria.len()
-            ),
-        )
-        .await;
+        let criteria = begin(task, &*log, LABEL).await;
         let has_output = !task.output.trim().is_empty() || task.attachments.is_some();
         let output_terms = terms(&task.output);
         let results: Vec<CriterionResult> = criteria

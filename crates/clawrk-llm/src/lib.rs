@@ -13,6 +13,7 @@
 
 mod heuristic;
 mod openai;
+mod progress;
 mod schema;
 
 pub use heuristic::Heuristic;

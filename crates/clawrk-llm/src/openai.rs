@@ -11,6 +11,7 @@
 //! not pass.
 
 use crate::LlmConfig;
+use crate::progress::{begin, report};
 use crate::schema::{JobAnswer, VerdictAnswer, strict_schema};
 use async_openai::Client;
 use async_openai::config::OpenAIConfig;
@@ -177,15 +178,6 @@ impl Structurer for OpenAiLlm {
     }
 }
 
-/// The criteria a task is judged by: its acceptance criteria, or its requirements when it has none.
-pub(crate) fn criteria_of(task: &VerifyTask) -> Vec<String> {
-    if task.acceptance_criteria.is_empty() {
-        vec![task.requirements.clone()]
-    } else {
-        task.acceptance_criteria.clone()
-    }
-}
-
 fn verify_prompts(task: &VerifyTask, criteria: &[String], nonce: &str) -> (String, String) {
     let open = format!("<submission-{nonce}>");
     let close = format!("</submission-{nonce}>");
@@ -267,31 +259,6 @@ pub(crate) fn settle(criteria: &[String], answer: VerdictAnswer, verifier: Strin
     }
 }
 
-/// Reports the criteria and the verdict to the job's log.
-pub(crate) async fn report(log: &dyn LogSink, a: &Assessment) {
-    let n = a.criteria.len();
-    for (i, c) in a.criteria.iter().enumerate() {
-        let (level, word) = if c.passed {
-            (LogLevel::Info, "met")
-        } else {
-            (LogLevel::Warn, "not met")
-        };
-        let note = if c.note.is_empty() {
-            String::new()
-        } else {
-            format!(" — {}", c.note)
-        };
-        log.log(
-            level,
-            format!("criterion {}/{n} {word}: {}{note}", i + 1, c.criterion),
-        )
-        .await;
-    }
-    let word = if a.passed { "passed" } else { "failed" };
-    log.log(LogLevel::Info, format!("verdict: {word} — {}", a.reasoning))
-        .await;
-}
-
 #[async_trait]
 impl Verifier for OpenAiLlm {
     async fn verify(
@@ -299,16 +266,7 @@ impl Verifier for OpenAiLlm {
         task: &VerifyTask,
         log: Arc<dyn LogSink>,
     ) -> Result<Assessment, LlmError> {
-        let criteria = criteria_of(task);
-        log.log(
-            LogLevel::Info,
-            format!(
-                "verification started ({}), {} criteria",
-                self.label(),
-                criteria.len()
-            ),
-        )
-        .await;
+        let criteria = begin(task, &*log, &self.label()).await;
         let nonce = uuid::Uuid::new_v4().simple().to_string();
         let (system, user) = verify_prompts(task, &criteria, &nonce);
         let answer: VerdictAnswer = match self.ask("verdict", system, user).await {
