@@ -46,15 +46,17 @@ fn job_terms(job: &Job) -> BTreeSet<String> {
     terms(&text)
 }
 
-/// How well an agent's personality fits a job: distinct personality words found in the job.
-pub fn score(personality: Option<&str>, job: &Job) -> usize {
-    let Some(p) = personality else { return 0 };
-    let wanted = terms(p);
+/// Distinct `wanted` words found in the job (0 when nothing is wanted).
+fn overlap(wanted: &BTreeSet<String>, job: &Job) -> usize {
     if wanted.is_empty() {
         return 0;
     }
-    let have = job_terms(job);
-    wanted.intersection(&have).count()
+    wanted.intersection(&job_terms(job)).count()
+}
+
+/// How well an agent's personality fits a job: distinct personality words found in the job.
+pub fn score(personality: Option<&str>, job: &Job) -> usize {
+    personality.map_or(0, |p| overlap(&terms(p), job))
 }
 
 /// Whether `job` may be offered to `agent` by pull at all.
@@ -71,14 +73,7 @@ pub fn pick<'a>(agent: &Agent, candidates: &'a [Job]) -> Option<&'a Job> {
     candidates
         .iter()
         .filter(|j| eligible(agent, j))
-        .map(|j| {
-            let s = if wanted.is_empty() {
-                0
-            } else {
-                wanted.intersection(&job_terms(j)).count()
-            };
-            (s, j)
-        })
+        .map(|j| (overlap(&wanted, j), j))
         // max by score; among equals the oldest (smallest created_at, then id) wins.
         .max_by(|(sa, a), (sb, b)| {
             sa.cmp(sb)

@@ -8,6 +8,8 @@
 //! nothing otherwise; each wallet's balance is the sum of its ledger; a job is paid and refunded at
 //! most once; a job is held by at most one agent, and only while `held`.
 
+mod common;
+
 use clawrk_domain::job::{JobDraft, Structured};
 use clawrk_domain::memory::MemoryRunner;
 use clawrk_domain::ports::{Clock, Store};
@@ -17,6 +19,7 @@ use clawrk_domain::{
     Account, Cents, JobId, JobStatus, Output, Price, RawJson, Reason, TimeLimit, Timestamp, UserId,
     Verdict,
 };
+use common::SeqClock;
 use futures::executor::block_on;
 use proptest::prelude::*;
 use proptest_state_machine::{ReferenceStateMachine, StateMachineTest, prop_state_machine};
@@ -28,18 +31,6 @@ use uuid::Uuid;
 const USERS: usize = 20;
 const HOLD: u32 = 30;
 const LIMIT: i64 = 60;
-
-/// Ids in creation order; the store's `now` is passed explicitly by the test.
-struct SeqClock(AtomicU64);
-
-impl Clock for SeqClock {
-    fn now(&self) -> Timestamp {
-        Timestamp::from_millis(0)
-    }
-    fn new_id(&self) -> Uuid {
-        Uuid::from_u128(u128::from(self.0.fetch_add(1, Ordering::Relaxed)) + 1_000)
-    }
-}
 
 /// Who acts on a job: resolved against the job's state when the step runs, so that sequences walk
 /// the lifecycle instead of mostly bouncing off role checks.
@@ -236,7 +227,7 @@ impl StateMachineTest for Sut {
     type Reference = Model;
 
     fn init_test(model: &Model) -> Sut {
-        let clock: Arc<dyn Clock> = Arc::new(SeqClock(AtomicU64::new(0)));
+        let clock: Arc<dyn Clock> = Arc::new(SeqClock::default());
         let store = TxStore::new(MemoryRunner::default(), clock);
         let now = Timestamp::from_millis(model.now_ms);
         let mut users = Vec::new();

@@ -1,30 +1,21 @@
 //! Whole lifecycles through the real `TxStore` operations on the in-memory store: the paths of
 //! SPEC §3 end to end, with the balances they leave.
 
+mod common;
+
 use clawrk_domain::job::{JobDraft, Structured};
 use clawrk_domain::memory::{self, MemoryRunner};
-use clawrk_domain::ports::{Clock, Store};
+use clawrk_domain::ports::Store;
 use clawrk_domain::store::TxStore;
 use clawrk_domain::{
     Cents, DomainError, JobStatus, Output, Price, RawJson, Reason, TimeLimit, Timestamp, Verdict,
 };
+use common::SeqClock;
 use futures::executor::block_on;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use uuid::Uuid;
-
-struct SeqClock(AtomicU64);
-impl Clock for SeqClock {
-    fn now(&self) -> Timestamp {
-        Timestamp::from_millis(0)
-    }
-    fn new_id(&self) -> Uuid {
-        Uuid::from_u128(u128::from(self.0.fetch_add(1, Ordering::Relaxed)) + 1)
-    }
-}
 
 fn store() -> TxStore<MemoryRunner> {
-    memory::store(Arc::new(SeqClock(AtomicU64::new(0))))
+    memory::store(Arc::new(SeqClock::default()))
 }
 
 const T0: Timestamp = Timestamp::from_millis(1_700_000_000_000);

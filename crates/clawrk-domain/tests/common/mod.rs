@@ -3,7 +3,9 @@
 #![allow(dead_code)]
 
 use clawrk_domain::job::{AgentRef, JobRecord};
+use clawrk_domain::ports::Clock;
 use clawrk_domain::{AgentId, Job, JobId, JobStatus, Price, RawJson, TimeLimit, Timestamp, UserId};
+use std::sync::atomic::{AtomicU64, Ordering};
 use uuid::Uuid;
 
 pub const SENDER: UserId = UserId(Uuid::from_u128(1));
@@ -85,4 +87,18 @@ pub fn job_in(status: JobStatus, attempts: u32) -> Job {
         _ => {}
     }
     Job::restore(r).unwrap()
+}
+
+/// A clock for the store's ids only (tests pass `now` explicitly): ids in creation order, from 1,000
+/// up, so that small ids such as `Uuid::from_u128(7)` never name a stored object.
+#[derive(Default)]
+pub struct SeqClock(AtomicU64);
+
+impl Clock for SeqClock {
+    fn now(&self) -> Timestamp {
+        Timestamp::from_millis(0)
+    }
+    fn new_id(&self) -> Uuid {
+        Uuid::from_u128(u128::from(self.0.fetch_add(1, Ordering::Relaxed)) + 1_000)
+    }
 }
