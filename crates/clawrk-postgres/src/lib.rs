@@ -1,1 +1,210 @@
-//! clawrk-postgres: not built yet (see docs/ARCHITECTURE.md, "Adapters and binaries").
+//! clawrk's PostgreSQL store: the domain's [`Tx`](clawrk_domain::ports::Tx) and
+//! [`TxRunner`](clawrk_domain::ports::TxRunner) with diesel on an r2d2 pool, the schema's embedded
+//! migrations (run under an advisory lock, so several instances may start at once), and a
+//! LISTEN/NOTIFY [`LogWatch`] so that a log stream on one instance sees lines written by another.
+//!
+//! Each business operation is one transaction on one pooled connection, run on tokio's blocking
+//! pool. Diesel errors never leave the crate: they become domain errors.
+
+#![warn(clippy::unwrap_used, clippy::expect_used)]
+
+mod rows;
+pub mod testing;
+mod tx;
+
+use async_trait::async_trait;
+use clawrk_domain::error::{DomainError, Result};
+use clawrk_domain::ids::JobId;
+use clawrk_domain::ports::{LogWatch, TxFn, TxRunner};
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use diesel::r2d2::{ConnectionManager, Pool, PooledConnection};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::broadcast;
+
+/// The schema, embedded in the binary.
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/postgres");
+
+/// The advisory lock key that serializes migrations across instances.
+const MIGRATION_LOCK: i64 = 0x636c_6177_726b; // "clawrk"
+
+/// How often the listener drains notifications from its socket.
+const LISTEN_POLL: Duration = Duration::from_millis(20);
+
+type PgPool = Pool<ConnectionManager<PgConnection>>;
+
+/// A transaction's error: the closure's domain error, or the database's.
+enum TxError {
+    Domain(DomainError),
+    Db(diesel::result::Error),
+}
+
+impl From<diesel::result::Error> for TxError {
+    fn from(e: diesel::result::Error) -> Self {
+        TxError::Db(e)
+    }
+}
+
+/// Brings the database's schema up to date, holding an advisory lock while doing so.
+pub fn migrate(url: &str) -> Result<usize> {
+    let mut conn = PgConnection::establish(url).map_err(|e| unavailable(&e))?;
+    conn.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"))
+        .map_err(tx::db_err)?;
+    let ran = conn
+        .run_pending_migrations(MIGRATIONS)
+        .map(|v| v.len())
+        .map_err(|e| DomainError::Internal(format!("migrations failed: {e}")));
+    let unlock = conn
+        .batch_execute(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})"))
+        .map_err(tx::db_err);
+    let ran = ran?;
+    unlock?;
+    Ok(ran)
+}
+
+fn unavailable(e: &dyn std::fmt::Display) -> DomainError {
+    DomainError::Unavailable(format!("cannot reach PostgreSQL: {e}"))
+}
+
+/// The PostgreSQL store: a [`TxRunner`] over a connection pool.
+#[derive(Clone)]
+pub struct PgStore {
+    pool: PgPool,
+    watch: Arc<PgWatch>,
+}
+
+impl PgStore {
+    /// Connects (`pool_size` connections at most), runs pending migrations and starts listening
+    /// for log notifications.
+    pub fn connect(url: &str, pool_size: u32) -> Result<PgStore> {
+        migrate(url)?;
+        let pool = Pool::builder()
+            .max_size(pool_size)
+            .min_idle(Some(1))
+            .connection_timeout(Duration::from_secs(10))
+            .build(ConnectionManager::<PgConnection>::new(url))
+            .map_err(|e| unavailable(&e))?;
+        Ok(PgStore {
+            pool,
+            watch: PgWatch::start(url.to_string()),
+        })
+    }
+
+    /// Wake-ups for log streams, fed by LISTEN on a dedicated connection.
+    pub fn watch(&self) -> Arc<PgWatch> {
+        self.watch.clone()
+    }
+
+    fn conn(pool: &PgPool) -> Result<PooledConnection<ConnectionManager<PgConnection>>> {
+        pool.get().map_err(|e| unavailable(&e))
+    }
+
+    /// Runs `f` on a pooled connection, outside any transaction (tests check invariants in SQL).
+    pub async fn with_connection<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut PgConnection) -> T + Send + 'static,
+    ) -> Result<T> {
+        let pool = self.pool.clone();
+        tokio::task::spawn_blocking(move || Self::conn(&pool).map(|mut c| f(&mut c)))
+            .await
+            .map_err(|e| DomainError::Internal(format!("store task failed: {e}")))?
+    }
+}
+
+#[async_trait]
+impl TxRunner for PgStore {
+    async fn run<T: Send + 'static>(&self, f: TxFn<T>) -> Result<T> {
+        let pool = self.pool.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = Self::conn(&pool)?;
+            let out = conn.transaction::<T, TxError, _>(|c| {
+                f(&mut tx::PgTx { conn: c }).map_err(TxError::Domain)
+            });
+            match out {
+                Ok(v) => Ok(v),
+                Err(TxError::Domain(e)) => Err(e),
+                Err(TxError::Db(e)) => Err(tx::db_err(e)),
+            }
+        })
+        .await
+        .map_err(|e| DomainError::Internal(format!("store task failed: {e}")))?
+    }
+}
+
+/// LISTEN/NOTIFY wake-ups: a thread holds one connection listening on the job-events channel and
+/// rebroadcasts each job id in-process. If the connection drops it reconnects; watchers time out
+/// meanwhile and re-read the store, so nothing is lost, only delayed.
+pub struct PgWatch {
+    tx: broadcast::Sender<JobId>,
+}
+
+impl PgWatch {
+    fn start(url: String) -> Arc<PgWatch> {
+        let watch = Arc::new(PgWatch {
+            tx: broadcast::channel(4096).0,
+        });
+        let weak = Arc::downgrade(&watch);
+        std::thread::Builder::new()
+            .name("clawrk-pg-listen".into())
+            .spawn(move || listen_loop(&url, &weak))
+            .map_err(|e| tracing::error!(error = %e, "cannot start the log listener"))
+            .ok();
+        watch
+    }
+}
+
+fn listen_loop(url: &str, watch: &std::sync::Weak<PgWatch>) {
+    while watch.strong_count() > 0 {
+        let mut conn = match PgConnection::establish(url) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "log listener cannot connect; retrying");
+                std::thread::sleep(Duration::from_secs(1));
+                continue;
+            }
+        };
+        if let Err(e) = conn.batch_execute(&format!("LISTEN {}", tx::CHANNEL)) {
+            tracing::warn!(error = %e, "LISTEN failed; retrying");
+            std::thread::sleep(Duration::from_secs(1));
+            continue;
+        }
+        'poll: loop {
+            let Some(w) = watch.upgrade() else { return };
+            for n in conn.notifications_iter() {
+                match n {
+                    Ok(n) => {
+                        if let Ok(id) = n.payload.parse() {
+                            let _ = w.tx.send(JobId(id));
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "log listener lost its connection");
+                        break 'poll;
+                    }
+                }
+            }
+            drop(w);
+            std::thread::sleep(LISTEN_POLL);
+        }
+    }
+}
+
+#[async_trait]
+impl LogWatch for PgWatch {
+    async fn wait(&self, job: JobId, timeout: Duration) {
+        let mut rx = self.tx.subscribe();
+        let _ = tokio::time::timeout(timeout, async move {
+            loop {
+                match rx.recv().await {
+                    Ok(j) if j == job => return,
+                    Ok(_) => continue,
+                    Err(broadcast::error::RecvError::Lagged(_)) => return,
+                    Err(broadcast::error::RecvError::Closed) => std::future::pending::<()>().await,
+                }
+            }
+        })
+        .await;
+    }
+}

@@ -1,0 +1,11 @@
+DROP TABLE idempotency;
+DROP TABLE quotes;
+DROP TABLE log_lines;
+DROP TABLE balances;
+DROP TABLE transfers;
+DROP TABLE attempts;
+DROP TABLE presentations;
+DROP TABLE jobs;
+DROP TABLE agents;
+DROP TABLE api_keys;
+DROP TABLE users;
