@@ -1,1 +1,154 @@
-//! clawrk-http: not built yet (see docs/ARCHITECTURE.md, "Adapters and binaries").
+//! clawrk's HTTP API on actix-web: every route of SPEC §5 under `/api`, bearer API keys, one error
+//! shape (`{"error": …}`) mapped from domain errors in one place, SSE verification logs, the cron
+//! sweep, idempotency keys, a request id and a tracing span per request, and the OpenAPI document.
+//!
+//! The crate holds no business rule: handlers call the domain's
+//! [`Marketplace`](clawrk_domain::service::Marketplace) and shape its answers.
+
+#![warn(clippy::unwrap_used, clippy::expect_used)]
+
+pub mod error;
+pub mod extract;
+pub mod idem;
+pub mod openapi;
+pub mod routes;
+pub mod sse;
+pub mod views;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::middleware::{Next, from_fn};
+use actix_web::web::{self, Data};
+use actix_web::{App, Error};
+use clawrk_domain::ports::LogWatch;
+use clawrk_domain::service::Marketplace;
+use error::ApiError;
+use std::sync::Arc;
+use std::time::Instant;
+use tracing::Instrument;
+use utoipa::OpenApi;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    /// The use cases.
+    pub market: Arc<Marketplace>,
+    /// Wake-ups for log streams.
+    pub watch: Arc<dyn LogWatch>,
+    /// The cron route's bearer secret; `None` disables the route (404).
+    pub cron_secret: Option<String>,
+}
+
+const REQUEST_ID: &str = "x-request-id";
+
+/// Keeps a caller's `x-request-id` if it is sane, else makes one; returns it on the response and
+/// runs the request inside a span that carries it.
+async fn request_id(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    let id = req
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.chars().all(|c| c.is_ascii_graphic()))
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id,
+        method = %req.method(),
+        path = %req.path(),
+        user = tracing::field::Empty,
+    );
+    let started = Instant::now();
+    let mut res = next.call(req).instrument(span.clone()).await?;
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        res.headers_mut()
+            .insert(HeaderName::from_static(REQUEST_ID), v);
+    }
+    let status = res.status().as_u16();
+    span.in_scope(|| {
+        tracing::info!(
+            status,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "served"
+        );
+    });
+    Ok(res)
+}
+
+/// A resource whose other methods answer 405 in the error shape.
+fn res(path: &str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(routes::method_not_allowed))
+}
+
+/// The routes under `/api`.
+pub fn api_scope() -> actix_web::Scope {
+    use routes::*;
+    web::scope("/api")
+        .service(res("/jobs/run").post(run))
+        .service(res("/jobs/pull").post(pull))
+        .service(res("/jobs").get(list_jobs))
+        .service(res("/jobs/{id}").get(get_job))
+        .service(res("/jobs/{id}/pay").post(pay))
+        .service(res("/jobs/{id}/cancel").post(cancel))
+        .service(res("/jobs/{id}/claim").post(claim))
+        .service(res("/jobs/{id}/accept").post(accept))
+        .service(res("/jobs/{id}/reject").post(reject))
+        .service(res("/jobs/{id}/submit").post(submit))
+        .service(res("/jobs/{id}/fail").post(fail))
+        .service(res("/jobs/{id}/logs").get(sse::logs))
+        .service(res("/board").get(board))
+        .service(res("/board/stats").get(stats))
+        .service(res("/agents/directory").get(directory))
+        .service(res("/agents").get(list_agents).post(create_agent))
+        .service(
+            res("/agents/{id}")
+                .get(get_agent)
+                .patch(patch_agent)
+                .delete(delete_agent),
+        )
+        .service(res("/wallet/balance").get(balance))
+        .service(res("/wallet/topup").post(topup))
+        .service(res("/wallet/withdraw").post(withdraw))
+        .service(res("/whoami").get(whoami).post(whoami_post))
+        .service(res("/verify").post(verify))
+        .service(res("/cron/enforce-deadlines").get(cron))
+        .service(res("/health").get(health))
+        .service(res("/openapi.json").get(openapi::openapi_json))
+        .service(res("/docs").get(openapi::docs_page))
+}
+
+/// The whole application.
+pub fn app(
+    state: AppState,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = Error,
+        InitError = (),
+    >,
+> {
+    let doc = openapi::ApiDoc::openapi();
+    let json = doc.to_json().unwrap_or_else(|_| "{}".into());
+    let html = utoipa_scalar::Scalar::new(doc).to_html();
+    App::new()
+        .app_data(Data::new(state))
+        .app_data(Data::new(openapi::DocJson(json)))
+        .app_data(Data::new(openapi::DocHtml(html)))
+        .app_data(web::PayloadConfig::new(extract::MAX_BODY_BYTES))
+        .app_data(web::QueryConfig::default().error_handler(|e, _| {
+            ApiError::bad_request(format!("invalid query string: {e}")).into()
+        }))
+        .app_data(
+            web::PathConfig::default()
+                .error_handler(|e, _| ApiError::bad_request(format!("invalid path: {e}")).into()),
+        )
+        .wrap(from_fn(request_id))
+        .service(api_scope())
+        .default_service(web::to(routes::not_found))
+}

@@ -1,6 +1,125 @@
-//! The clawrk server binary (not built yet: see README, "What works today").
+//! `clawrk-server`: `serve` (the default), `migrate`, and `admin create-user | create-key | credit`.
+//!
+//! `serve` opens the store (PostgreSQL with `DATABASE_URL`, else the embedded SQLite file), picks
+//! the LLM (async-openai with `OPENAI_API_KEY`, else the offline heuristic), starts the HTTP API,
+//! the verification workers and the deadline sweeper, and shuts down gracefully on SIGINT/SIGTERM.
 
-fn main() {
-    eprintln!("clawrk-server: the HTTP server is not built yet; see README.md");
-    std::process::exit(2);
+mod admin;
+mod background;
+mod cli;
+mod wiring;
+
+use clap::Parser;
+use cli::{Cli, Command, Payments, ServeArgs, StoreArgs};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn fail(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("{}", serde_json::json!({ "error": msg.to_string() }));
+    ExitCode::FAILURE
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(format!("cannot start the runtime: {e}")),
+    };
+    match cli.command {
+        None => rt.block_on(serve(cli.store, ServeArgs::defaults())),
+        Some(Command::Serve(args)) => rt.block_on(serve(cli.store, args)),
+        Some(Command::Migrate) => match wiring::migrate(&cli.store) {
+            Ok(msg) => {
+                println!("{}", serde_json::json!({ "migrated": msg }));
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        },
+        Some(Command::Admin(cmd)) => rt.block_on(async {
+            let opened = match wiring::open_store(&cli.store).await {
+                Ok(o) => o,
+                Err(e) => return fail(e),
+            };
+            match admin::run(&*opened.store, cmd).await {
+                Ok(v) => {
+                    println!("{v}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            }
+        }),
+    }
+}
+
+async fn serve(store_args: StoreArgs, args: ServeArgs) -> ExitCode {
+    let opened = match wiring::open_store(&store_args).await {
+        Ok(o) => o,
+        Err(e) => return fail(e),
+    };
+    let market = Arc::new(wiring::marketplace(opened.store.clone(), &args));
+    let llm = wiring::llm_config(&args);
+    tracing::info!(
+        addr = %args.addr,
+        store = %opened.describe,
+        llm = %if llm.api_key.is_some() { format!("llm:{}", llm.model) } else { "heuristic (no OPENAI_API_KEY)".into() },
+        hold_seconds = args.hold_seconds,
+        sweep_seconds = args.sweep_seconds,
+        cron = args.cron_secret.is_some(),
+        "clawrk starting"
+    );
+    if args.payments == Payments::Dev {
+        tracing::warn!(
+            "CLAWRK_PAYMENTS=dev: top-ups are credited without any payment and withdrawals go \
+             nowhere. For local use only."
+        );
+    }
+    let state = clawrk_http::AppState {
+        market: market.clone(),
+        watch: opened.watch.clone(),
+        cron_secret: args.cron_secret.clone().filter(|s| !s.is_empty()),
+    };
+    let mut server =
+        actix_web::HttpServer::new(move || clawrk_http::app(state.clone())).shutdown_timeout(30);
+    if let Some(n) = args.http_workers {
+        server = server.workers(n.max(1));
+    }
+    let server = match server.bind(args.addr) {
+        Ok(s) => s.run(),
+        Err(e) => return fail(format!("cannot listen on {}: {e}", args.addr)),
+    };
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let workers_n = usize::try_from(args.verify_workers).unwrap_or(4);
+    let mut tasks = background::verification_workers(market.clone(), workers_n, stop_rx.clone());
+    tasks.extend(background::sweeper(
+        market,
+        Duration::from_secs(args.sweep_seconds),
+        stop_rx,
+    ));
+    tracing::info!(addr = %args.addr, "listening");
+    // actix stops on SIGINT/SIGTERM after in-flight requests finish.
+    let result = server.await;
+    let _ = stop_tx.send(true);
+    for t in tasks {
+        // A verification in progress completes; anything left is resumed after a restart.
+        let _ = tokio::time::timeout(Duration::from_secs(30), t).await;
+    }
+    tracing::info!("clawrk stopped");
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(format!("server error: {e}")),
+    }
 }

@@ -1,0 +1,134 @@
+//! `Idempotency-Key` (SPEC §5 decision): the first answer for a (user, key) is stored for 24 hours
+//! and replayed for a repeat with the same method, path and body; another body is 409. Answers
+//! with a 5xx status are not stored, so a retry after an outage runs again.
+
+use crate::AppState;
+use crate::error::{ApiError, ApiResult};
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse};
+use clawrk_domain::ids::UserId;
+use clawrk_domain::ports::IdemState;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use std::future::Future;
+
+const HEADER: &str = "idempotency-key";
+const TTL_SECONDS: u32 = 24 * 3600;
+const MAX_KEY_CHARS: usize = 255;
+
+/// An answer before it becomes a response: what is stored for replay.
+pub struct Reply {
+    /// The status.
+    pub status: StatusCode,
+    /// The JSON body.
+    pub body: Value,
+}
+
+impl Reply {
+    /// A reply.
+    pub fn new(status: StatusCode, body: impl serde::Serialize) -> ApiResult<Reply> {
+        Ok(Reply {
+            status,
+            body: serde_json::to_value(body).map_err(|e| {
+                ApiError::from(clawrk_domain::error::DomainError::Internal(e.to_string()))
+            })?,
+        })
+    }
+
+    /// The response.
+    pub fn into_response(self) -> HttpResponse {
+        HttpResponse::build(self.status).json(self.body)
+    }
+}
+
+impl From<ApiError> for Reply {
+    fn from(e: ApiError) -> Self {
+        Reply {
+            status: e.status,
+            body: e.body,
+        }
+    }
+}
+
+/// Runs `f` once per idempotency key (if the request has one) and answers with its reply.
+pub async fn once<F, Fut>(
+    st: &AppState,
+    user: UserId,
+    req: &HttpRequest,
+    body: &[u8],
+    f: F,
+) -> ApiResult<HttpResponse>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = ApiResult<Reply>>,
+{
+    let Some(key) = req.headers().get(HEADER) else {
+        return Ok(f().await.unwrap_or_else(Reply::from).into_response());
+    };
+    let key = key
+        .to_str()
+        .ok()
+        .map(str::trim)
+        .filter(|k| !k.is_empty() && k.chars().count() <= MAX_KEY_CHARS)
+        .ok_or_else(|| {
+            ApiError::bad_request("Idempotency-Key must be 1 to 255 visible ASCII characters")
+        })?
+        .to_string();
+    let mut h = Sha256::new();
+    h.update(req.method().as_str());
+    h.update([0]);
+    h.update(req.path());
+    h.update([0]);
+    h.update(body);
+    let digest: [u8; 32] = h.finalize().into();
+    let store = st.market.store();
+    let now = st.market.clock().now();
+    match store
+        .idem_reserve(
+            user,
+            key.clone(),
+            digest,
+            now,
+            now.plus_seconds(TTL_SECONDS),
+        )
+        .await?
+    {
+        IdemState::Reserved => {}
+        IdemState::InProgress => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "a request with this Idempotency-Key is still in progress",
+            ));
+        }
+        IdemState::Mismatch => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "this Idempotency-Key was used with a different request",
+            ));
+        }
+        IdemState::Replay(bytes) => {
+            let stored: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            let status = stored["status"]
+                .as_u64()
+                .and_then(|s| u16::try_from(s).ok())
+                .and_then(|s| StatusCode::from_u16(s).ok())
+                .unwrap_or(StatusCode::OK);
+            return Ok(HttpResponse::build(status)
+                .insert_header(("idempotent-replayed", "true"))
+                .json(&stored["body"]));
+        }
+    }
+    let reply = f().await.unwrap_or_else(Reply::from);
+    if reply.status.is_server_error() {
+        if let Err(e) = store.idem_release(user, key).await {
+            tracing::warn!(error = %e, "could not release an idempotency key");
+        }
+    } else {
+        let stored = json!({ "status": reply.status.as_u16(), "body": reply.body });
+        let bytes = serde_json::to_vec(&stored).unwrap_or_default();
+        if let Err(e) = store.idem_complete(user, key, bytes).await {
+            tracing::warn!(error = %e, "could not store an idempotent response");
+        }
+    }
+    Ok(reply.into_response())
+}

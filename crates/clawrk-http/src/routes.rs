@@ -1,0 +1,648 @@
+//! The handlers of SPEC §5. Each one parses its input, calls one use case of the domain's
+//! `Marketplace`, and shapes the answer; roles, visibility and transitions are the domain's.
+
+use crate::AppState;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Caller, JsonBody, bearer_token, page, path_id};
+use crate::idem::{Reply, once};
+use crate::views::*;
+use actix_web::http::StatusCode;
+use actix_web::web::{Data, Path, Query};
+use actix_web::{HttpRequest, HttpResponse};
+use clawrk_domain::ids::{AgentId, JobId, TransferId, UserId};
+use clawrk_domain::job::{Job, JobStatus, Output, RawJson};
+use clawrk_domain::money::Cents;
+use clawrk_domain::service::{AgentSelector, RunOutcome, RunRequest};
+use clawrk_domain::user::{AgentPatch, NewAgent};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+fn job_id(raw: &str) -> ApiResult<JobId> {
+    path_id(raw, "job id")
+}
+
+fn ok_job(job: &Job, viewer: UserId) -> ApiResult<HttpResponse> {
+    Ok(HttpResponse::Ok().json(JobView::of(job, viewer)))
+}
+
+/// Attachments must be a JSON array when given.
+fn attachments(v: Option<Value>, field: &str) -> ApiResult<Option<RawJson>> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(a @ Value::Array(_)) => Ok(Some(RawJson(a.to_string()))),
+        Some(_) => Err(ApiError::bad_request(format!("{field} must be an array"))),
+    }
+}
+
+fn selector(b: AgentBody) -> AgentSelector {
+    AgentSelector {
+        id: b.agent_id.map(AgentId),
+        name: b.agent_name.filter(|n| !n.trim().is_empty()),
+    }
+}
+
+/// `Link: <…>; rel="next"` when the page is full.
+fn with_next(
+    mut resp: actix_web::HttpResponseBuilder,
+    req: &HttpRequest,
+    count: usize,
+    limit: u32,
+    last: Option<String>,
+    status: Option<&str>,
+) -> actix_web::HttpResponseBuilder {
+    if let (true, Some(last)) = (count == limit as usize && count > 0, last) {
+        let mut url = format!("{}?limit={limit}&before={last}", req.path());
+        if let Some(s) = status {
+            url.push_str(&format!("&status={s}"));
+        }
+        resp.insert_header(("Link", format!("<{url}>; rel=\"next\"")));
+    }
+    resp
+}
+
+/// Creates a job from a prompt, in two phases.
+#[utoipa::path(post, path = "/api/jobs/run", tag = "jobs", request_body = RunBody,
+    params(("Idempotency-Key" = Option<String>, Header, description = "replays the first answer")),
+    responses(
+        (status = 200, description = "phase 1: the estimate", body = EstimateView),
+        (status = 201, description = "confirmed and paid: the job, queued", body = JobView),
+        (status = 400, body = ErrorView), (status = 401, body = ErrorView),
+        (status = 402, description = "confirmed, wallet short: pending_payment", body = PendingPaymentView),
+    ), security(("api_key" = [])))]
+pub async fn run(
+    st: Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+    body: JsonBody<RunBody>,
+) -> ApiResult<HttpResponse> {
+    let user = caller.0.id;
+    let b = body.value;
+    let confirmed = b.confirmed == Some(true);
+    let run = RunRequest {
+        prompt: b.prompt.unwrap_or_default(),
+        env_vars: b.env_vars.unwrap_or_default(),
+        attachments: attachments(b.attachments, "attachments")?
+            .unwrap_or_else(RawJson::empty_array),
+        price_cents: b.price_cents,
+        time_limit_seconds: b.time_limit_seconds,
+        confirmed,
+    };
+    let go = || async {
+        Ok(match st.market.run(user, run).await? {
+            RunOutcome::Estimate(s) => Reply::new(StatusCode::OK, EstimateView::of(&s))?,
+            RunOutcome::Queued(job) => Reply::new(StatusCode::CREATED, JobView::of(&job, user))?,
+            RunOutcome::PendingPayment {
+                job,
+                required,
+                available,
+            } => Reply::new(
+                StatusCode::PAYMENT_REQUIRED,
+                PendingPaymentView {
+                    error: format!(
+                        "insufficient balance: {} required, {} available; pay the job with POST /api/jobs/{}/pay",
+                        required.get(),
+                        available.get(),
+                        job.id
+                    ),
+                    job: JobView::of(&job, user),
+                    required_cents: required.get(),
+                    available_cents: available.get(),
+                },
+            )?,
+        })
+    };
+    if confirmed {
+        once(&st, user, &req, &body.raw, go).await
+    } else {
+        Ok(go().await?.into_response())
+    }
+}
+
+/// The caller's sent jobs, newest first.
+#[utoipa::path(get, path = "/api/jobs", tag = "jobs",
+    params(("status" = Option<String>, Query), ("limit" = Option<u32>, Query), ("before" = Option<String>, Query)),
+    responses((status = 200, body = Vec<JobView>, description = "`Link: <…>; rel=\"next\"` announces the next page"),
+        (status = 400, body = ErrorView), (status = 401, body = ErrorView)),
+    security(("api_key" = [])))]
+pub async fn list_jobs(
+    st: Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+    q: Query<PageQuery>,
+) -> ApiResult<HttpResponse> {
+    let user = caller.0.id;
+    let status = q
+        .status
+        .as_deref()
+        .map(|s| {
+            JobStatus::parse(s).ok_or_else(|| {
+                ApiError::bad_request(format!("status must be one of {}", statuses()))
+            })
+        })
+        .transpose()?;
+    let p = page::<JobId>(q.limit.as_deref(), q.before.as_deref())?;
+    let jobs = st.market.jobs(user, status, p).await?;
+    let views: Vec<JobView> = jobs.iter().map(|j| JobView::of(j, user)).collect();
+    let last = jobs.last().map(|j| j.id.to_string());
+    Ok(with_next(
+        HttpResponse::Ok(),
+        &req,
+        jobs.len(),
+        p.limit,
+        last,
+        status.map(|s| s.as_str()),
+    )
+    .json(views))
+}
+
+fn statuses() -> String {
+    JobStatus::ALL
+        .iter()
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// One job, if the caller may see it.
+#[utoipa::path(get, path = "/api/jobs/{id}", tag = "jobs",
+    responses((status = 200, body = JobView), (status = 401, body = ErrorView), (status = 404, body = ErrorView)),
+    security(("api_key" = [])))]
+pub async fn get_job(
+    st: Data<AppState>,
+    caller: Caller,
+    id: Path<String>,
+) -> ApiResult<HttpResponse> {
+    let user = caller.0.id;
+    ok_job(&st.market.job(user, job_id(&id)?).await?, user)
+}
+
+/// Pays a `pending_payment` job.
+#[utoipa::path(post, path = "/api/jobs/{id}/pay", tag = "jobs",
+    params(("Idempotency-Key" = Option<String>, Header)),
+    responses((status = 200, body = JobView), (status = 400, body = ErrorView), (status = 402, body = ErrorView),
+        (status = 403, body = ErrorView), (status = 404, body = ErrorView)),
+    security(("api_key" = [])))]
+pub async fn pay(
+    st: Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+    id: Path<String>,
+    body: JsonBody<Value>,
+) -> ApiResult<HttpResponse> {
+    let user = caller.0.id;
+    let id = job_id(&id)?;
+    once(&st, user, &req, &body.raw, || async {
+        Reply::new(
+            StatusCode::OK,
+            JobView::of(&st.market.pay(user, id).await?, user),
+        )
+    })
+    .await
+}
+
+/// Cancels a job (SPEC §3).
+#[utoipa::path(post, path = "/api/jobs/{id}/cancel", tag = "jobs",
+    responses((status = 200, body = JobView), (status = 403, body = ErrorView), (status = 404, body = ErrorView)),
+    security(("api_key" = [])))]
+pub async fn cancel(
+    st: Data<AppState>,
+    caller: Caller,
+    id: Path<String>,
+) -> ApiResult<HttpResponse> {
+    let user = caller.0.id;
+    ok_job(&st.market.cancel(user, job_id(&id)?).await?, user)
+}
+
+fn held(job: &Job, user: UserId) -> HttpResponse {
+    HttpResponse::Ok().json(HeldView {
+        job: JobView::of(job, user),
+        hold_expires_at: job.hold_expires_at.map(ts),
+    })
+}
+
+/// Holds the best matching queued job for one of the caller's agents.
+#[utoipa::path(post, path = "/api/jobs/pull", tag = "agents at work", request_body = Option<AgentBody>,
+    responses((status = 200, body = HeldView), (status = 204, description = "nothing matches"),
+        (status = 401, body = ErrorView), (status = 404, body = ErrorView)),
+    security(("api_key" = [])))]
+pub async fn pull(
+    st: Data<AppState>,
+    caller: Caller,
+    body: JsonBody<AgentBody>,
+) -> ApiResult<HttpResponse> {
+    let user = caller.0.id;
+    Ok(match st.market.pull(user, &selector(body.value)).await? {
+        Some(job) => held(&job, user),
+        None => HttpResponse::NoContent().finish(),
+    })
+}
+
+/// Holds one specific queued job.
+#[utoipa::path(post, path = "/api/jobs/{id}/claim", tag = "agents at work", request_body = Option<AgentBody>,
+    responses((status = 200, body = HeldView), (status = 400, body = ErrorView), (status = 403, body = ErrorView),
+        (status = 404, body = ErrorView)),
+    security(("api_key" = [])))]
+pub async fn claim(
+    st: Data<AppState>,
+    caller: Caller,
+    id: Path<String>,
+    body: JsonBody<AgentBody>,
+) -> ApiResult<HttpResponse> {
+    let user = caller.0.id;
+    let job = st
+        .market
+        .claim(user, job_id(&id)?, &selector(body.value))
+        .await?;
+    Ok(held(&job, user))
+}
+
+/// Accepts a held job: the clock starts.
+#[utoipa::path(post, path = "/api/jobs/{id}/accept", tag = "agents at work", request_body = Option<AgentBody>,
+    responses((status = 200, body = JobView), (status = 403, body = ErrorView), (status = 404, body = ErrorView),
+        (status = 410, description = "the hold lapsed", body = ErrorView)),
+    security(("api_key" = [])))]
+pub async fn accept(
+    st: Data<AppState>,
+    caller: Caller,
+    id: Path<String>,
+    body: JsonBody<AgentBody>,
+) -> ApiResult<HttpResponse> {
+    let user = caller.0.id;
+    ok_job(
+        &st.market
+            .accept(user, job_id(&id)?, &selector(body.value))
+            .await?,
+        user,
+    )
+}
+
+/// Gives a held job back to the queue.
+#[utoipa::path(post, path = "/api/jobs/{id}/reject", tag = "agents at work", request_body = Option<AgentBody>,
+    responses((status = 200, body = JobView), (status = 403, body = ErrorView), (status = 404, body = ErrorView),
+        (status = 410, body = ErrorView)),
+    security(("api_key" = [])))]
+pub async fn reject(
+    st: Data<AppState>,
+    caller: Caller,
+    id: Path<String>,
+    body: JsonBody<AgentBody>,
+) -> ApiResult<HttpResponse> {
+    let user = caller.0.id;
+    ok_job(
+        &st.market
+            .reject(user, job_id(&id)?, &selector(body.value))
+            .await?,
+        user,
+    )
+}
+
+/// Submits the output of an accepted job; verification starts.
+#[utoipa::path(post, path = "/api/jobs/{id}/submit", tag = "agents at work", request_body = SubmitBody,
+    params(("Idempotency-Key" = Option<String>, Header)),
+    responses((status = 200, body = JobView),
+        (status = 400, description = "invalid, or \"time limit exceeded\" (the attempt is failed)", body = ErrorView),
+        (status = 403, body = ErrorView), (status = 404, body = ErrorView)),
+    security(("api_key" = [])))]
+pub async fn submit(
+    st: Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+    id: Path<String>,
+    body: JsonBody<SubmitBody>,
+) -> ApiResult<HttpResponse> {
+    let user = caller.0.id;
+    let id = job_id(&id)?;
+    let b = body.value;
+    let files = attachments(b.attachments, "attachments")?;
+    let output = Output::new(b.output, files)?;
+    once(&st, user, &req, &body.raw, || async {
+        Reply::new(
+            StatusCode::OK,
+            JobView::of(&st.market.submit(user, id, output).await?, user),
+        )
+    })
+    .await
+}
+
+/// Gives up an accepted job (the attempt fails).
+#[utoipa::path(post, path = "/api/jobs/{id}/fail", tag = "agents at work", request_body = Option<FailBody>,
+    responses((status = 200, body = JobView), (status = 400, body = ErrorView), (status = 403, body = ErrorView),
+        (status = 404, body = ErrorView)),
+    security(("api_key" = [])))]
+pub async fn fail(
+    st: Data<AppState>,
+    caller: Caller,
+    id: Path<String>,
+    body: JsonBody<FailBody>,
+) -> ApiResult<HttpResponse> {
+    let user = caller.0.id;
+    let reason = body.value.reason.filter(|r| !r.trim().is_empty());
+    ok_job(&st.market.give_up(user, job_id(&id)?, reason).await?, user)
+}
+
+/// The public board: queued jobs, newest first.
+#[utoipa::path(get, path = "/api/board", tag = "public",
+    params(("limit" = Option<u32>, Query), ("before" = Option<String>, Query)),
+    responses((status = 200, body = Vec<BoardJobView>), (status = 400, body = ErrorView)))]
+pub async fn board(
+    st: Data<AppState>,
+    req: HttpRequest,
+    q: Query<PageQuery>,
+) -> ApiResult<HttpResponse> {
+    let p = page::<JobId>(q.limit.as_deref(), q.before.as_deref())?;
+    let jobs = st.market.store().board(p).await?;
+    let last = jobs.last().map(|j| j.id.to_string());
+    let views: Vec<BoardJobView> = jobs.iter().map(BoardJobView::of).collect();
+    Ok(with_next(HttpResponse::Ok(), &req, views.len(), p.limit, last, None).json(views))
+}
+
+/// Public numbers.
+#[utoipa::path(get, path = "/api/board/stats", tag = "public", responses((status = 200, body = StatsView)))]
+pub async fn stats(st: Data<AppState>) -> ApiResult<HttpResponse> {
+    Ok(HttpResponse::Ok().json(StatsView::of(&st.market.store().stats().await?)))
+}
+
+/// The caller's agents, default first.
+#[utoipa::path(get, path = "/api/agents", tag = "agents",
+    responses((status = 200, body = Vec<AgentView>), (status = 401, body = ErrorView)), security(("api_key" = [])))]
+pub async fn list_agents(st: Data<AppState>, caller: Caller) -> ApiResult<HttpResponse> {
+    let agents = st.market.store().agents(caller.0.id).await?;
+    Ok(HttpResponse::Ok().json(agents.iter().map(AgentView::of).collect::<Vec<_>>()))
+}
+
+/// Creates an agent.
+#[utoipa::path(post, path = "/api/agents", tag = "agents", request_body = NewAgentBody,
+    responses((status = 201, body = AgentView), (status = 400, body = ErrorView), (status = 409, body = ErrorView)),
+    security(("api_key" = [])))]
+pub async fn create_agent(
+    st: Data<AppState>,
+    caller: Caller,
+    body: JsonBody<NewAgentBody>,
+) -> ApiResult<HttpResponse> {
+    let b = body.value;
+    let name = b
+        .name
+        .filter(|n| !n.trim().is_empty())
+        .ok_or_else(|| ApiError::bad_request("name is required"))?;
+    let now = st.market.clock().now();
+    let agent = st
+        .market
+        .store()
+        .create_agent(
+            caller.0.id,
+            NewAgent {
+                name,
+                personality: b.personality,
+                avatar_url: b.avatar_url,
+            },
+            now,
+        )
+        .await?;
+    Ok(HttpResponse::Created().json(AgentView::of(&agent)))
+}
+
+fn agent_id(raw: &str) -> ApiResult<AgentId> {
+    path_id(raw, "agent id")
+}
+
+/// One of the caller's agents.
+#[utoipa::path(get, path = "/api/agents/{id}", tag = "agents",
+    responses((status = 200, body = AgentView), (status = 404, body = ErrorView)), security(("api_key" = [])))]
+pub async fn get_agent(
+    st: Data<AppState>,
+    caller: Caller,
+    id: Path<String>,
+) -> ApiResult<HttpResponse> {
+    let agent = st.market.store().agent(caller.0.id, agent_id(&id)?).await?;
+    Ok(HttpResponse::Ok().json(AgentView::of(&agent)))
+}
+
+/// Changes an agent; `null` clears a field.
+#[utoipa::path(patch, path = "/api/agents/{id}", tag = "agents", request_body = AgentPatchBody,
+    responses((status = 200, body = AgentView), (status = 400, body = ErrorView), (status = 404, body = ErrorView),
+        (status = 409, body = ErrorView)),
+    security(("api_key" = [])))]
+pub async fn patch_agent(
+    st: Data<AppState>,
+    caller: Caller,
+    id: Path<String>,
+    body: JsonBody<AgentPatchBody>,
+) -> ApiResult<HttpResponse> {
+    let b = body.value;
+    let agent = st
+        .market
+        .store()
+        .update_agent(
+            caller.0.id,
+            agent_id(&id)?,
+            AgentPatch {
+                name: b.name,
+                personality: b.personality,
+                avatar_url: b.avatar_url,
+            },
+        )
+        .await?;
+    Ok(HttpResponse::Ok().json(AgentView::of(&agent)))
+}
+
+/// Deletes an agent (not the default one, not one at work).
+#[utoipa::path(delete, path = "/api/agents/{id}", tag = "agents",
+    responses((status = 204, description = "deleted"), (status = 404, body = ErrorView), (status = 409, body = ErrorView)),
+    security(("api_key" = [])))]
+pub async fn delete_agent(
+    st: Data<AppState>,
+    caller: Caller,
+    id: Path<String>,
+) -> ApiResult<HttpResponse> {
+    st.market
+        .store()
+        .delete_agent(caller.0.id, agent_id(&id)?)
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// The public agent directory with each agent's numbers.
+#[utoipa::path(get, path = "/api/agents/directory", tag = "public",
+    params(("limit" = Option<u32>, Query), ("before" = Option<String>, Query)),
+    responses((status = 200, body = Vec<ProfileView>)))]
+pub async fn directory(
+    st: Data<AppState>,
+    req: HttpRequest,
+    q: Query<PageQuery>,
+) -> ApiResult<HttpResponse> {
+    let p = page::<AgentId>(q.limit.as_deref(), q.before.as_deref())?;
+    let entries = st.market.store().directory(p).await?;
+    let last = entries.last().map(|e| e.agent.id.to_string());
+    let views: Vec<ProfileView> = entries.iter().map(ProfileView::of).collect();
+    Ok(with_next(HttpResponse::Ok(), &req, views.len(), p.limit, last, None).json(views))
+}
+
+/// The wallet's balance and ledger, newest first.
+#[utoipa::path(get, path = "/api/wallet/balance", tag = "wallet",
+    params(("limit" = Option<u32>, Query), ("before" = Option<String>, Query)),
+    responses((status = 200, body = WalletView), (status = 401, body = ErrorView)), security(("api_key" = [])))]
+pub async fn balance(
+    st: Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+    q: Query<PageQuery>,
+) -> ApiResult<HttpResponse> {
+    let p = page::<TransferId>(q.limit.as_deref(), q.before.as_deref())?;
+    let (balance, ledger) = st.market.wallet(caller.0.id, p).await?;
+    let last = ledger.last().map(|e| e.id.to_string());
+    let view = WalletView {
+        balance_cents: balance.get(),
+        ledger: ledger.iter().map(LedgerView::of).collect(),
+    };
+    Ok(with_next(
+        HttpResponse::Ok(),
+        &req,
+        view.ledger.len(),
+        p.limit,
+        last,
+        None,
+    )
+    .json(view))
+}
+
+fn amount(b: AmountBody) -> ApiResult<Cents> {
+    b.amount_cents
+        .map(Cents)
+        .ok_or_else(|| ApiError::bad_request("amount_cents is required"))
+}
+
+/// Tops up the wallet through the payment port.
+#[utoipa::path(post, path = "/api/wallet/topup", tag = "wallet", request_body = AmountBody,
+    params(("Idempotency-Key" = Option<String>, Header)),
+    responses((status = 200, body = BalanceView), (status = 400, body = ErrorView),
+        (status = 501, description = "manual payments: an operator credits wallets", body = ErrorView)),
+    security(("api_key" = [])))]
+pub async fn topup(
+    st: Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+    body: JsonBody<AmountBody>,
+) -> ApiResult<HttpResponse> {
+    let user = caller.0.id;
+    let amount = amount(body.value)?;
+    once(&st, user, &req, &body.raw, || async {
+        let b = st.market.topup(user, amount).await?;
+        Reply::new(
+            StatusCode::OK,
+            BalanceView {
+                balance_cents: b.get(),
+            },
+        )
+    })
+    .await
+}
+
+/// Withdraws from the wallet through the payout port.
+#[utoipa::path(post, path = "/api/wallet/withdraw", tag = "wallet", request_body = AmountBody,
+    params(("Idempotency-Key" = Option<String>, Header)),
+    responses((status = 200, body = BalanceView), (status = 400, body = ErrorView), (status = 402, body = ErrorView),
+        (status = 501, body = ErrorView)),
+    security(("api_key" = [])))]
+pub async fn withdraw(
+    st: Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+    body: JsonBody<AmountBody>,
+) -> ApiResult<HttpResponse> {
+    let user = caller.0.id;
+    let amount = amount(body.value)?;
+    once(&st, user, &req, &body.raw, || async {
+        let b = st.market.withdraw(user, amount).await?;
+        Reply::new(
+            StatusCode::OK,
+            BalanceView {
+                balance_cents: b.get(),
+            },
+        )
+    })
+    .await
+}
+
+/// Who the key belongs to.
+#[utoipa::path(get, path = "/api/whoami", tag = "wallet",
+    responses((status = 200, body = WhoamiView), (status = 401, body = ErrorView)), security(("api_key" = [])))]
+pub async fn whoami(caller: Caller) -> ApiResult<HttpResponse> {
+    Ok(HttpResponse::Ok().json(WhoamiView::of(&caller.0)))
+}
+
+/// Same as `GET /api/whoami`.
+#[utoipa::path(post, path = "/api/whoami", tag = "wallet",
+    responses((status = 200, body = WhoamiView), (status = 401, body = ErrorView)), security(("api_key" = [])))]
+pub async fn whoami_post(caller: Caller) -> ApiResult<HttpResponse> {
+    whoami(caller).await
+}
+
+/// Standalone verification: nothing is stored or paid.
+#[utoipa::path(post, path = "/api/verify", tag = "jobs", request_body = VerifyBody,
+    responses((status = 200, body = VerdictView), (status = 400, body = ErrorView), (status = 503, body = ErrorView)),
+    security(("api_key" = [])))]
+pub async fn verify(
+    st: Data<AppState>,
+    _caller: Caller,
+    body: JsonBody<VerifyBody>,
+) -> ApiResult<HttpResponse> {
+    let b = body.value;
+    let verdict = st
+        .market
+        .verify_standalone(
+            b.requirements.unwrap_or_default(),
+            b.acceptance_criteria.unwrap_or_default(),
+            b.output.unwrap_or_default(),
+        )
+        .await?;
+    Ok(HttpResponse::Ok().json(VerdictView::of(&verdict)))
+}
+
+/// One deadline sweep, for an external scheduler.
+#[utoipa::path(get, path = "/api/cron/enforce-deadlines", tag = "operator",
+    responses((status = 200, body = SweepView), (status = 401, body = ErrorView),
+        (status = 404, description = "no CRON_SECRET configured", body = ErrorView)),
+    security(("cron_secret" = [])))]
+pub async fn cron(st: Data<AppState>, req: HttpRequest) -> ApiResult<HttpResponse> {
+    let Some(secret) = st.cron_secret.as_deref() else {
+        return Err(ApiError::not_found("route"));
+    };
+    // Equal-length digests, compared in constant time.
+    let given = Sha256::digest(bearer_token(&req).unwrap_or_default().as_bytes());
+    let want = Sha256::digest(secret.as_bytes());
+    if !bool::from(given.as_slice().ct_eq(want.as_slice())) {
+        return Err(ApiError::unauthorized());
+    }
+    let r = st.market.sweep().await?;
+    Ok(HttpResponse::Ok().json(SweepView {
+        released_holds: r.released_holds,
+        failed_deadlines: r.failed_deadlines,
+    }))
+}
+
+/// 200 when the store answers, 503 otherwise.
+#[utoipa::path(get, path = "/api/health", tag = "public",
+    responses((status = 200, body = HealthView), (status = 503, body = ErrorView)))]
+pub async fn health(st: Data<AppState>) -> HttpResponse {
+    match st.market.store().health().await {
+        Ok(()) => HttpResponse::Ok().json(json!({ "status": "ok" })),
+        Err(e) => {
+            tracing::warn!(error = %e, "health check failed");
+            HttpResponse::ServiceUnavailable().json(json!({ "error": "store unavailable" }))
+        }
+    }
+}
+
+/// Unknown routes.
+pub async fn not_found() -> HttpResponse {
+    actix_web::ResponseError::error_response(&ApiError::not_found("route"))
+}
+
+/// A known route with another method.
+pub async fn method_not_allowed() -> HttpResponse {
+    actix_web::ResponseError::error_response(&ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method not allowed",
+    ))
+}

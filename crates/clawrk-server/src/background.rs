@@ -1,0 +1,91 @@
+//! Background work of one instance (SPEC §6): verification workers and the deadline sweeper.
+//!
+//! - A worker leases the oldest `submitted` job (row-locked, so instances never verify one job
+//!   twice), verifies it and applies the verdict. A verifier error is logged on the job and retried
+//!   with exponential backoff (the lease keeps other workers off meanwhile); a job left `submitted`
+//!   by a crash is leased again once its lease lapses, so nothing is lost across restarts.
+//! - The sweeper releases lapsed holds and fails attempts past their deadline every interval.
+//!
+//! Both stop at shutdown between two units of work: a verification in progress completes.
+
+use clawrk_domain::service::Marketplace;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// How often an idle worker looks for submitted jobs.
+const IDLE_POLL: Duration = Duration::from_millis(250);
+const BACKOFF_START: Duration = Duration::from_secs(1);
+const BACKOFF_MAX: Duration = Duration::from_secs(60);
+
+/// Sleeps for `d`, or less if shutdown is requested; returns whether to go on.
+async fn pause(stop: &mut watch::Receiver<bool>, d: Duration) -> bool {
+    if *stop.borrow() {
+        return false;
+    }
+    tokio::select! {
+        _ = tokio::time::sleep(d) => true,
+        _ = stop.changed() => false,
+    }
+}
+
+/// Starts `n` verification workers.
+pub fn verification_workers(
+    market: Arc<Marketplace>,
+    n: usize,
+    stop: watch::Receiver<bool>,
+) -> Vec<JoinHandle<()>> {
+    (0..n)
+        .map(|i| {
+            let market = market.clone();
+            let mut stop = stop.clone();
+            tokio::spawn(async move {
+                let mut backoff = BACKOFF_START;
+                loop {
+                    let wait = match market.verify_next().await {
+                        Ok(Some(job)) => {
+                            backoff = BACKOFF_START;
+                            tracing::info!(worker = i, job = %job.id, status = %job.status, "verified");
+                            Duration::ZERO
+                        }
+                        Ok(None) => IDLE_POLL,
+                        Err(e) => {
+                            let wait = backoff;
+                            backoff = (backoff * 2).min(BACKOFF_MAX);
+                            tracing::warn!(worker = i, error = %e, retry_in_s = wait.as_secs(), "verification failed");
+                            wait
+                        }
+                    };
+                    if !pause(&mut stop, wait).await {
+                        return;
+                    }
+                }
+            })
+        })
+        .collect()
+}
+
+/// Starts the deadline sweeper (none when `every` is zero).
+pub fn sweeper(
+    market: Arc<Marketplace>,
+    every: Duration,
+    mut stop: watch::Receiver<bool>,
+) -> Option<JoinHandle<()>> {
+    if every.is_zero() {
+        return None;
+    }
+    Some(tokio::spawn(async move {
+        while pause(&mut stop, every).await {
+            match market.sweep().await {
+                Ok(r) if r.released_holds + r.failed_deadlines > 0 => tracing::info!(
+                    released_holds = r.released_holds,
+                    failed_deadlines = r.failed_deadlines,
+                    "swept"
+                ),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "sweep failed"),
+            }
+        }
+    }))
+}

@@ -1,0 +1,140 @@
+//! The command line (clap): subcommands and every setting of SPEC §9, each an environment variable
+//! and a flag, with its default shown in `--help`.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// clawrk: a marketplace for work done by AI agents.
+#[derive(Parser, Debug)]
+#[command(name = "clawrk-server", version, about)]
+pub struct Cli {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Where the data lives.
+#[derive(Args, Debug, Clone)]
+pub struct StoreArgs {
+    /// PostgreSQL URL; unset means the embedded SQLite store.
+    #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// The embedded store's file (used when DATABASE_URL is unset).
+    #[arg(
+        long,
+        env = "CLAWRK_DB_PATH",
+        default_value = "clawrk.db",
+        global = true
+    )]
+    pub db_path: PathBuf,
+    /// Most PostgreSQL connections per instance.
+    #[arg(long, env = "CLAWRK_DB_POOL", default_value_t = 16, global = true)]
+    pub db_pool: u32,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the HTTP server, the verification worker and the deadline sweeper (the default).
+    Serve(ServeArgs),
+    /// Bring the store's schema up to date and exit.
+    Migrate,
+    /// Operator commands on the configured store; each prints one JSON object.
+    #[command(subcommand)]
+    Admin(Admin),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Admin {
+    /// Create a user (with its default agent and a first API key): {"user_id", "name", "api_key"}.
+    CreateUser { name: String },
+    /// Create another API key for USER (id or name): {"user_id", "api_key"}.
+    CreateKey { user: String },
+    /// Credit (or, negative, debit) USER's wallet by CENTS: {"user_id", "balance_cents"}.
+    Credit {
+        user: String,
+        #[arg(allow_negative_numbers = true)]
+        cents: i64,
+    },
+}
+
+/// How top-ups and withdrawals are handled.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Payments {
+    /// The top-up and withdraw routes answer 501; operators use `admin credit`.
+    Manual,
+    /// Top-ups are credited at once and withdrawals always succeed. Local use only.
+    Dev,
+}
+
+/// Settings of `serve`.
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// Listen address.
+    #[arg(long, env = "CLAWRK_ADDR", default_value = "127.0.0.1:8080")]
+    pub addr: SocketAddr,
+    /// Hold window of a pulled or claimed job, in seconds.
+    #[arg(long, env = "CLAWRK_HOLD_SECONDS", default_value_t = 30,
+          value_parser = clap::value_parser!(u32).range(1..=3600))]
+    pub hold_seconds: u32,
+    /// In-process deadline sweep interval in seconds (0 turns it off).
+    #[arg(long, env = "CLAWRK_SWEEP_SECONDS", default_value_t = 15)]
+    pub sweep_seconds: u64,
+    /// `manual` or `dev`.
+    #[arg(
+        long,
+        env = "CLAWRK_PAYMENTS",
+        value_enum,
+        default_value = "manual",
+        ignore_case = true
+    )]
+    pub payments: Payments,
+    /// Enables GET /api/cron/enforce-deadlines with this bearer secret.
+    #[arg(long, env = "CRON_SECRET", hide_env_values = true)]
+    pub cron_secret: Option<String>,
+    /// OpenAI API key; without it the offline heuristic LLM is used.
+    #[arg(long, env = "OPENAI_API_KEY", hide_env_values = true)]
+    pub openai_api_key: Option<String>,
+    /// OpenAI-compatible base URL (default: OpenAI's).
+    #[arg(long, env = "OPENAI_BASE_URL")]
+    pub openai_base_url: Option<String>,
+    /// Model name.
+    #[arg(long, env = "CLAWRK_LLM_MODEL", default_value = clawrk_llm::DEFAULT_MODEL)]
+    pub llm_model: String,
+    /// Limit of one LLM call, in seconds.
+    #[arg(long, env = "CLAWRK_LLM_TIMEOUT_SECONDS", default_value_t = 60)]
+    pub llm_timeout_seconds: u64,
+    /// Retries of an LLM call on 429 and 5xx.
+    #[arg(long, env = "CLAWRK_LLM_RETRIES", default_value_t = 3,
+          value_parser = clap::value_parser!(u64).range(0..=10))]
+    pub llm_retries: u64,
+    /// How long a verification may run before another worker takes the job over, in seconds.
+    #[arg(long, env = "CLAWRK_VERIFY_LEASE_SECONDS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub verify_lease_seconds: u64,
+    /// Concurrent verifications per instance.
+    #[arg(long, env = "CLAWRK_VERIFY_WORKERS", default_value_t = 4,
+          value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub verify_workers: u64,
+    /// HTTP worker threads (default: one per core).
+    #[arg(long, env = "CLAWRK_HTTP_WORKERS")]
+    pub http_workers: Option<usize>,
+}
+
+impl ServeArgs {
+    /// The defaults, as `serve` with no flag and no variable would have them.
+    pub fn defaults() -> ServeArgs {
+        // Parsing an empty command line yields exactly the documented defaults (and the env).
+        match ServeParser::try_parse_from(["serve"]) {
+            Ok(p) => p.args,
+            Err(e) => e.exit(),
+        }
+    }
+}
+
+#[derive(Parser)]
+struct ServeParser {
+    #[command(flatten)]
+    args: ServeArgs,
+}

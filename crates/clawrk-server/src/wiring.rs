@@ -1,0 +1,204 @@
+//! Wires one adapter of each kind to the domain: the store (PostgreSQL when `DATABASE_URL` is set,
+//! else the embedded SQLite file), the LLM, the clock and the payment ports.
+
+use crate::cli::{Payments, ServeArgs, StoreArgs};
+use async_trait::async_trait;
+use clawrk_domain::error::{DomainError, Result};
+use clawrk_domain::ids::{Timestamp, UserId};
+use clawrk_domain::money::Cents;
+use clawrk_domain::ports::{Clock, LogWatch, PaymentGateway, PayoutGateway, Store};
+use clawrk_domain::service::{Config, Marketplace, Ports};
+use clawrk_domain::store::TxStore;
+use clawrk_postgres::PgStore;
+use clawrk_sqlite::SqliteStore;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Wall-clock time and v7 ids.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        let ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+            .unwrap_or(0);
+        Timestamp::from_millis(ms)
+    }
+
+    fn new_id(&self) -> uuid::Uuid {
+        uuid::Uuid::now_v7()
+    }
+}
+
+/// The opened store with its log watch.
+pub struct Opened {
+    pub store: Arc<dyn Store>,
+    pub watch: Arc<dyn LogWatch>,
+    /// What to say in the start-up log (never a password).
+    pub describe: String,
+}
+
+/// A PostgreSQL URL without its password, for logs.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            let user = creds.split(':').next().unwrap_or("");
+            format!("{}{}@{}", &url[..s + 3], user, &url[at + 1..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// Opens the configured store (running pending migrations) on the blocking pool.
+pub async fn open_store(args: &StoreArgs) -> Result<Opened> {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let args = args.clone();
+    let url = args.database_url.clone().filter(|u| !u.trim().is_empty());
+    match url {
+        Some(url) => {
+            let pool = args.db_pool.max(2);
+            let pg = {
+                let url = url.clone();
+                tokio::task::spawn_blocking(move || PgStore::connect(&url, pool))
+                    .await
+                    .map_err(|e| DomainError::Internal(e.to_string()))??
+            };
+            Ok(Opened {
+                watch: pg.watch(),
+                store: Arc::new(TxStore::new(pg, clock)),
+                describe: format!("PostgreSQL {}", redact(&url)),
+            })
+        }
+        None => {
+            let path = args.db_path.clone();
+            let db = tokio::task::spawn_blocking(move || SqliteStore::open(path))
+                .await
+                .map_err(|e| DomainError::Internal(e.to_string()))??;
+            Ok(Opened {
+                watch: db.watch(),
+                describe: format!("embedded SQLite {}", db.path().display()),
+                store: Arc::new(TxStore::new(db, clock)),
+            })
+        }
+    }
+}
+
+/// Runs the store's migrations and says how many ran (SQLite migrates when opened).
+pub fn migrate(args: &StoreArgs) -> Result<String> {
+    match args
+        .database_url
+        .as_deref()
+        .filter(|u| !u.trim().is_empty())
+    {
+        Some(url) => {
+            let n = clawrk_postgres::migrate(url)?;
+            Ok(format!(
+                "PostgreSQL {}: {n} migration(s) applied",
+                redact(url)
+            ))
+        }
+        None => {
+            let db = SqliteStore::open(&args.db_path)?;
+            Ok(format!(
+                "embedded SQLite {}: schema up to date",
+                db.path().display()
+            ))
+        }
+    }
+}
+
+/// Manual payments: an operator credits and debits wallets with `admin credit`.
+pub struct ManualPayments;
+
+const MANUAL: &str = "payments are manual on this installation: an operator credits or debits \
+                      wallets with `clawrk-server admin credit USER CENTS`";
+
+#[async_trait]
+impl PaymentGateway for ManualPayments {
+    async fn collect(&self, _user: UserId, _amount: Cents) -> Result<()> {
+        Err(DomainError::NotSupported(MANUAL.into()))
+    }
+}
+
+#[async_trait]
+impl PayoutGateway for ManualPayments {
+    async fn available(&self) -> Result<()> {
+        Err(DomainError::NotSupported(MANUAL.into()))
+    }
+    async fn send(&self, _user: UserId, _amount: Cents) -> Result<()> {
+        Err(DomainError::NotSupported(MANUAL.into()))
+    }
+}
+
+/// Development payments: money appears and leaves without any outside system.
+pub struct DevPayments;
+
+#[async_trait]
+impl PaymentGateway for DevPayments {
+    async fn collect(&self, user: UserId, amount: Cents) -> Result<()> {
+        tracing::info!(%user, cents = amount.get(), "dev payments: top-up credited without collection");
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl PayoutGateway for DevPayments {
+    async fn available(&self) -> Result<()> {
+        Ok(())
+    }
+    async fn send(&self, user: UserId, amount: Cents) -> Result<()> {
+        tracing::info!(%user, cents = amount.get(), "dev payments: withdrawal not sent anywhere");
+        Ok(())
+    }
+}
+
+/// The LLM configuration from `serve`'s settings.
+pub fn llm_config(s: &ServeArgs) -> clawrk_llm::LlmConfig {
+    clawrk_llm::LlmConfig {
+        api_key: s.openai_api_key.clone().filter(|k| !k.trim().is_empty()),
+        base_url: s.openai_base_url.clone().filter(|u| !u.trim().is_empty()),
+        model: s.llm_model.clone(),
+        timeout: Duration::from_secs(s.llm_timeout_seconds.max(1)),
+        retries: usize::try_from(s.llm_retries).unwrap_or(3),
+    }
+}
+
+/// The marketplace over the opened store.
+pub fn marketplace(store: Arc<dyn Store>, s: &ServeArgs) -> Marketplace {
+    let (structurer, verifier) = clawrk_llm::from_config(&llm_config(s));
+    let (payments, payouts): (Arc<dyn PaymentGateway>, Arc<dyn PayoutGateway>) = match s.payments {
+        Payments::Manual => (Arc::new(ManualPayments), Arc::new(ManualPayments)),
+        Payments::Dev => (Arc::new(DevPayments), Arc::new(DevPayments)),
+    };
+    Marketplace::new(
+        Ports {
+            store,
+            structurer,
+            verifier,
+            clock: Arc::new(SystemClock),
+            payments,
+            payouts,
+        },
+        Config {
+            hold_seconds: s.hold_seconds,
+            verification_lease: Duration::from_secs(s.verify_lease_seconds),
+            ..Config::default()
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn passwords_are_not_logged() {
+        assert_eq!(
+            redact("postgres://app:s3cret@db:5432/clawrk"),
+            "postgres://app@db:5432/clawrk"
+        );
+        assert_eq!(redact("postgres://db/clawrk"), "postgres://db/clawrk");
+    }
+}
