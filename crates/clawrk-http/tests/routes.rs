@@ -1,0 +1,482 @@
+//! Route tests with `actix_web::test`: the real app over the domain's in-memory store, a mocked
+//! structurer (mockall) and a scripted verifier. They check statuses, bodies and the error shape
+//! as SPEC §5 documents them, and that a rejected request changes nothing.
+
+use actix_web::http::StatusCode;
+use actix_web::test::{self, TestRequest};
+use async_trait::async_trait;
+use clawrk_domain::ids::{Timestamp, UserId};
+use clawrk_domain::job::{CriterionResult, LogLevel, Structured};
+use clawrk_domain::money::{Cents, Price, Reason, TimeLimit};
+use clawrk_domain::ports::{
+    Assessment, Clock, LlmError, LogSink, LogWatch, MockPaymentGateway, MockPayoutGateway,
+    MockStructurer, Store, Verifier, VerifyTask,
+};
+use clawrk_domain::service::{Config, Marketplace, Ports};
+use clawrk_domain::user::KeyHash;
+use clawrk_http::{AppState, app};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+struct WallClock;
+impl Clock for WallClock {
+    fn now(&self) -> Timestamp {
+        Timestamp::from_millis(
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_millis() as i64,
+        )
+    }
+    fn new_id(&self) -> uuid::Uuid {
+        uuid::Uuid::now_v7()
+    }
+}
+
+/// Passes (or fails) every criterion, writing two progress lines.
+struct Scripted(bool);
+#[async_trait]
+impl Verifier for Scripted {
+    async fn verify(&self, task: &VerifyTask, log: Arc<dyn LogSink>) -> Result<Assessment, LlmError> {
+        log.log(LogLevel::Info, "started".into()).await;
+        log.log(LogLevel::Info, "judged".into()).await;
+        Ok(Assessment {
+            passed: self.0,
+            reasoning: "scripted".into(),
+            criteria: task
+                .acceptance_criteria
+                .iter()
+                .map(|c| CriterionResult {
+                    criterion: c.clone(),
+                    passed: self.0,
+                    note: "ok".into(),
+                })
+                .collect(),
+            verifier: "scripted".into(),
+        })
+    }
+}
+
+struct NoWatch;
+#[async_trait]
+impl LogWatch for NoWatch {
+    async fn wait(&self, _job: clawrk_domain::ids::JobId, timeout: Duration) {
+        tokio::time::sleep(timeout.min(Duration::from_millis(50))).await;
+    }
+}
+
+fn structured() -> Structured {
+    Structured {
+        title: "Haiku".into(),
+        description: "A haiku about the sea".into(),
+        requirements: "three lines".into(),
+        acceptance_criteria: vec!["three lines".into(), "mentions the sea".into()],
+        estimated_price: Price::new(500).unwrap(),
+        estimated_time_limit: TimeLimit::new(600).unwrap(),
+        structured_by: "heuristic".into(),
+    }
+}
+
+struct World {
+    state: AppState,
+    store: Arc<dyn Store>,
+}
+
+/// A user with an API key and `cents` in the wallet.
+async fn user(w: &World, name: &str, cents: i64) -> (UserId, String) {
+    let now = WallClock.now();
+    let u = w.store.create_user(name, now).await.unwrap();
+    let key = format!("ck_test_{name}");
+    w.store.create_api_key(u.id, KeyHash::of(&key), now).await.unwrap();
+    if cents > 0 {
+        w.store
+            .adjust_balance(u.id, Cents(cents), Reason::Adjustment, now)
+            .await
+            .unwrap();
+    }
+    (u.id, key)
+}
+
+fn world_with(structurer_calls: usize, passes: bool) -> World {
+    let clock: Arc<dyn Clock> = Arc::new(WallClock);
+    let store: Arc<dyn Store> = Arc::new(clawrk_domain::memory::store(clock.clone()));
+    let mut structurer = MockStructurer::new();
+    structurer
+        .expect_structure()
+        .times(structurer_calls)
+        .returning(|_| Ok(structured()));
+    let mut payments = MockPaymentGateway::new();
+    payments.expect_collect().returning(|_, _| Ok(()));
+    let mut payouts = MockPayoutGateway::new();
+    payouts.expect_available().returning(|| Ok(()));
+    payouts.expect_send().returning(|_, _| Ok(()));
+    let market = Marketplace::new(
+        Ports {
+            store: store.clone(),
+            structurer: Arc::new(structurer),
+            verifier: Arc::new(Scripted(passes)),
+            clock,
+            payments: Arc::new(payments),
+            payouts: Arc::new(payouts),
+        },
+        Config::default(),
+    );
+    World {
+        state: AppState {
+            market: Arc::new(market),
+            watch: Arc::new(NoWatch),
+            cron_secret: Some("cron-s3cret".into()),
+        },
+        store,
+    }
+}
+
+fn bearer(key: &str) -> (&'static str, String) {
+    ("Authorization", format!("Bearer {key}"))
+}
+
+macro_rules! call {
+    ($app:expr, $req:expr) => {{
+        let resp = test::call_service(&$app, $req.to_request()).await;
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let body = test::read_body(resp).await;
+        let json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        (status, json, headers, body)
+    }};
+}
+
+#[actix_web::test]
+async fn two_phase_run_then_402_then_pay() {
+    // The structurer is called once: phase 2 reuses phase 1's quote.
+    let w = world_with(1, true);
+    let (_, key) = user(&w, "alice", 0).await;
+    let app = test::init_service(app(w.state.clone())).await;
+    let prompt = json!({ "prompt": "write a haiku about the sea" });
+    let (s, est, ..) = call!(app, TestRequest::post().uri("/api/jobs/run").insert_header(bearer(&key)).set_json(&prompt));
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(est["needs_confirmation"], true);
+    assert_eq!(est["estimated_price_cents"], 500);
+    assert_eq!(est["estimated_time_limit_seconds"], 600);
+    assert_eq!(est["acceptance_criteria"].as_array().unwrap().len(), 2);
+
+    let confirm = json!({ "prompt": "write a haiku about the sea", "confirmed": true, "envVars": { "TOKEN": "x" } });
+    let (s, body, ..) = call!(app, TestRequest::post().uri("/api/jobs/run").insert_header(bearer(&key)).set_json(&confirm));
+    assert_eq!(s, StatusCode::PAYMENT_REQUIRED);
+    assert!(body["error"].as_str().unwrap().contains("insufficient"));
+    assert_eq!((body["required_cents"].clone(), body["available_cents"].clone()), (json!(500), json!(0)));
+    assert_eq!(body["job"]["status"], "pending_payment");
+    assert_eq!(body["job"]["env_vars"]["TOKEN"], "x");
+    let id = body["job"]["id"].as_str().unwrap().to_string();
+
+    let (s, body, ..) = call!(app, TestRequest::post().uri(&format!("/api/jobs/{id}/pay")).insert_header(bearer(&key)));
+    assert_eq!(s, StatusCode::PAYMENT_REQUIRED);
+    assert_eq!(body["required_cents"], 500);
+    w.store
+        .adjust_balance(w.store.find_user("alice").await.unwrap().id, Cents(700), Reason::Adjustment, WallClock.now())
+        .await
+        .unwrap();
+    let (s, body, ..) = call!(app, TestRequest::post().uri(&format!("/api/jobs/{id}/pay")).insert_header(bearer(&key)));
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(body["status"], "queued");
+    let (s, body, ..) = call!(app, TestRequest::post().uri(&format!("/api/jobs/{id}/pay")).insert_header(bearer(&key)));
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+    let (_, wallet, ..) = call!(app, TestRequest::get().uri("/api/wallet/balance").insert_header(bearer(&key)));
+    assert_eq!(wallet["balance_cents"], 200);
+    assert_eq!(wallet["ledger"][0]["reason"], "job_payment");
+    assert_eq!(wallet["ledger"][0]["delta_cents"], -500);
+}
+
+#[actix_web::test]
+async fn price_overrides_are_range_checked() {
+    let w = world_with(1, true);
+    let (_, key) = user(&w, "alice", 10_000).await;
+    let app = test::init_service(app(w.state.clone())).await;
+    for body in [
+        json!({ "prompt": "x", "price_cents": 99, "confirmed": true }),
+        json!({ "prompt": "x", "price_cents": 100_001, "confirmed": true }),
+        json!({ "prompt": "x", "time_limit_seconds": 59, "confirmed": true }),
+        json!({ "prompt": "   ", "confirmed": true }),
+        json!({ "confirmed": true }),
+        json!({ "prompt": "x", "attachments": "not a list" }),
+    ] {
+        let (s, b, ..) = call!(app, TestRequest::post().uri("/api/jobs/run").insert_header(bearer(&key)).set_json(&body));
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{body} → {b}");
+        assert!(b["error"].is_string());
+    }
+    let (s, b, ..) = call!(app, TestRequest::post().uri("/api/jobs/run").insert_header(bearer(&key))
+        .set_json(json!({ "prompt": "x", "price_cents": 1234, "time_limit_seconds": 120, "confirmed": true })));
+    assert_eq!(s, StatusCode::CREATED);
+    assert_eq!((b["price_cents"].clone(), b["time_limit_seconds"].clone()), (json!(1234), json!(120)));
+    // Nothing was created by the rejected requests: one job, one payment.
+    let (_, jobs, ..) = call!(app, TestRequest::get().uri("/api/jobs").insert_header(bearer(&key)));
+    assert_eq!(jobs.as_array().unwrap().len(), 1);
+    let (_, wallet, ..) = call!(app, TestRequest::get().uri("/api/wallet/balance").insert_header(bearer(&key)));
+    assert_eq!(wallet["balance_cents"], 10_000 - 1234);
+}
+
+#[actix_web::test]
+async fn errors_use_the_error_shape_and_name_the_field() {
+    let w = world_with(0, true);
+    let (_, key) = user(&w, "alice", 0).await;
+    let app = test::init_service(app(w.state.clone())).await;
+    let (s, b, ..) = call!(app, TestRequest::post().uri("/api/jobs/run"));
+    assert_eq!((s, b), (StatusCode::UNAUTHORIZED, json!({ "error": "Authentication required" })));
+    let (s, b, ..) = call!(app, TestRequest::get().uri("/api/whoami").insert_header(bearer("ck_unknown")));
+    assert_eq!((s, b), (StatusCode::UNAUTHORIZED, json!({ "error": "Authentication required" })));
+    let (s, b, ..) = call!(app, TestRequest::post().uri("/api/jobs/run").insert_header(bearer(&key))
+        .insert_header(("content-type", "application/json")).set_payload("{\"prompt\": "));
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(b["error"].as_str().unwrap().contains("malformed JSON"), "{b}");
+    let (s, b, ..) = call!(app, TestRequest::post().uri("/api/jobs/run").insert_header(bearer(&key))
+        .set_json(json!({ "prompt": "x", "price_cents": "five" })));
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(b["error"].as_str().unwrap().contains("price_cents"), "{b}");
+    let (s, b, ..) = call!(app, TestRequest::post().uri("/api/jobs/run").insert_header(bearer(&key))
+        .set_json(json!({ "prompt": "x", "envVars": { "A": 1 } })));
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(b["error"].as_str().unwrap().contains("envVars.A"), "{b}");
+    let big = format!("{{\"prompt\": \"{}\"}}", "x".repeat(1 << 20));
+    let (s, b, ..) = call!(app, TestRequest::post().uri("/api/jobs/run").insert_header(bearer(&key)).set_payload(big));
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(b["error"].is_string());
+    let (s, b, ..) = call!(app, TestRequest::get().uri("/api/jobs?status=done").insert_header(bearer(&key)));
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(b["error"].as_str().unwrap().contains("status"));
+    let (s, b, ..) = call!(app, TestRequest::get().uri("/api/jobs?limit=500").insert_header(bearer(&key)));
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(b["error"].as_str().unwrap().contains("limit"));
+    let (s, b, ..) = call!(app, TestRequest::get().uri("/api/jobs/not-a-uuid").insert_header(bearer(&key)));
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(b["error"].as_str().unwrap().contains("job id"));
+    let (s, b, ..) = call!(app, TestRequest::get().uri(&format!("/api/jobs/{}", uuid::Uuid::now_v7())).insert_header(bearer(&key)));
+    assert_eq!((s, b), (StatusCode::NOT_FOUND, json!({ "error": "job not found" })));
+    let (s, b, ..) = call!(app, TestRequest::get().uri("/api/nothing-here"));
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert!(b["error"].is_string());
+    let (s, b, ..) = call!(app, TestRequest::delete().uri("/api/jobs/run").insert_header(bearer(&key)));
+    assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED);
+    assert!(b["error"].is_string());
+    let (s, b, ..) = call!(app, TestRequest::post().uri("/api/agents").insert_header(bearer(&key)).set_json(json!({})));
+    assert_eq!((s, b), (StatusCode::BAD_REQUEST, json!({ "error": "name is required" })));
+    let (s, b, ..) = call!(app, TestRequest::post().uri("/api/wallet/topup").insert_header(bearer(&key)).set_json(json!({ "amount_cents": 499 })));
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+    let (s, _, headers, _) = call!(app, TestRequest::get().uri("/api/health").insert_header(("x-request-id", "abc-123")));
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(headers.get("x-request-id").unwrap(), "abc-123");
+    let (_, _, headers, _) = call!(app, TestRequest::get().uri("/api/health"));
+    assert!(!headers.get("x-request-id").unwrap().is_empty());
+}
+
+/// Who may do what on a held job: sender, holder, a stranger (SPEC §2 and §5).
+#[actix_web::test]
+async fn roles_and_visibility() {
+    let w = world_with(1, true);
+    let (_, sk) = user(&w, "sender", 10_000).await;
+    let (_, hk) = user(&w, "holder", 0).await;
+    let (_, tk) = user(&w, "stranger", 0).await;
+    let app = test::init_service(app(w.state.clone())).await;
+    let (_, job, ..) = call!(app, TestRequest::post().uri("/api/jobs/run").insert_header(bearer(&sk))
+        .set_json(json!({ "prompt": "p", "confirmed": true, "envVars": { "TOKEN": "secret" } })));
+    let id = job["id"].as_str().unwrap().to_string();
+    let (s, held, ..) = call!(app, TestRequest::post().uri("/api/jobs/pull").insert_header(bearer(&hk)));
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(held["job"]["id"], id.as_str());
+    assert!(held["hold_expires_at"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(held["job"]["env_vars"], Value::Null, "never shown to a holder");
+    assert_eq!(held["job"]["price_cents"], 500);
+    // The sender's own agent is never offered its own job; nothing else is queued.
+    let (s, ..) = call!(app, TestRequest::post().uri("/api/jobs/pull").insert_header(bearer(&sk)));
+    assert_eq!(s, StatusCode::NO_CONTENT);
+
+    let get = |k: &str| TestRequest::get().uri(&format!("/api/jobs/{id}")).insert_header(bearer(k));
+    assert_eq!(call!(app, get(&sk)).0, StatusCode::OK);
+    assert_eq!(call!(app, get(&hk)).0, StatusCode::OK);
+    assert_eq!(call!(app, get(&tk)).0, StatusCode::NOT_FOUND);
+    let post = |k: &str, action: &str| {
+        TestRequest::post().uri(&format!("/api/jobs/{id}/{action}")).insert_header(bearer(k))
+    };
+    assert_eq!(call!(app, post(&hk, "cancel")).0, StatusCode::FORBIDDEN);
+    assert_eq!(call!(app, post(&tk, "cancel")).0, StatusCode::NOT_FOUND);
+    assert_eq!(call!(app, post(&tk, "accept")).0, StatusCode::NOT_FOUND);
+    assert_eq!(call!(app, post(&sk, "accept")).0, StatusCode::FORBIDDEN);
+    assert_eq!(call!(app, post(&tk, "reject")).0, StatusCode::NOT_FOUND);
+    assert_eq!(call!(app, post(&sk, "pay")).0, StatusCode::BAD_REQUEST);
+    assert_eq!(call!(app, post(&hk, "pay")).0, StatusCode::FORBIDDEN);
+    let submit = |k: &str| post(k, "submit").set_json(json!({ "output": "x" }));
+    assert_eq!(call!(app, submit(&tk)).0, StatusCode::NOT_FOUND);
+    assert_eq!(call!(app, get(&hk).uri(&format!("/api/jobs/{id}/logs"))).0, StatusCode::FORBIDDEN);
+    assert_eq!(call!(app, get(&tk).uri(&format!("/api/jobs/{id}/logs"))).0, StatusCode::NOT_FOUND);
+    // Still held by the holder after all the refusals.
+    let (_, j, ..) = call!(app, get(&sk));
+    assert_eq!(j["status"], "held");
+    assert_eq!(j["env_vars"]["TOKEN"], "secret");
+    // Accepted: the receiver sees env_vars; the stranger still sees nothing.
+    let (s, j, ..) = call!(app, post(&hk, "accept"));
+    assert_eq!(s, StatusCode::OK);
+    assert!(j["deadline_at"].is_string());
+    assert_eq!(j["env_vars"]["TOKEN"], "secret");
+    assert_eq!(call!(app, submit(&sk)).0, StatusCode::FORBIDDEN);
+    // The board shows queued jobs only, with public fields only.
+    let (_, board, ..) = call!(app, TestRequest::get().uri("/api/board"));
+    assert_eq!(board, json!([]));
+    let (s, stats, ..) = call!(app, TestRequest::get().uri("/api/board/stats"));
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(stats["counts"]["accepted"], 1);
+}
+
+#[actix_web::test]
+async fn lifecycle_with_sse_and_payout() {
+    let w = world_with(1, true);
+    let (_, sk) = user(&w, "sender", 1_000).await;
+    let (_, hk) = user(&w, "worker", 0).await;
+    let app = test::init_service(app(w.state.clone())).await;
+    let (_, job, ..) = call!(app, TestRequest::post().uri("/api/jobs/run").insert_header(bearer(&sk))
+        .set_json(json!({ "prompt": "p", "confirmed": true })));
+    let id = job["id"].as_str().unwrap().to_string();
+    let (s, _, ..) = call!(app, TestRequest::post().uri(&format!("/api/jobs/{id}/claim")).insert_header(bearer(&hk)));
+    assert_eq!(s, StatusCode::OK);
+    let (s, _, ..) = call!(app, TestRequest::post().uri(&format!("/api/jobs/{id}/accept")).insert_header(bearer(&hk)));
+    assert_eq!(s, StatusCode::OK);
+    let (s, j, ..) = call!(app, TestRequest::post().uri(&format!("/api/jobs/{id}/submit")).insert_header(bearer(&hk))
+        .set_json(json!({ "output": "waves" })));
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(j["status"], "submitted");
+    let verified = w.state.market.verify_next().await.unwrap().unwrap();
+    assert_eq!(verified.status.as_str(), "verified");
+    let (s, _, headers, body) = call!(app, TestRequest::get().uri(&format!("/api/jobs/{id}/logs")).insert_header(bearer(&sk)));
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(headers.get("content-type").unwrap(), "text/event-stream");
+    let text = String::from_utf8(body.to_vec()).unwrap();
+    assert!(text.contains("id: 1\nevent: log\ndata: {"), "{text}");
+    assert!(text.contains("id: 2\nevent: log"), "{text}");
+    assert!(text.contains("event: verdict\ndata: {\"passed\":true"), "{text}");
+    // Resume after seq 1: only the second line, then the verdict.
+    let (_, _, _, body) = call!(app, TestRequest::get().uri(&format!("/api/jobs/{id}/logs"))
+        .insert_header(bearer(&hk)).insert_header(("Last-Event-ID", "1")));
+    let text = String::from_utf8(body.to_vec()).unwrap();
+    assert!(!text.contains("id: 1\n") && text.contains("id: 2\n") && text.contains("event: verdict"), "{text}");
+    // $5.00: the worker gets $3.50.
+    let (_, wallet, ..) = call!(app, TestRequest::get().uri("/api/wallet/balance").insert_header(bearer(&hk)));
+    assert_eq!(wallet["balance_cents"], 350);
+    assert_eq!(wallet["ledger"][0]["reason"], "earning");
+    let (_, who, ..) = call!(app, TestRequest::post().uri("/api/whoami").insert_header(bearer(&sk)));
+    assert_eq!(who["user"]["balance_cents"], 500);
+    let (_, dir, ..) = call!(app, TestRequest::get().uri("/api/agents/directory"));
+    let worker_default = dir.as_array().unwrap().iter().find(|a| a["jobs_verified"] == 1).unwrap();
+    assert_eq!(worker_default["earned_cents"], 350);
+}
+
+#[actix_web::test]
+async fn idempotency_keys_replay_and_refuse_other_bodies() {
+    let w = world_with(1, true);
+    let (_, key) = user(&w, "alice", 2_000).await;
+    let app = test::init_service(app(w.state.clone())).await;
+    let body = json!({ "prompt": "p", "confirmed": true });
+    let req = || TestRequest::post().uri("/api/jobs/run").insert_header(bearer(&key)).insert_header(("Idempotency-Key", "k1"));
+    let (s1, j1, ..) = call!(app, req().set_json(&body));
+    let (s2, j2, h2, _) = call!(app, req().set_json(&body));
+    assert_eq!((s1, s2), (StatusCode::CREATED, StatusCode::CREATED));
+    assert_eq!(j1["id"], j2["id"]);
+    assert_eq!(h2.get("idempotent-replayed").unwrap(), "true");
+    let (s3, b3, ..) = call!(app, req().set_json(json!({ "prompt": "other", "confirmed": true })));
+    assert_eq!(s3, StatusCode::CONFLICT, "{b3}");
+    let (_, wallet, ..) = call!(app, TestRequest::get().uri("/api/wallet/balance").insert_header(bearer(&key)));
+    assert_eq!(wallet["balance_cents"], 1_500, "charged once");
+}
+
+#[actix_web::test]
+async fn agents_pagination_cron_and_openapi() {
+    let w = world_with(3, true);
+    let (_, key) = user(&w, "alice", 10_000).await;
+    let app = test::init_service(app(w.state.clone())).await;
+    let (s, a, ..) = call!(app, TestRequest::post().uri("/api/agents").insert_header(bearer(&key))
+        .set_json(json!({ "name": "coder", "personality": "rust" })));
+    assert_eq!(s, StatusCode::CREATED);
+    let aid = a["id"].as_str().unwrap().to_string();
+    let (s, _, ..) = call!(app, TestRequest::post().uri("/api/agents").insert_header(bearer(&key)).set_json(json!({ "name": "coder" })));
+    assert_eq!(s, StatusCode::CONFLICT);
+    let (_, list, ..) = call!(app, TestRequest::get().uri("/api/agents").insert_header(bearer(&key)));
+    assert_eq!(list[0]["name"], "default");
+    assert_eq!(list[1]["name"], "coder");
+    let (s, p, ..) = call!(app, TestRequest::patch().uri(&format!("/api/agents/{aid}")).insert_header(bearer(&key))
+        .set_json(json!({ "personality": null })));
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(p["personality"], Value::Null);
+    let default_id = list[0]["id"].as_str().unwrap();
+    let (s, _, ..) = call!(app, TestRequest::delete().uri(&format!("/api/agents/{default_id}")).insert_header(bearer(&key)));
+    assert_eq!(s, StatusCode::CONFLICT);
+    let (s, _, ..) = call!(app, TestRequest::delete().uri(&format!("/api/agents/{aid}")).insert_header(bearer(&key)));
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, _, ..) = call!(app, TestRequest::get().uri(&format!("/api/agents/{aid}")).insert_header(bearer(&key)));
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    for p in ["a", "b", "c"] {
+        call!(app, TestRequest::post().uri("/api/jobs/run").insert_header(bearer(&key)).set_json(json!({ "prompt": p, "confirmed": true })));
+    }
+    let (_, page1, headers, _) = call!(app, TestRequest::get().uri("/api/jobs?limit=2").insert_header(bearer(&key)));
+    assert_eq!(page1.as_array().unwrap().len(), 2);
+    let link = headers.get("link").unwrap().to_str().unwrap().to_string();
+    assert!(link.ends_with("; rel=\"next\""), "{link}");
+    let next = link.trim_start_matches('<').split('>').next().unwrap().to_string();
+    let (_, page2, headers, _) = call!(app, TestRequest::get().uri(&next).insert_header(bearer(&key)));
+    assert_eq!(page2.as_array().unwrap().len(), 1);
+    assert!(headers.get("link").is_none());
+    assert_eq!(page2[0]["prompt"], "a");
+
+    let cron = || TestRequest::get().uri("/api/cron/enforce-deadlines");
+    assert_eq!(call!(app, cron()).0, StatusCode::UNAUTHORIZED);
+    assert_eq!(call!(app, cron().insert_header(bearer("wrong"))).0, StatusCode::UNAUTHORIZED);
+    let (s, b, ..) = call!(app, cron().insert_header(bearer("cron-s3cret")));
+    assert_eq!((s, b), (StatusCode::OK, json!({ "released_holds": 0, "failed_deadlines": 0 })));
+
+    let (s, doc, ..) = call!(app, TestRequest::get().uri("/api/openapi.json"));
+    assert_eq!(s, StatusCode::OK);
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+    let paths = doc["paths"].as_object().unwrap();
+    for p in [
+        "/api/jobs/run", "/api/jobs", "/api/jobs/{id}", "/api/jobs/{id}/pay", "/api/jobs/{id}/cancel",
+        "/api/jobs/pull", "/api/jobs/{id}/claim", "/api/jobs/{id}/accept", "/api/jobs/{id}/reject",
+        "/api/jobs/{id}/submit", "/api/jobs/{id}/fail", "/api/jobs/{id}/logs", "/api/board",
+        "/api/board/stats", "/api/agents", "/api/agents/{id}", "/api/agents/directory",
+        "/api/wallet/balance", "/api/wallet/topup", "/api/wallet/withdraw", "/api/whoami",
+        "/api/verify", "/api/cron/enforce-deadlines", "/api/health", "/api/openapi.json",
+    ] {
+        assert!(paths.contains_key(p), "{p} missing from the OpenAPI document");
+    }
+    let (s, _, headers, _) = call!(app, TestRequest::get().uri("/api/docs"));
+    assert_eq!(s, StatusCode::OK);
+    assert!(headers.get("content-type").unwrap().to_str().unwrap().starts_with("text/html"));
+}
+
+#[actix_web::test]
+async fn cron_is_hidden_without_a_secret() {
+    let mut w = world_with(0, true);
+    w.state.cron_secret = None;
+    let app = test::init_service(app(w.state.clone())).await;
+    let (s, b, ..) = call!(app, TestRequest::get().uri("/api/cron/enforce-deadlines").insert_header(bearer("x")));
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert!(b["error"].is_string());
+}
+
+#[actix_web::test]
+async fn standalone_verify_and_wallet_moves() {
+    let w = world_with(0, false);
+    let (_, key) = user(&w, "alice", 0).await;
+    let app = test::init_service(app(w.state.clone())).await;
+    let (s, v, ..) = call!(app, TestRequest::post().uri("/api/verify").insert_header(bearer(&key))
+        .set_json(json!({ "requirements": "say hi", "acceptance_criteria": ["greets"], "output": "hello" })));
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["passed"], false);
+    assert_eq!(v["criteria"][0]["criterion"], "greets");
+    assert!(v["verified_at"].as_str().unwrap().ends_with('Z'));
+    let (s, _, ..) = call!(app, TestRequest::post().uri("/api/verify").insert_header(bearer(&key)).set_json(json!({ "output": "x" })));
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (s, b, ..) = call!(app, TestRequest::post().uri("/api/wallet/topup").insert_header(bearer(&key)).set_json(json!({ "amount_cents": 800 })));
+    assert_eq!((s, b), (StatusCode::OK, json!({ "balance_cents": 800 })));
+    let (s, b, ..) = call!(app, TestRequest::post().uri("/api/wallet/withdraw").insert_header(bearer(&key)).set_json(json!({ "amount_cents": 900 })));
+    assert_eq!(s, StatusCode::PAYMENT_REQUIRED, "{b}");
+    let (s, b, ..) = call!(app, TestRequest::post().uri("/api/wallet/withdraw").insert_header(bearer(&key)).set_json(json!({ "amount_cents": 500 })));
+    assert_eq!((s, b), (StatusCode::OK, json!({ "balance_cents": 300 })));
+}
