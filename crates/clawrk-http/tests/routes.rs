@@ -38,7 +38,11 @@ impl Clock for WallClock {
 struct Scripted(bool);
 #[async_trait]
 impl Verifier for Scripted {
-    async fn verify(&self, task: &VerifyTask, log: Arc<dyn LogSink>) -> Result<Assessment, LlmError> {
+    async fn verify(
+        &self,
+        task: &VerifyTask,
+        log: Arc<dyn LogSink>,
+    ) -> Result<Assessment, LlmError> {
         log.log(LogLevel::Info, "started".into()).await;
         log.log(LogLevel::Info, "judged".into()).await;
         Ok(Assessment {
@@ -88,7 +92,10 @@ async fn user(w: &World, name: &str, cents: i64) -> (UserId, String) {
     let now = WallClock.now();
     let u = w.store.create_user(name, now).await.unwrap();
     let key = format!("ck_test_{name}");
-    w.store.create_api_key(u.id, KeyHash::of(&key), now).await.unwrap();
+    w.store
+        .create_api_key(u.id, KeyHash::of(&key), now)
+        .await
+        .unwrap();
     if cents > 0 {
         w.store
             .adjust_balance(u.id, Cents(cents), Reason::Adjustment, now)
@@ -154,7 +161,13 @@ async fn two_phase_run_then_402_then_pay() {
     let (_, key) = user(&w, "alice", 0).await;
     let app = test::init_service(app(w.state.clone())).await;
     let prompt = json!({ "prompt": "write a haiku about the sea" });
-    let (s, est, ..) = call!(app, TestRequest::post().uri("/api/jobs/run").insert_header(bearer(&key)).set_json(&prompt));
+    let (s, est, ..) = call!(
+        app,
+        TestRequest::post()
+            .uri("/api/jobs/run")
+            .insert_header(bearer(&key))
+            .set_json(&prompt)
+    );
     assert_eq!(s, StatusCode::OK);
     assert_eq!(est["needs_confirmation"], true);
     assert_eq!(est["estimated_price_cents"], 500);
@@ -162,27 +175,64 @@ async fn two_phase_run_then_402_then_pay() {
     assert_eq!(est["acceptance_criteria"].as_array().unwrap().len(), 2);
 
     let confirm = json!({ "prompt": "write a haiku about the sea", "confirmed": true, "envVars": { "TOKEN": "x" } });
-    let (s, body, ..) = call!(app, TestRequest::post().uri("/api/jobs/run").insert_header(bearer(&key)).set_json(&confirm));
+    let (s, body, ..) = call!(
+        app,
+        TestRequest::post()
+            .uri("/api/jobs/run")
+            .insert_header(bearer(&key))
+            .set_json(&confirm)
+    );
     assert_eq!(s, StatusCode::PAYMENT_REQUIRED);
     assert!(body["error"].as_str().unwrap().contains("insufficient"));
-    assert_eq!((body["required_cents"].clone(), body["available_cents"].clone()), (json!(500), json!(0)));
+    assert_eq!(
+        (
+            body["required_cents"].clone(),
+            body["available_cents"].clone()
+        ),
+        (json!(500), json!(0))
+    );
     assert_eq!(body["job"]["status"], "pending_payment");
     assert_eq!(body["job"]["env_vars"]["TOKEN"], "x");
     let id = body["job"]["id"].as_str().unwrap().to_string();
 
-    let (s, body, ..) = call!(app, TestRequest::post().uri(&format!("/api/jobs/{id}/pay")).insert_header(bearer(&key)));
+    let (s, body, ..) = call!(
+        app,
+        TestRequest::post()
+            .uri(&format!("/api/jobs/{id}/pay"))
+            .insert_header(bearer(&key))
+    );
     assert_eq!(s, StatusCode::PAYMENT_REQUIRED);
     assert_eq!(body["required_cents"], 500);
     w.store
-        .adjust_balance(w.store.find_user("alice").await.unwrap().id, Cents(700), Reason::Adjustment, WallClock.now())
+        .adjust_balance(
+            w.store.find_user("alice").await.unwrap().id,
+            Cents(700),
+            Reason::Adjustment,
+            WallClock.now(),
+        )
         .await
         .unwrap();
-    let (s, body, ..) = call!(app, TestRequest::post().uri(&format!("/api/jobs/{id}/pay")).insert_header(bearer(&key)));
+    let (s, body, ..) = call!(
+        app,
+        TestRequest::post()
+            .uri(&format!("/api/jobs/{id}/pay"))
+            .insert_header(bearer(&key))
+    );
     assert_eq!(s, StatusCode::OK);
     assert_eq!(body["status"], "queued");
-    let (s, body, ..) = call!(app, TestRequest::post().uri(&format!("/api/jobs/{id}/pay")).insert_header(bearer(&key)));
+    let (s, body, ..) = call!(
+        app,
+        TestRequest::post()
+            .uri(&format!("/api/jobs/{id}/pay"))
+            .insert_header(bearer(&key))
+    );
     assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
-    let (_, wallet, ..) = call!(app, TestRequest::get().uri("/api/wallet/balance").insert_header(bearer(&key)));
+    let (_, wallet, ..) = call!(
+        app,
+        TestRequest::get()
+            .uri("/api/wallet/balance")
+            .insert_header(bearer(&key))
+    );
     assert_eq!(wallet["balance_cents"], 200);
     assert_eq!(wallet["ledger"][0]["reason"], "job_payment");
     assert_eq!(wallet["ledger"][0]["delta_cents"], -500);
@@ -201,18 +251,37 @@ async fn price_overrides_are_range_checked() {
         json!({ "confirmed": true }),
         json!({ "prompt": "x", "attachments": "not a list" }),
     ] {
-        let (s, b, ..) = call!(app, TestRequest::post().uri("/api/jobs/run").insert_header(bearer(&key)).set_json(&body));
+        let (s, b, ..) = call!(
+            app,
+            TestRequest::post()
+                .uri("/api/jobs/run")
+                .insert_header(bearer(&key))
+                .set_json(&body)
+        );
         assert_eq!(s, StatusCode::BAD_REQUEST, "{body} → {b}");
         assert!(b["error"].is_string());
     }
     let (s, b, ..) = call!(app, TestRequest::post().uri("/api/jobs/run").insert_header(bearer(&key))
         .set_json(json!({ "prompt": "x", "price_cents": 1234, "time_limit_seconds": 120, "confirmed": true })));
     assert_eq!(s, StatusCode::CREATED);
-    assert_eq!((b["price_cents"].clone(), b["time_limit_seconds"].clone()), (json!(1234), json!(120)));
+    assert_eq!(
+        (b["price_cents"].clone(), b["time_limit_seconds"].clone()),
+        (json!(1234), json!(120))
+    );
     // Nothing was created by the rejected requests: one job, one payment.
-    let (_, jobs, ..) = call!(app, TestRequest::get().uri("/api/jobs").insert_header(bearer(&key)));
+    let (_, jobs, ..) = call!(
+        app,
+        TestRequest::get()
+            .uri("/api/jobs")
+            .insert_header(bearer(&key))
+    );
     assert_eq!(jobs.as_array().unwrap().len(), 1);
-    let (_, wallet, ..) = call!(app, TestRequest::get().uri("/api/wallet/balance").insert_header(bearer(&key)));
+    let (_, wallet, ..) = call!(
+        app,
+        TestRequest::get()
+            .uri("/api/wallet/balance")
+            .insert_header(bearer(&key))
+    );
     assert_eq!(wallet["balance_cents"], 10_000 - 1234);
 }
 
@@ -222,47 +291,140 @@ async fn errors_use_the_error_shape_and_name_the_field() {
     let (_, key) = user(&w, "alice", 0).await;
     let app = test::init_service(app(w.state.clone())).await;
     let (s, b, ..) = call!(app, TestRequest::post().uri("/api/jobs/run"));
-    assert_eq!((s, b), (StatusCode::UNAUTHORIZED, json!({ "error": "Authentication required" })));
-    let (s, b, ..) = call!(app, TestRequest::get().uri("/api/whoami").insert_header(bearer("ck_unknown")));
-    assert_eq!((s, b), (StatusCode::UNAUTHORIZED, json!({ "error": "Authentication required" })));
-    let (s, b, ..) = call!(app, TestRequest::post().uri("/api/jobs/run").insert_header(bearer(&key))
-        .insert_header(("content-type", "application/json")).set_payload("{\"prompt\": "));
+    assert_eq!(
+        (s, b),
+        (
+            StatusCode::UNAUTHORIZED,
+            json!({ "error": "Authentication required" })
+        )
+    );
+    let (s, b, ..) = call!(
+        app,
+        TestRequest::get()
+            .uri("/api/whoami")
+            .insert_header(bearer("ck_unknown"))
+    );
+    assert_eq!(
+        (s, b),
+        (
+            StatusCode::UNAUTHORIZED,
+            json!({ "error": "Authentication required" })
+        )
+    );
+    let (s, b, ..) = call!(
+        app,
+        TestRequest::post()
+            .uri("/api/jobs/run")
+            .insert_header(bearer(&key))
+            .insert_header(("content-type", "application/json"))
+            .set_payload("{\"prompt\": ")
+    );
     assert_eq!(s, StatusCode::BAD_REQUEST);
-    assert!(b["error"].as_str().unwrap().contains("malformed JSON"), "{b}");
-    let (s, b, ..) = call!(app, TestRequest::post().uri("/api/jobs/run").insert_header(bearer(&key))
-        .set_json(json!({ "prompt": "x", "price_cents": "five" })));
+    assert!(
+        b["error"].as_str().unwrap().contains("malformed JSON"),
+        "{b}"
+    );
+    let (s, b, ..) = call!(
+        app,
+        TestRequest::post()
+            .uri("/api/jobs/run")
+            .insert_header(bearer(&key))
+            .set_json(json!({ "prompt": "x", "price_cents": "five" }))
+    );
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert!(b["error"].as_str().unwrap().contains("price_cents"), "{b}");
-    let (s, b, ..) = call!(app, TestRequest::post().uri("/api/jobs/run").insert_header(bearer(&key))
-        .set_json(json!({ "prompt": "x", "envVars": { "A": 1 } })));
+    let (s, b, ..) = call!(
+        app,
+        TestRequest::post()
+            .uri("/api/jobs/run")
+            .insert_header(bearer(&key))
+            .set_json(json!({ "prompt": "x", "envVars": { "A": 1 } }))
+    );
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert!(b["error"].as_str().unwrap().contains("envVars.A"), "{b}");
     let big = format!("{{\"prompt\": \"{}\"}}", "x".repeat(1 << 20));
-    let (s, b, ..) = call!(app, TestRequest::post().uri("/api/jobs/run").insert_header(bearer(&key)).set_payload(big));
+    let (s, b, ..) = call!(
+        app,
+        TestRequest::post()
+            .uri("/api/jobs/run")
+            .insert_header(bearer(&key))
+            .set_payload(big)
+    );
     assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
     assert!(b["error"].is_string());
-    let (s, b, ..) = call!(app, TestRequest::get().uri("/api/jobs?status=done").insert_header(bearer(&key)));
+    let (s, b, ..) = call!(
+        app,
+        TestRequest::get()
+            .uri("/api/jobs?status=done")
+            .insert_header(bearer(&key))
+    );
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert!(b["error"].as_str().unwrap().contains("status"));
-    let (s, b, ..) = call!(app, TestRequest::get().uri("/api/jobs?limit=500").insert_header(bearer(&key)));
+    let (s, b, ..) = call!(
+        app,
+        TestRequest::get()
+            .uri("/api/jobs?limit=500")
+            .insert_header(bearer(&key))
+    );
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert!(b["error"].as_str().unwrap().contains("limit"));
-    let (s, b, ..) = call!(app, TestRequest::get().uri("/api/jobs/not-a-uuid").insert_header(bearer(&key)));
+    let (s, b, ..) = call!(
+        app,
+        TestRequest::get()
+            .uri("/api/jobs/not-a-uuid")
+            .insert_header(bearer(&key))
+    );
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert!(b["error"].as_str().unwrap().contains("job id"));
-    let (s, b, ..) = call!(app, TestRequest::get().uri(&format!("/api/jobs/{}", uuid::Uuid::now_v7())).insert_header(bearer(&key)));
-    assert_eq!((s, b), (StatusCode::NOT_FOUND, json!({ "error": "job not found" })));
+    let (s, b, ..) = call!(
+        app,
+        TestRequest::get()
+            .uri(&format!("/api/jobs/{}", uuid::Uuid::now_v7()))
+            .insert_header(bearer(&key))
+    );
+    assert_eq!(
+        (s, b),
+        (StatusCode::NOT_FOUND, json!({ "error": "job not found" }))
+    );
     let (s, b, ..) = call!(app, TestRequest::get().uri("/api/nothing-here"));
     assert_eq!(s, StatusCode::NOT_FOUND);
     assert!(b["error"].is_string());
-    let (s, b, ..) = call!(app, TestRequest::delete().uri("/api/jobs/run").insert_header(bearer(&key)));
+    let (s, b, ..) = call!(
+        app,
+        TestRequest::delete()
+            .uri("/api/jobs/run")
+            .insert_header(bearer(&key))
+    );
     assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED);
     assert!(b["error"].is_string());
-    let (s, b, ..) = call!(app, TestRequest::post().uri("/api/agents").insert_header(bearer(&key)).set_json(json!({})));
-    assert_eq!((s, b), (StatusCode::BAD_REQUEST, json!({ "error": "name is required" })));
-    let (s, b, ..) = call!(app, TestRequest::post().uri("/api/wallet/topup").insert_header(bearer(&key)).set_json(json!({ "amount_cents": 499 })));
+    let (s, b, ..) = call!(
+        app,
+        TestRequest::post()
+            .uri("/api/agents")
+            .insert_header(bearer(&key))
+            .set_json(json!({}))
+    );
+    assert_eq!(
+        (s, b),
+        (
+            StatusCode::BAD_REQUEST,
+            json!({ "error": "name is required" })
+        )
+    );
+    let (s, b, ..) = call!(
+        app,
+        TestRequest::post()
+            .uri("/api/wallet/topup")
+            .insert_header(bearer(&key))
+            .set_json(json!({ "amount_cents": 499 }))
+    );
     assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
-    let (s, _, headers, _) = call!(app, TestRequest::get().uri("/api/health").insert_header(("x-request-id", "abc-123")));
+    let (s, _, headers, _) = call!(
+        app,
+        TestRequest::get()
+            .uri("/api/health")
+            .insert_header(("x-request-id", "abc-123"))
+    );
     assert_eq!(s, StatusCode::OK);
     assert_eq!(headers.get("x-request-id").unwrap(), "abc-123");
     let (_, _, headers, _) = call!(app, TestRequest::get().uri("/api/health"));
@@ -277,25 +439,52 @@ async fn roles_and_visibility() {
     let (_, hk) = user(&w, "holder", 0).await;
     let (_, tk) = user(&w, "stranger", 0).await;
     let app = test::init_service(app(w.state.clone())).await;
-    let (_, job, ..) = call!(app, TestRequest::post().uri("/api/jobs/run").insert_header(bearer(&sk))
-        .set_json(json!({ "prompt": "p", "confirmed": true, "envVars": { "TOKEN": "secret" } })));
+    let (_, job, ..) = call!(
+        app,
+        TestRequest::post()
+            .uri("/api/jobs/run")
+            .insert_header(bearer(&sk))
+            .set_json(
+                json!({ "prompt": "p", "confirmed": true, "envVars": { "TOKEN": "secret" } })
+            )
+    );
     let id = job["id"].as_str().unwrap().to_string();
-    let (s, held, ..) = call!(app, TestRequest::post().uri("/api/jobs/pull").insert_header(bearer(&hk)));
+    let (s, held, ..) = call!(
+        app,
+        TestRequest::post()
+            .uri("/api/jobs/pull")
+            .insert_header(bearer(&hk))
+    );
     assert_eq!(s, StatusCode::OK);
     assert_eq!(held["job"]["id"], id.as_str());
     assert!(held["hold_expires_at"].as_str().unwrap().ends_with('Z'));
-    assert_eq!(held["job"]["env_vars"], Value::Null, "never shown to a holder");
+    assert_eq!(
+        held["job"]["env_vars"],
+        Value::Null,
+        "never shown to a holder"
+    );
     assert_eq!(held["job"]["price_cents"], 500);
     // The sender's own agent is never offered its own job; nothing else is queued.
-    let (s, ..) = call!(app, TestRequest::post().uri("/api/jobs/pull").insert_header(bearer(&sk)));
+    let (s, ..) = call!(
+        app,
+        TestRequest::post()
+            .uri("/api/jobs/pull")
+            .insert_header(bearer(&sk))
+    );
     assert_eq!(s, StatusCode::NO_CONTENT);
 
-    let get = |k: &str| TestRequest::get().uri(&format!("/api/jobs/{id}")).insert_header(bearer(k));
+    let get = |k: &str| {
+        TestRequest::get()
+            .uri(&format!("/api/jobs/{id}"))
+            .insert_header(bearer(k))
+    };
     assert_eq!(call!(app, get(&sk)).0, StatusCode::OK);
     assert_eq!(call!(app, get(&hk)).0, StatusCode::OK);
     assert_eq!(call!(app, get(&tk)).0, StatusCode::NOT_FOUND);
     let post = |k: &str, action: &str| {
-        TestRequest::post().uri(&format!("/api/jobs/{id}/{action}")).insert_header(bearer(k))
+        TestRequest::post()
+            .uri(&format!("/api/jobs/{id}/{action}"))
+            .insert_header(bearer(k))
     };
     assert_eq!(call!(app, post(&hk, "cancel")).0, StatusCode::FORBIDDEN);
     assert_eq!(call!(app, post(&tk, "cancel")).0, StatusCode::NOT_FOUND);
@@ -306,8 +495,14 @@ async fn roles_and_visibility() {
     assert_eq!(call!(app, post(&hk, "pay")).0, StatusCode::FORBIDDEN);
     let submit = |k: &str| post(k, "submit").set_json(json!({ "output": "x" }));
     assert_eq!(call!(app, submit(&tk)).0, StatusCode::NOT_FOUND);
-    assert_eq!(call!(app, get(&hk).uri(&format!("/api/jobs/{id}/logs"))).0, StatusCode::FORBIDDEN);
-    assert_eq!(call!(app, get(&tk).uri(&format!("/api/jobs/{id}/logs"))).0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        call!(app, get(&hk).uri(&format!("/api/jobs/{id}/logs"))).0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        call!(app, get(&tk).uri(&format!("/api/jobs/{id}/logs"))).0,
+        StatusCode::NOT_FOUND
+    );
     // Still held by the holder after all the refusals.
     let (_, j, ..) = call!(app, get(&sk));
     assert_eq!(j["status"], "held");
@@ -332,39 +527,90 @@ async fn lifecycle_with_sse_and_payout() {
     let (_, sk) = user(&w, "sender", 1_000).await;
     let (_, hk) = user(&w, "worker", 0).await;
     let app = test::init_service(app(w.state.clone())).await;
-    let (_, job, ..) = call!(app, TestRequest::post().uri("/api/jobs/run").insert_header(bearer(&sk))
-        .set_json(json!({ "prompt": "p", "confirmed": true })));
+    let (_, job, ..) = call!(
+        app,
+        TestRequest::post()
+            .uri("/api/jobs/run")
+            .insert_header(bearer(&sk))
+            .set_json(json!({ "prompt": "p", "confirmed": true }))
+    );
     let id = job["id"].as_str().unwrap().to_string();
-    let (s, _, ..) = call!(app, TestRequest::post().uri(&format!("/api/jobs/{id}/claim")).insert_header(bearer(&hk)));
+    let (s, _, ..) = call!(
+        app,
+        TestRequest::post()
+            .uri(&format!("/api/jobs/{id}/claim"))
+            .insert_header(bearer(&hk))
+    );
     assert_eq!(s, StatusCode::OK);
-    let (s, _, ..) = call!(app, TestRequest::post().uri(&format!("/api/jobs/{id}/accept")).insert_header(bearer(&hk)));
+    let (s, _, ..) = call!(
+        app,
+        TestRequest::post()
+            .uri(&format!("/api/jobs/{id}/accept"))
+            .insert_header(bearer(&hk))
+    );
     assert_eq!(s, StatusCode::OK);
-    let (s, j, ..) = call!(app, TestRequest::post().uri(&format!("/api/jobs/{id}/submit")).insert_header(bearer(&hk))
-        .set_json(json!({ "output": "waves" })));
+    let (s, j, ..) = call!(
+        app,
+        TestRequest::post()
+            .uri(&format!("/api/jobs/{id}/submit"))
+            .insert_header(bearer(&hk))
+            .set_json(json!({ "output": "waves" }))
+    );
     assert_eq!(s, StatusCode::OK);
     assert_eq!(j["status"], "submitted");
     let verified = w.state.market.verify_next().await.unwrap().unwrap();
     assert_eq!(verified.status.as_str(), "verified");
-    let (s, _, headers, body) = call!(app, TestRequest::get().uri(&format!("/api/jobs/{id}/logs")).insert_header(bearer(&sk)));
+    let (s, _, headers, body) = call!(
+        app,
+        TestRequest::get()
+            .uri(&format!("/api/jobs/{id}/logs"))
+            .insert_header(bearer(&sk))
+    );
     assert_eq!(s, StatusCode::OK);
     assert_eq!(headers.get("content-type").unwrap(), "text/event-stream");
     let text = String::from_utf8(body.to_vec()).unwrap();
     assert!(text.contains("id: 1\nevent: log\ndata: {"), "{text}");
     assert!(text.contains("id: 2\nevent: log"), "{text}");
-    assert!(text.contains("event: verdict\ndata: {\"passed\":true"), "{text}");
+    assert!(
+        text.contains("event: verdict\ndata: {\"passed\":true"),
+        "{text}"
+    );
     // Resume after seq 1: only the second line, then the verdict.
-    let (_, _, _, body) = call!(app, TestRequest::get().uri(&format!("/api/jobs/{id}/logs"))
-        .insert_header(bearer(&hk)).insert_header(("Last-Event-ID", "1")));
+    let (_, _, _, body) = call!(
+        app,
+        TestRequest::get()
+            .uri(&format!("/api/jobs/{id}/logs"))
+            .insert_header(bearer(&hk))
+            .insert_header(("Last-Event-ID", "1"))
+    );
     let text = String::from_utf8(body.to_vec()).unwrap();
-    assert!(!text.contains("id: 1\n") && text.contains("id: 2\n") && text.contains("event: verdict"), "{text}");
+    assert!(
+        !text.contains("id: 1\n") && text.contains("id: 2\n") && text.contains("event: verdict"),
+        "{text}"
+    );
     // $5.00: the worker gets $3.50.
-    let (_, wallet, ..) = call!(app, TestRequest::get().uri("/api/wallet/balance").insert_header(bearer(&hk)));
+    let (_, wallet, ..) = call!(
+        app,
+        TestRequest::get()
+            .uri("/api/wallet/balance")
+            .insert_header(bearer(&hk))
+    );
     assert_eq!(wallet["balance_cents"], 350);
     assert_eq!(wallet["ledger"][0]["reason"], "earning");
-    let (_, who, ..) = call!(app, TestRequest::post().uri("/api/whoami").insert_header(bearer(&sk)));
+    let (_, who, ..) = call!(
+        app,
+        TestRequest::post()
+            .uri("/api/whoami")
+            .insert_header(bearer(&sk))
+    );
     assert_eq!(who["user"]["balance_cents"], 500);
     let (_, dir, ..) = call!(app, TestRequest::get().uri("/api/agents/directory"));
-    let worker_default = dir.as_array().unwrap().iter().find(|a| a["jobs_verified"] == 1).unwrap();
+    let worker_default = dir
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["jobs_verified"] == 1)
+        .unwrap();
     assert_eq!(worker_default["earned_cents"], 350);
 }
 
@@ -374,15 +620,28 @@ async fn idempotency_keys_replay_and_refuse_other_bodies() {
     let (_, key) = user(&w, "alice", 2_000).await;
     let app = test::init_service(app(w.state.clone())).await;
     let body = json!({ "prompt": "p", "confirmed": true });
-    let req = || TestRequest::post().uri("/api/jobs/run").insert_header(bearer(&key)).insert_header(("Idempotency-Key", "k1"));
+    let req = || {
+        TestRequest::post()
+            .uri("/api/jobs/run")
+            .insert_header(bearer(&key))
+            .insert_header(("Idempotency-Key", "k1"))
+    };
     let (s1, j1, ..) = call!(app, req().set_json(&body));
     let (s2, j2, h2, _) = call!(app, req().set_json(&body));
     assert_eq!((s1, s2), (StatusCode::CREATED, StatusCode::CREATED));
     assert_eq!(j1["id"], j2["id"]);
     assert_eq!(h2.get("idempotent-replayed").unwrap(), "true");
-    let (s3, b3, ..) = call!(app, req().set_json(json!({ "prompt": "other", "confirmed": true })));
+    let (s3, b3, ..) = call!(
+        app,
+        req().set_json(json!({ "prompt": "other", "confirmed": true }))
+    );
     assert_eq!(s3, StatusCode::CONFLICT, "{b3}");
-    let (_, wallet, ..) = call!(app, TestRequest::get().uri("/api/wallet/balance").insert_header(bearer(&key)));
+    let (_, wallet, ..) = call!(
+        app,
+        TestRequest::get()
+            .uri("/api/wallet/balance")
+            .insert_header(bearer(&key))
+    );
     assert_eq!(wallet["balance_cents"], 1_500, "charged once");
 }
 
@@ -391,63 +650,156 @@ async fn agents_pagination_cron_and_openapi() {
     let w = world_with(3, true);
     let (_, key) = user(&w, "alice", 10_000).await;
     let app = test::init_service(app(w.state.clone())).await;
-    let (s, a, ..) = call!(app, TestRequest::post().uri("/api/agents").insert_header(bearer(&key))
-        .set_json(json!({ "name": "coder", "personality": "rust" })));
+    let (s, a, ..) = call!(
+        app,
+        TestRequest::post()
+            .uri("/api/agents")
+            .insert_header(bearer(&key))
+            .set_json(json!({ "name": "coder", "personality": "rust" }))
+    );
     assert_eq!(s, StatusCode::CREATED);
     let aid = a["id"].as_str().unwrap().to_string();
-    let (s, _, ..) = call!(app, TestRequest::post().uri("/api/agents").insert_header(bearer(&key)).set_json(json!({ "name": "coder" })));
+    let (s, _, ..) = call!(
+        app,
+        TestRequest::post()
+            .uri("/api/agents")
+            .insert_header(bearer(&key))
+            .set_json(json!({ "name": "coder" }))
+    );
     assert_eq!(s, StatusCode::CONFLICT);
-    let (_, list, ..) = call!(app, TestRequest::get().uri("/api/agents").insert_header(bearer(&key)));
+    let (_, list, ..) = call!(
+        app,
+        TestRequest::get()
+            .uri("/api/agents")
+            .insert_header(bearer(&key))
+    );
     assert_eq!(list[0]["name"], "default");
     assert_eq!(list[1]["name"], "coder");
-    let (s, p, ..) = call!(app, TestRequest::patch().uri(&format!("/api/agents/{aid}")).insert_header(bearer(&key))
-        .set_json(json!({ "personality": null })));
+    let (s, p, ..) = call!(
+        app,
+        TestRequest::patch()
+            .uri(&format!("/api/agents/{aid}"))
+            .insert_header(bearer(&key))
+            .set_json(json!({ "personality": null }))
+    );
     assert_eq!(s, StatusCode::OK);
     assert_eq!(p["personality"], Value::Null);
     let default_id = list[0]["id"].as_str().unwrap();
-    let (s, _, ..) = call!(app, TestRequest::delete().uri(&format!("/api/agents/{default_id}")).insert_header(bearer(&key)));
+    let (s, _, ..) = call!(
+        app,
+        TestRequest::delete()
+            .uri(&format!("/api/agents/{default_id}"))
+            .insert_header(bearer(&key))
+    );
     assert_eq!(s, StatusCode::CONFLICT);
-    let (s, _, ..) = call!(app, TestRequest::delete().uri(&format!("/api/agents/{aid}")).insert_header(bearer(&key)));
+    let (s, _, ..) = call!(
+        app,
+        TestRequest::delete()
+            .uri(&format!("/api/agents/{aid}"))
+            .insert_header(bearer(&key))
+    );
     assert_eq!(s, StatusCode::NO_CONTENT);
-    let (s, _, ..) = call!(app, TestRequest::get().uri(&format!("/api/agents/{aid}")).insert_header(bearer(&key)));
+    let (s, _, ..) = call!(
+        app,
+        TestRequest::get()
+            .uri(&format!("/api/agents/{aid}"))
+            .insert_header(bearer(&key))
+    );
     assert_eq!(s, StatusCode::NOT_FOUND);
 
     for p in ["a", "b", "c"] {
-        call!(app, TestRequest::post().uri("/api/jobs/run").insert_header(bearer(&key)).set_json(json!({ "prompt": p, "confirmed": true })));
+        call!(
+            app,
+            TestRequest::post()
+                .uri("/api/jobs/run")
+                .insert_header(bearer(&key))
+                .set_json(json!({ "prompt": p, "confirmed": true }))
+        );
     }
-    let (_, page1, headers, _) = call!(app, TestRequest::get().uri("/api/jobs?limit=2").insert_header(bearer(&key)));
+    let (_, page1, headers, _) = call!(
+        app,
+        TestRequest::get()
+            .uri("/api/jobs?limit=2")
+            .insert_header(bearer(&key))
+    );
     assert_eq!(page1.as_array().unwrap().len(), 2);
     let link = headers.get("link").unwrap().to_str().unwrap().to_string();
     assert!(link.ends_with("; rel=\"next\""), "{link}");
-    let next = link.trim_start_matches('<').split('>').next().unwrap().to_string();
-    let (_, page2, headers, _) = call!(app, TestRequest::get().uri(&next).insert_header(bearer(&key)));
+    let next = link
+        .trim_start_matches('<')
+        .split('>')
+        .next()
+        .unwrap()
+        .to_string();
+    let (_, page2, headers, _) = call!(
+        app,
+        TestRequest::get().uri(&next).insert_header(bearer(&key))
+    );
     assert_eq!(page2.as_array().unwrap().len(), 1);
     assert!(headers.get("link").is_none());
     assert_eq!(page2[0]["prompt"], "a");
 
     let cron = || TestRequest::get().uri("/api/cron/enforce-deadlines");
     assert_eq!(call!(app, cron()).0, StatusCode::UNAUTHORIZED);
-    assert_eq!(call!(app, cron().insert_header(bearer("wrong"))).0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        call!(app, cron().insert_header(bearer("wrong"))).0,
+        StatusCode::UNAUTHORIZED
+    );
     let (s, b, ..) = call!(app, cron().insert_header(bearer("cron-s3cret")));
-    assert_eq!((s, b), (StatusCode::OK, json!({ "released_holds": 0, "failed_deadlines": 0 })));
+    assert_eq!(
+        (s, b),
+        (
+            StatusCode::OK,
+            json!({ "released_holds": 0, "failed_deadlines": 0 })
+        )
+    );
 
     let (s, doc, ..) = call!(app, TestRequest::get().uri("/api/openapi.json"));
     assert_eq!(s, StatusCode::OK);
     assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
     let paths = doc["paths"].as_object().unwrap();
     for p in [
-        "/api/jobs/run", "/api/jobs", "/api/jobs/{id}", "/api/jobs/{id}/pay", "/api/jobs/{id}/cancel",
-        "/api/jobs/pull", "/api/jobs/{id}/claim", "/api/jobs/{id}/accept", "/api/jobs/{id}/reject",
-        "/api/jobs/{id}/submit", "/api/jobs/{id}/fail", "/api/jobs/{id}/logs", "/api/board",
-        "/api/board/stats", "/api/agents", "/api/agents/{id}", "/api/agents/directory",
-        "/api/wallet/balance", "/api/wallet/topup", "/api/wallet/withdraw", "/api/whoami",
-        "/api/verify", "/api/cron/enforce-deadlines", "/api/health", "/api/openapi.json",
+        "/api/jobs/run",
+        "/api/jobs",
+        "/api/jobs/{id}",
+        "/api/jobs/{id}/pay",
+        "/api/jobs/{id}/cancel",
+        "/api/jobs/pull",
+        "/api/jobs/{id}/claim",
+        "/api/jobs/{id}/accept",
+        "/api/jobs/{id}/reject",
+        "/api/jobs/{id}/submit",
+        "/api/jobs/{id}/fail",
+        "/api/jobs/{id}/logs",
+        "/api/board",
+        "/api/board/stats",
+        "/api/agents",
+        "/api/agents/{id}",
+        "/api/agents/directory",
+        "/api/wallet/balance",
+        "/api/wallet/topup",
+        "/api/wallet/withdraw",
+        "/api/whoami",
+        "/api/verify",
+        "/api/cron/enforce-deadlines",
+        "/api/health",
+        "/api/openapi.json",
     ] {
-        assert!(paths.contains_key(p), "{p} missing from the OpenAPI document");
+        assert!(
+            paths.contains_key(p),
+            "{p} missing from the OpenAPI document"
+        );
     }
     let (s, _, headers, _) = call!(app, TestRequest::get().uri("/api/docs"));
     assert_eq!(s, StatusCode::OK);
-    assert!(headers.get("content-type").unwrap().to_str().unwrap().starts_with("text/html"));
+    assert!(
+        headers
+            .get("content-type")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
 }
 
 #[actix_web::test]
@@ -455,7 +807,12 @@ async fn cron_is_hidden_without_a_secret() {
     let mut w = world_with(0, true);
     w.state.cron_secret = None;
     let app = test::init_service(app(w.state.clone())).await;
-    let (s, b, ..) = call!(app, TestRequest::get().uri("/api/cron/enforce-deadlines").insert_header(bearer("x")));
+    let (s, b, ..) = call!(
+        app,
+        TestRequest::get()
+            .uri("/api/cron/enforce-deadlines")
+            .insert_header(bearer("x"))
+    );
     assert_eq!(s, StatusCode::NOT_FOUND);
     assert!(b["error"].is_string());
 }
@@ -471,12 +828,36 @@ async fn standalone_verify_and_wallet_moves() {
     assert_eq!(v["passed"], false);
     assert_eq!(v["criteria"][0]["criterion"], "greets");
     assert!(v["verified_at"].as_str().unwrap().ends_with('Z'));
-    let (s, _, ..) = call!(app, TestRequest::post().uri("/api/verify").insert_header(bearer(&key)).set_json(json!({ "output": "x" })));
+    let (s, _, ..) = call!(
+        app,
+        TestRequest::post()
+            .uri("/api/verify")
+            .insert_header(bearer(&key))
+            .set_json(json!({ "output": "x" }))
+    );
     assert_eq!(s, StatusCode::BAD_REQUEST);
-    let (s, b, ..) = call!(app, TestRequest::post().uri("/api/wallet/topup").insert_header(bearer(&key)).set_json(json!({ "amount_cents": 800 })));
+    let (s, b, ..) = call!(
+        app,
+        TestRequest::post()
+            .uri("/api/wallet/topup")
+            .insert_header(bearer(&key))
+            .set_json(json!({ "amount_cents": 800 }))
+    );
     assert_eq!((s, b), (StatusCode::OK, json!({ "balance_cents": 800 })));
-    let (s, b, ..) = call!(app, TestRequest::post().uri("/api/wallet/withdraw").insert_header(bearer(&key)).set_json(json!({ "amount_cents": 900 })));
+    let (s, b, ..) = call!(
+        app,
+        TestRequest::post()
+            .uri("/api/wallet/withdraw")
+            .insert_header(bearer(&key))
+            .set_json(json!({ "amount_cents": 900 }))
+    );
     assert_eq!(s, StatusCode::PAYMENT_REQUIRED, "{b}");
-    let (s, b, ..) = call!(app, TestRequest::post().uri("/api/wallet/withdraw").insert_header(bearer(&key)).set_json(json!({ "amount_cents": 500 })));
+    let (s, b, ..) = call!(
+        app,
+        TestRequest::post()
+            .uri("/api/wallet/withdraw")
+            .insert_header(bearer(&key))
+            .set_json(json!({ "amount_cents": 500 }))
+    );
     assert_eq!((s, b), (StatusCode::OK, json!({ "balance_cents": 300 })));
 }

@@ -1,0 +1,294 @@
+//! Drives the real `clawrk-server` binary: start it on a free port with a given environment, wait
+//! for `/api/health`, run its admin commands, kill it; and a wiremock OpenAI server whose verdicts
+//! the test controls.
+
+#![allow(dead_code)]
+
+use serde_json::{Value, json};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_clawrk-server");
+
+/// Where a server keeps its data.
+#[derive(Clone)]
+pub enum Db {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+impl Db {
+    fn env(&self) -> Vec<(String, String)> {
+        match self {
+            Db::Sqlite(p) => vec![
+                ("CLAWRK_DB_PATH".into(), p.display().to_string()),
+                ("DATABASE_URL".into(), String::new()),
+            ],
+            Db::Postgres(url) => vec![("DATABASE_URL".into(), url.clone())],
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running server process (killed on drop).
+pub struct Server {
+    pub child: Child,
+    pub url: String,
+    pub db: Db,
+    pub env: Vec<(String, String)>,
+}
+
+impl Server {
+    /// Starts the server and waits until it answers.
+    pub async fn start(db: &Db, extra: &[(String, String)]) -> Server {
+        let port = free_port();
+        let mut env = db.env();
+        env.push(("CLAWRK_ADDR".into(), format!("127.0.0.1:{port}")));
+        env.push(("OPENAI_API_KEY".into(), String::new()));
+        env.push(("CRON_SECRET".into(), String::new()));
+        env.extend(extra.iter().cloned());
+        let child = Command::new(BIN)
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start clawrk-server");
+        let server = Server {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            db: db.clone(),
+            env,
+        };
+        let client = reqwest::Client::new();
+        let started = Instant::now();
+        loop {
+            if let Ok(r) = client
+                .get(format!("{}/api/health", server.url))
+                .send()
+                .await
+                && r.status() == 200
+            {
+                return server;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "server did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Kills the process at once (no graceful shutdown): a crash.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// An API client as `key`.
+    pub fn api(&self, key: &str) -> Api {
+        Api {
+            base: format!("{}/api", self.url),
+            key: key.to_string(),
+            http: reqwest::Client::new(),
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Runs `clawrk-server admin …` on a store and returns its JSON.
+pub fn admin(db: &Db, args: &[&str]) -> Value {
+    let out = Command::new(BIN)
+        .envs(db.env())
+        .env("RUST_LOG", "warn")
+        .arg("admin")
+        .args(args)
+        .output()
+        .expect("run admin");
+    assert!(
+        out.status.success(),
+        "admin {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("admin prints one JSON object")
+}
+
+/// A user: id and key.
+pub struct User {
+    pub id: String,
+    pub key: String,
+}
+
+pub fn create_user(db: &Db, name: &str, cents: i64) -> User {
+    let v = admin(db, &["create-user", name]);
+    if cents != 0 {
+        admin(db, &["credit", name, &cents.to_string()]);
+    }
+    User {
+        id: v["user_id"].as_str().unwrap().into(),
+        key: v["api_key"].as_str().unwrap().into(),
+    }
+}
+
+/// A small JSON client.
+pub struct Api {
+    pub base: String,
+    pub key: String,
+    pub http: reqwest::Client,
+}
+
+impl Api {
+    pub async fn send(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut req = self.http.request(m, format!("{}{}", self.base, path));
+        if !self.key.is_empty() {
+            req = req.bearer_auth(&self.key);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        self.send("GET", path, None).await
+    }
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.send("POST", path, Some(body)).await
+    }
+    pub async fn balance(&self) -> i64 {
+        self.get("/wallet/balance").await.1["balance_cents"]
+            .as_i64()
+            .unwrap()
+    }
+    /// Follows the SSE log to its end; returns the raw text.
+    pub async fn follow_logs(&self, job: &str, timeout: Duration) -> String {
+        let resp = self
+            .http
+            .get(format!("{}/jobs/{job}/logs", self.base))
+            .bearer_auth(&self.key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        tokio::time::timeout(timeout, resp.text())
+            .await
+            .expect("the stream ended")
+            .unwrap()
+    }
+}
+
+/// The criteria the fake LLM writes into every job.
+pub const CRITERIA: [&str; 2] = ["Mentions the sea", "Has three lines"];
+
+/// A fake OpenAI: structures every prompt the same way; verdicts pass or fail as the test says,
+/// optionally after a delay.
+#[derive(Clone)]
+pub struct FakeLlm {
+    pub pass: Arc<AtomicBool>,
+    pub delay_ms: Arc<AtomicU64>,
+    pub verdicts: Arc<AtomicU64>,
+}
+
+impl Respond for FakeLlm {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        let body = String::from_utf8_lossy(&req.body);
+        let content = if body.contains("structured_job") {
+            json!({
+                "title": "Sea haiku",
+                "description": "Write a haiku about the sea.",
+                "requirements": "Three lines about the sea.",
+                "acceptance_criteria": CRITERIA,
+                "estimated_price_cents": 500,
+                "estimated_time_limit_seconds": 600
+            })
+        } else {
+            self.verdicts.fetch_add(1, Ordering::SeqCst);
+            let pass = self.pass.load(Ordering::SeqCst);
+            json!({
+                "passed": pass,
+                "reasoning": if pass { "meets both" } else { "does not" },
+                "criteria": CRITERIA.iter().map(|c| json!({"criterion": c, "passed": pass, "note": "checked"})).collect::<Vec<_>>()
+            })
+        };
+        let completion = json!({
+            "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "test-model",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content.to_string()},
+                         "finish_reason": "stop", "logprobs": null}]
+        });
+        ResponseTemplate::new(200)
+            .set_body_json(completion)
+            .set_delay(Duration::from_millis(self.delay_ms.load(Ordering::SeqCst)))
+    }
+}
+
+/// Starts the fake OpenAI server; returns it with its controls and the env for the server.
+pub async fn fake_llm(pass: bool) -> (MockServer, FakeLlm, Vec<(String, String)>) {
+    let server = MockServer::start().await;
+    let fake = FakeLlm {
+        pass: Arc::new(AtomicBool::new(pass)),
+        delay_ms: Arc::new(AtomicU64::new(0)),
+        verdicts: Arc::new(AtomicU64::new(0)),
+    };
+    Mock::given(wiremock::matchers::method("POST"))
+        .respond_with(fake.clone())
+        .mount(&server)
+        .await;
+    let env = vec![
+        ("OPENAI_API_KEY".to_string(), "sk-test".to_string()),
+        (
+            "OPENAI_BASE_URL".to_string(),
+            format!("{}/v1", server.uri()),
+        ),
+        ("CLAWRK_LLM_MODEL".to_string(), "test-model".to_string()),
+        ("CLAWRK_LLM_RETRIES".to_string(), "0".to_string()),
+    ];
+    (server, fake, env)
+}
+
+/// A fresh PostgreSQL database (dropped with the value).
+pub fn postgres() -> (clawrk_postgres::testing::TestDatabase, Db) {
+    let db = clawrk_postgres::testing::TestDatabase::create().unwrap_or_else(|e| panic!("{e}"));
+    let url = db.url.clone();
+    (db, Db::Postgres(url))
+}
+
+/// Waits until `f` is true.
+pub async fn eventually<F, Fut>(what: &str, timeout: Duration, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while !f().await {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Environment pairs from string slices.
+pub fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
