@@ -19,14 +19,22 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-struct WallClock;
+/// Wall-clock time plus a shift a test moves forward (to pass holds and deadlines).
+#[derive(Default)]
+struct WallClock(std::sync::atomic::AtomicI64);
+impl WallClock {
+    fn shift(&self, ms: i64) {
+        self.0.fetch_add(ms, std::sync::atomic::Ordering::SeqCst);
+    }
+}
 impl Clock for WallClock {
     fn now(&self) -> Timestamp {
         Timestamp::from_millis(
             SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .unwrap()
-                .as_millis() as i64,
+                .as_millis() as i64
+                + self.0.load(std::sync::atomic::Ordering::SeqCst),
         )
     }
     fn new_id(&self) -> uuid::Uuid {
@@ -85,11 +93,12 @@ fn structured() -> Structured {
 struct World {
     state: AppState,
     store: Arc<dyn Store>,
+    clock: Arc<WallClock>,
 }
 
 /// A user with an API key and `cents` in the wallet.
 async fn user(w: &World, name: &str, cents: i64) -> (UserId, String) {
-    let now = WallClock.now();
+    let now = w.clock.now();
     let u = w.store.create_user(name, now).await.unwrap();
     let key = format!("ck_test_{name}");
     w.store
@@ -106,7 +115,8 @@ async fn user(w: &World, name: &str, cents: i64) -> (UserId, String) {
 }
 
 fn world_with(structurer_calls: usize, passes: bool) -> World {
-    let clock: Arc<dyn Clock> = Arc::new(WallClock);
+    let wall = Arc::new(WallClock::default());
+    let clock: Arc<dyn Clock> = wall.clone();
     let store: Arc<dyn Store> = Arc::new(clawrk_domain::memory::store(clock.clone()));
     let mut structurer = MockStructurer::new();
     structurer
@@ -136,6 +146,7 @@ fn world_with(structurer_calls: usize, passes: bool) -> World {
             cron_secret: Some("cron-s3cret".into()),
         },
         store,
+        clock: wall,
     }
 }
 
@@ -208,7 +219,7 @@ async fn two_phase_run_then_402_then_pay() {
             w.store.find_user("alice").await.unwrap().id,
             Cents(700),
             Reason::Adjustment,
-            WallClock.now(),
+            w.clock.now(),
         )
         .await
         .unwrap();
@@ -535,14 +546,14 @@ async fn lifecycle_with_sse_and_payout() {
             .set_json(json!({ "prompt": "p", "confirmed": true }))
     );
     let id = job["id"].as_str().unwrap().to_string();
-    let (s, _, ..) = call!(
+    let (s, ..) = call!(
         app,
         TestRequest::post()
             .uri(&format!("/api/jobs/{id}/claim"))
             .insert_header(bearer(&hk))
     );
     assert_eq!(s, StatusCode::OK);
-    let (s, _, ..) = call!(
+    let (s, ..) = call!(
         app,
         TestRequest::post()
             .uri(&format!("/api/jobs/{id}/accept"))
@@ -659,7 +670,7 @@ async fn agents_pagination_cron_and_openapi() {
     );
     assert_eq!(s, StatusCode::CREATED);
     let aid = a["id"].as_str().unwrap().to_string();
-    let (s, _, ..) = call!(
+    let (s, ..) = call!(
         app,
         TestRequest::post()
             .uri("/api/agents")
@@ -685,21 +696,21 @@ async fn agents_pagination_cron_and_openapi() {
     assert_eq!(s, StatusCode::OK);
     assert_eq!(p["personality"], Value::Null);
     let default_id = list[0]["id"].as_str().unwrap();
-    let (s, _, ..) = call!(
+    let (s, ..) = call!(
         app,
         TestRequest::delete()
             .uri(&format!("/api/agents/{default_id}"))
             .insert_header(bearer(&key))
     );
     assert_eq!(s, StatusCode::CONFLICT);
-    let (s, _, ..) = call!(
+    let (s, ..) = call!(
         app,
         TestRequest::delete()
             .uri(&format!("/api/agents/{aid}"))
             .insert_header(bearer(&key))
     );
     assert_eq!(s, StatusCode::NO_CONTENT);
-    let (s, _, ..) = call!(
+    let (s, ..) = call!(
         app,
         TestRequest::get()
             .uri(&format!("/api/agents/{aid}"))
@@ -828,7 +839,7 @@ async fn standalone_verify_and_wallet_moves() {
     assert_eq!(v["passed"], false);
     assert_eq!(v["criteria"][0]["criterion"], "greets");
     assert!(v["verified_at"].as_str().unwrap().ends_with('Z'));
-    let (s, _, ..) = call!(
+    let (s, ..) = call!(
         app,
         TestRequest::post()
             .uri("/api/verify")
@@ -860,4 +871,64 @@ async fn standalone_verify_and_wallet_moves() {
             .set_json(json!({ "amount_cents": 500 }))
     );
     assert_eq!((s, b), (StatusCode::OK, json!({ "balance_cents": 300 })));
+}
+
+/// After the deadline a submission is refused with 400 "time limit exceeded" and the attempt is
+/// failed; after the hold a late accept is 410 and the job is back in the queue.
+#[actix_web::test]
+async fn late_submit_and_lapsed_hold() {
+    let w = world_with(1, true);
+    let (_, sk) = user(&w, "sender", 10_000).await;
+    let (_, hk) = user(&w, "worker", 0).await;
+    let app = test::init_service(app(w.state.clone())).await;
+    let run = json!({ "prompt": "p", "confirmed": true, "time_limit_seconds": 60 });
+    let (_, job, ..) = call!(
+        app,
+        TestRequest::post()
+            .uri("/api/jobs/run")
+            .insert_header(bearer(&sk))
+            .set_json(&run)
+    );
+    let id = job["id"].as_str().unwrap().to_string();
+    let post = |action: &str| {
+        TestRequest::post()
+            .uri(&format!("/api/jobs/{id}/{action}"))
+            .insert_header(bearer(&hk))
+    };
+    assert_eq!(call!(app, post("claim")).0, StatusCode::OK);
+    w.clock.shift(31_000);
+    let (s, b, ..) = call!(app, post("accept"));
+    assert_eq!(
+        (s, b),
+        (StatusCode::GONE, json!({ "error": "hold expired" }))
+    );
+    let (_, j, ..) = call!(
+        app,
+        TestRequest::get()
+            .uri(&format!("/api/jobs/{id}"))
+            .insert_header(bearer(&sk))
+    );
+    assert_eq!(j["status"], "queued");
+
+    assert_eq!(call!(app, post("claim")).0, StatusCode::OK);
+    assert_eq!(call!(app, post("accept")).0, StatusCode::OK);
+    w.clock.shift(61_000);
+    let (s, b, ..) = call!(app, post("submit").set_json(json!({ "output": "late" })));
+    assert_eq!(
+        (s, b),
+        (
+            StatusCode::BAD_REQUEST,
+            json!({ "error": "time limit exceeded" })
+        )
+    );
+    let (_, j, ..) = call!(
+        app,
+        TestRequest::get()
+            .uri(&format!("/api/jobs/{id}"))
+            .insert_header(bearer(&sk))
+    );
+    assert_eq!(
+        (j["status"].as_str(), j["attempt_count"].as_i64()),
+        (Some("queued"), Some(1))
+    );
 }

@@ -279,7 +279,7 @@ async fn admin_commands_print_one_json_object() {
     let err: serde_json::Value = serde_json::from_slice(&out.stderr).unwrap();
     assert!(err["error"].as_str().unwrap().contains("not found"));
     let server = Server::start(&db, &[]).await;
-    let api = server.api(&k["api_key"].as_str().unwrap().to_string());
+    let api = server.api(k["api_key"].as_str().unwrap());
     let (s, who) = api.get("/whoami").await;
     assert_eq!(s, 200);
     assert_eq!(who["user"]["name"], "dora");
