@@ -20,7 +20,8 @@ use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::r2d2::{ConnectionManager, Pool, PooledConnection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::broadcast;
 
@@ -72,7 +73,8 @@ fn unavailable(e: &dyn std::fmt::Display) -> DomainError {
 #[derive(Clone)]
 pub struct PgStore {
     pool: PgPool,
-    watch: Arc<PgWatch>,
+    url: Arc<str>,
+    watch: Arc<std::sync::OnceLock<Arc<PgWatch>>>,
 }
 
 impl PgStore {
@@ -82,19 +84,33 @@ impl PgStore {
         migrate(url)?;
         let pool = Pool::builder()
             .max_size(pool_size)
-            .min_idle(Some(1))
+            // No background connects: connections open on demand and stay idle for reuse. A
+            // connect in flight on r2d2's thread while the process exits crashes libpq's cleanup.
+            .min_idle(Some(0))
             .connection_timeout(Duration::from_secs(10))
             .build(ConnectionManager::<PgConnection>::new(url))
             .map_err(|e| unavailable(&e))?;
         Ok(PgStore {
             pool,
-            watch: PgWatch::start(url.to_string()),
+            url: url.into(),
+            watch: Arc::default(),
         })
     }
 
-    /// Wake-ups for log streams, fed by LISTEN on a dedicated connection.
+    /// Wake-ups for log streams, fed by LISTEN on a dedicated connection, started on first use
+    /// (one-shot commands such as `admin` never open it).
     pub fn watch(&self) -> Arc<PgWatch> {
-        self.watch.clone()
+        self.watch
+            .get_or_init(|| PgWatch::start(self.url.to_string()))
+            .clone()
+    }
+
+    /// Stops the listener thread, if it runs, and waits for it: libpq must not be in use by
+    /// another thread while the process exits.
+    pub fn shutdown(&self) {
+        if let Some(w) = self.watch.get() {
+            w.stop();
+        }
     }
 
     fn conn(pool: &PgPool) -> Result<PooledConnection<ConnectionManager<PgConnection>>> {
@@ -138,25 +154,42 @@ impl TxRunner for PgStore {
 /// meanwhile and re-read the store, so nothing is lost, only delayed.
 pub struct PgWatch {
     tx: broadcast::Sender<JobId>,
+    stopping: Arc<AtomicBool>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl PgWatch {
     fn start(url: String) -> Arc<PgWatch> {
+        let stopping = Arc::new(AtomicBool::new(false));
         let watch = Arc::new(PgWatch {
             tx: broadcast::channel(4096).0,
+            stopping: stopping.clone(),
+            thread: Mutex::new(None),
         });
         let weak = Arc::downgrade(&watch);
-        std::thread::Builder::new()
+        let handle = std::thread::Builder::new()
             .name("clawrk-pg-listen".into())
-            .spawn(move || listen_loop(&url, &weak))
+            .spawn(move || listen_loop(&url, &weak, &stopping))
             .map_err(|e| tracing::error!(error = %e, "cannot start the log listener"))
             .ok();
+        if let Ok(mut t) = watch.thread.lock() {
+            *t = handle;
+        }
         watch
+    }
+
+    /// Stops the listener and waits for its thread.
+    pub fn stop(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        let handle = self.thread.lock().ok().and_then(|mut t| t.take());
+        if let Some(h) = handle {
+            let _ = h.join();
+        }
     }
 }
 
-fn listen_loop(url: &str, watch: &std::sync::Weak<PgWatch>) {
-    while watch.strong_count() > 0 {
+fn listen_loop(url: &str, watch: &std::sync::Weak<PgWatch>, stopping: &AtomicBool) {
+    while watch.strong_count() > 0 && !stopping.load(Ordering::SeqCst) {
         let mut conn = match PgConnection::establish(url) {
             Ok(c) => c,
             Err(e) => {
@@ -171,6 +204,9 @@ fn listen_loop(url: &str, watch: &std::sync::Weak<PgWatch>) {
             continue;
         }
         'poll: loop {
+            if stopping.load(Ordering::SeqCst) {
+                return;
+            }
             let Some(w) = watch.upgrade() else { return };
             for n in conn.notifications_iter() {
                 match n {

@@ -54,7 +54,9 @@ fn main() -> ExitCode {
                 Ok(o) => o,
                 Err(e) => return fail(e),
             };
-            match admin::run(&*opened.store, cmd).await {
+            let result = admin::run(&*opened.store, cmd).await;
+            opened.shutdown();
+            match result {
                 Ok(v) => {
                     println!("{v}");
                     ExitCode::SUCCESS
@@ -89,7 +91,7 @@ async fn serve(store_args: StoreArgs, args: ServeArgs) -> ExitCode {
     }
     let state = clawrk_http::AppState {
         market: market.clone(),
-        watch: opened.watch.clone(),
+        watch: opened.watch(),
         cron_secret: args.cron_secret.clone().filter(|s| !s.is_empty()),
     };
     let mut server =
@@ -117,6 +119,7 @@ async fn serve(store_args: StoreArgs, args: ServeArgs) -> ExitCode {
         // A verification in progress completes; anything left is resumed after a restart.
         let _ = tokio::time::timeout(Duration::from_secs(30), t).await;
     }
+    opened.shutdown();
     tracing::info!("clawrk stopped");
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -298,3 +298,31 @@ async fn admin_commands_print_one_json_object() {
         501
     );
 }
+
+/// SIGTERM: the server finishes what it is doing and exits cleanly (status 0).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_shuts_down_gracefully() {
+    let (_pg, db) = postgres();
+    let mut server = Server::start(&db, &[]).await;
+    let u = create_user(&db, "erin", 0);
+    let (s, _) = server.api(&u.key).get("/whoami").await;
+    assert_eq!(s, 200);
+    let pid = server.child.id().to_string();
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(st) = server.child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no exit after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "exit status {status:?}");
+}

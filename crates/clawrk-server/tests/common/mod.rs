@@ -124,7 +124,9 @@ pub fn admin(db: &Db, args: &[&str]) -> Value {
         .expect("run admin");
     assert!(
         out.status.success(),
-        "admin {args:?} failed: {}",
+        "admin {args:?} failed ({:?}): {}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).expect("admin prints one JSON object")
