@@ -21,3 +21,10 @@ lint:
 # Everything CI runs, as CI runs it.
 ci:
     bash .ci/run
+
+# Load benchmarks beside their raw-SQL twin (PostgreSQL and pgbench), then the domain's
+# micro-benchmarks; writes bench/results/latest.json. `just bench --quick` for the short run.
+bench *ARGS:
+    cargo build --release -p clawrk-server -p clawrk-bench
+    cargo run --release -q -p clawrk-bench -- {{ARGS}}
+    cargo bench -p clawrk-bench --bench domain -- --quick

@@ -38,6 +38,9 @@ pub struct AppState {
     pub watch: Arc<dyn LogWatch>,
     /// The cron route's bearer secret; `None` disables the route (404).
     pub cron_secret: Option<String>,
+    /// Rung after a submission, so that idle verification workers start at once instead of at
+    /// their next poll.
+    pub work: Arc<tokio::sync::Notify>,
 }
 
 const REQUEST_ID: &str = "x-request-id";

@@ -144,6 +144,7 @@ fn world_with(structurer_calls: usize, passes: bool) -> World {
             market: Arc::new(market),
             watch: Arc::new(NoWatch),
             cron_secret: Some("cron-s3cret".into()),
+            work: Arc::default(),
         },
         store,
         clock: wall,

@@ -11,7 +11,7 @@
 use clawrk_domain::service::Marketplace;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
 /// How often an idle worker looks for submitted jobs.
@@ -19,13 +19,21 @@ const IDLE_POLL: Duration = Duration::from_millis(250);
 const BACKOFF_START: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
 
-/// Sleeps for `d`, or less if shutdown is requested; returns whether to go on.
-async fn pause(stop: &mut watch::Receiver<bool>, d: Duration) -> bool {
+/// Sleeps for `d` (less if `wake` rings), or stops if shutdown is requested; returns whether to
+/// go on.
+async fn pause(stop: &mut watch::Receiver<bool>, d: Duration, wake: Option<&Notify>) -> bool {
     if *stop.borrow() {
         return false;
     }
+    let woken = async {
+        match wake {
+            Some(w) => w.notified().await,
+            None => std::future::pending().await,
+        }
+    };
     tokio::select! {
         _ = tokio::time::sleep(d) => true,
+        _ = woken => true,
         _ = stop.changed() => false,
     }
 }
@@ -34,11 +42,13 @@ async fn pause(stop: &mut watch::Receiver<bool>, d: Duration) -> bool {
 pub fn verification_workers(
     market: Arc<Marketplace>,
     n: usize,
+    wake: Arc<Notify>,
     stop: watch::Receiver<bool>,
 ) -> Vec<JoinHandle<()>> {
     (0..n)
         .map(|i| {
             let market = market.clone();
+            let wake = wake.clone();
             let mut stop = stop.clone();
             tokio::spawn(async move {
                 let mut backoff = BACKOFF_START;
@@ -57,7 +67,9 @@ pub fn verification_workers(
                             wait
                         }
                     };
-                    if !pause(&mut stop, wait).await {
+                    // Only an idle worker is woken early by a submission; a failing one backs off.
+                    let ring = (wait == IDLE_POLL).then_some(&*wake);
+                    if !pause(&mut stop, wait, ring).await {
                         return;
                     }
                 }
@@ -76,7 +88,7 @@ pub fn sweeper(
         return None;
     }
     Some(tokio::spawn(async move {
-        while pause(&mut stop, every).await {
+        while pause(&mut stop, every, None).await {
             match market.sweep().await {
                 Ok(r) if r.released_holds + r.failed_deadlines > 0 => tracing::info!(
                     released_holds = r.released_holds,

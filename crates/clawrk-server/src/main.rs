@@ -89,7 +89,9 @@ async fn serve(store_args: StoreArgs, args: ServeArgs) -> ExitCode {
              nowhere. For local use only."
         );
     }
+    let work = Arc::new(tokio::sync::Notify::new());
     let state = clawrk_http::AppState {
+        work: work.clone(),
         market: market.clone(),
         watch: opened.watch(),
         cron_secret: args.cron_secret.clone().filter(|s| !s.is_empty()),
@@ -105,7 +107,8 @@ async fn serve(store_args: StoreArgs, args: ServeArgs) -> ExitCode {
     };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let workers_n = usize::try_from(args.verify_workers).unwrap_or(4);
-    let mut tasks = background::verification_workers(market.clone(), workers_n, stop_rx.clone());
+    let mut tasks =
+        background::verification_workers(market.clone(), workers_n, work, stop_rx.clone());
     tasks.extend(background::sweeper(
         market,
         Duration::from_secs(args.sweep_seconds),

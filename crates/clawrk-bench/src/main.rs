@@ -1,0 +1,644 @@
+//! The load harness (issue #8): starts the real `clawrk-server` on a fresh PostgreSQL database with
+//! the heuristic LLM, seeds it in SQL, drives it over HTTP, and runs the raw-SQL twin of the same
+//! statements with `pgbench` (`bench/*.sql`) so that each figure stands beside what the database
+//! alone does.
+//!
+//! `--quick`: W1 (N = 16), W2, W3 on small sizes; the last line printed is one JSON object.
+//! Default (`just bench`): W1 at N = 1, 4, 16, 64, W2, W3, W4 (10k and 1M jobs of history), W5 (one
+//! sender against 1,000), W8 (1,000 SSE subscribers); writes `bench/results/latest.json`.
+
+use clap::Parser;
+use futures::StreamExt;
+use serde_json::{Value, json};
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+#[derive(Parser)]
+#[command(about = "clawrk load benchmarks beside their raw-SQL twin")]
+struct Args {
+    /// W1 (N = 16), W2 and W3 on small sizes only.
+    #[arg(long)]
+    quick: bool,
+    /// The PostgreSQL server (a database is created and dropped per scenario).
+    #[arg(
+        long,
+        env = "BENCH_DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
+    database_url: String,
+    /// Seconds per measured run.
+    #[arg(long)]
+    seconds: Option<u64>,
+    /// Where the results go (the full run only, unless given).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// `url` with its database replaced.
+fn with_db(url: &str, db: &str) -> String {
+    let (base, q) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
+    let start = base.find("://").map_or(0, |i| i + 3);
+    let base = base[start..].find('/').map_or(base, |i| &base[..start + i]);
+    q.map_or(format!("{base}/{db}"), |q| format!("{base}/{db}?{q}"))
+}
+
+fn psql(url: &str, sql: &str) -> String {
+    let out = Command::new("psql")
+        .args([url, "-v", "ON_ERROR_STOP=1", "-qAtX", "-c", sql])
+        .output()
+        .unwrap_or_else(|e| panic!("psql is needed ({e})"));
+    assert!(
+        out.status.success(),
+        "psql failed: {}\n{sql}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A database for one scenario, dropped at the end.
+struct Database {
+    admin: String,
+    name: String,
+    url: String,
+}
+
+impl Database {
+    fn create(admin: &str, tag: &str) -> Database {
+        let name = format!("clawrk_bench_{tag}_{}", std::process::id());
+        psql(
+            admin,
+            &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        );
+        psql(admin, &format!("CREATE DATABASE {name}"));
+        let url = with_db(admin, &name);
+        let out = Command::new(server_bin())
+            .arg("migrate")
+            .env("DATABASE_URL", &url)
+            .output()
+            .expect("migrate");
+        assert!(
+            out.status.success(),
+            "migrate: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Database {
+            admin: admin.into(),
+            name,
+            url,
+        }
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        let _ = Command::new("psql")
+            .args([
+                self.admin.as_str(),
+                "-qAtX",
+                "-c",
+                &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+            ])
+            .output();
+    }
+}
+
+/// Seeds `senders` funded senders, `workers` agent owners, `queued` queued jobs (spread over the
+/// senders) and `history` cancelled jobs of sender 0. Keys are `ck_bench_sender_<i>` and
+/// `ck_bench_worker_<i>`. Money is seeded double-entry, as the product writes it.
+fn seed(url: &str, senders: u32, workers: u32, queued: u32, history: u32) {
+    psql(
+        url,
+        &format!(
+            r#"
+CREATE TEMP TABLE s AS SELECT gen_random_uuid() AS id, g - 1 AS i FROM generate_series(1, {senders}) g;
+CREATE TEMP TABLE w AS SELECT gen_random_uuid() AS id, g - 1 AS i FROM generate_series(1, {workers}) g;
+INSERT INTO users (id, name, created_at) SELECT id, 'sender' || i, 0 FROM s UNION ALL SELECT id, 'worker' || i, 0 FROM w;
+INSERT INTO agents (id, owner_id, name, personality, avatar_url, is_default, created_at)
+  SELECT gen_random_uuid(), id, 'default', NULL, NULL, true, 0 FROM (SELECT id FROM s UNION ALL SELECT id FROM w) u;
+INSERT INTO api_keys (id, user_id, key_hash, created_at)
+  SELECT gen_random_uuid(), id, sha256(convert_to('ck_bench_sender_' || i, 'UTF8')), 0 FROM s
+  UNION ALL SELECT gen_random_uuid(), id, sha256(convert_to('ck_bench_worker_' || i, 'UTF8')), 0 FROM w;
+CREATE TEMP TABLE j AS SELECT gen_random_uuid() AS id, g, s.id AS sender
+  FROM generate_series(1, {queued}) g JOIN s ON s.i = g % {senders};
+INSERT INTO jobs (id, status, prompt, title, description, requirements, acceptance_criteria, sender,
+  price_cents, time_limit_seconds, attempt_count, cancellation_requested, env_vars, attachments,
+  presented_to_agents, structured_by, created_at, updated_at)
+  SELECT id, 'queued', 'write a report ' || g, 'Report ' || g, 'A report', 'a report', '["has a report"]', sender,
+         100, 600, 0, false, '{{}}', '[]', '[]', 'heuristic', 1000000 + g, 1000000 + g FROM j;
+INSERT INTO jobs (id, status, prompt, title, description, requirements, acceptance_criteria, sender,
+  price_cents, time_limit_seconds, attempt_count, cancellation_requested, env_vars, attachments,
+  presented_to_agents, structured_by, created_at, updated_at)
+  SELECT gen_random_uuid(), 'cancelled', 'old ' || g, 'Old ' || g, 'old', 'old', '["old"]', (SELECT id FROM s WHERE i = 0),
+         100, 600, 0, false, '{{}}', '[]', '[]', 'heuristic', g, g FROM generate_series(1, {history}) g;
+INSERT INTO transfers (id, debit, credit, amount_cents, reason, job_id, created_at)
+  SELECT gen_random_uuid(), 'world', 'wallet:' || id::text, 1000000000, 'adjustment', NULL, 0 FROM s;
+INSERT INTO transfers (id, debit, credit, amount_cents, reason, job_id, created_at)
+  SELECT gen_random_uuid(), 'wallet:' || sender::text, 'escrow:' || id::text, 100, 'job_payment', id, 1 FROM j;
+INSERT INTO balances (account, balance_cents)
+  SELECT 'wallet:' || s.id::text, 1000000000 - 100 * (SELECT COUNT(*) FROM j WHERE j.sender = s.id) FROM s
+  UNION ALL SELECT 'wallet:' || id::text, 0 FROM w
+  UNION ALL SELECT 'escrow:' || id::text, 100 FROM j
+  UNION ALL SELECT 'world', -1000000000::bigint * {senders}
+  UNION ALL SELECT 'platform', 0;
+ANALYZE;
+"#
+        ),
+    );
+}
+
+fn server_bin() -> PathBuf {
+    let p = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(|d| d.join("clawrk-server")))
+        .unwrap_or_default();
+    if !p.exists() {
+        eprintln!("building clawrk-server (release)…");
+        let st = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(["build", "--release", "-q", "-p", "clawrk-server"])
+            .status()
+            .expect("cargo");
+        assert!(
+            st.success() && p.exists(),
+            "cannot build clawrk-server next to {}",
+            p.display()
+        );
+    }
+    p
+}
+
+/// A running server.
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    async fn start(db_url: &str) -> Server {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(server_bin())
+            .env("DATABASE_URL", db_url)
+            .env("CLAWRK_ADDR", format!("127.0.0.1:{port}"))
+            .env("CLAWRK_HOLD_SECONDS", "3600")
+            .env("CLAWRK_SWEEP_SECONDS", "0")
+            .env("CLAWRK_DB_POOL", "32")
+            .env("CLAWRK_VERIFY_WORKERS", "8")
+            .env_remove("OPENAI_API_KEY")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start clawrk-server");
+        let base = format!("http://127.0.0.1:{port}/api");
+        let http = reqwest::Client::new();
+        let t = Instant::now();
+        while http
+            .get(format!("{base}/health"))
+            .send()
+            .await
+            .map(|r| r.status() != 200)
+            .unwrap_or(true)
+        {
+            assert!(
+                t.elapsed() < Duration::from_secs(30),
+                "server did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Server { child, base }
+    }
+
+    fn rss_kib(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("VmRSS:"))
+                    .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            })
+            .unwrap_or(0)
+    }
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(1024)
+        .build()
+        .expect("http client")
+}
+
+fn pct(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn round(v: f64) -> f64 {
+    (v * 100.0).round() / 100.0
+}
+
+/// W1/W2: `n` agents pull (and keep) jobs for `secs`. Checks no job is held twice.
+async fn pulls(base: &str, n: u32, secs: u64) -> (f64, f64, f64) {
+    let http = client();
+    let end = Instant::now() + Duration::from_secs(secs);
+    let tasks = (0..n).map(|i| {
+        let (http, url) = (http.clone(), format!("{base}/jobs/pull"));
+        tokio::spawn(async move {
+            let key = format!("ck_bench_worker_{i}");
+            let (mut ids, mut lat) = (Vec::new(), Vec::new());
+            while Instant::now() < end {
+                let t = Instant::now();
+                let r = http
+                    .post(&url)
+                    .bearer_auth(&key)
+                    .send()
+                    .await
+                    .expect("pull");
+                let status = r.status();
+                let body: Value = r.json().await.unwrap_or(Value::Null);
+                lat.push(t.elapsed().as_secs_f64() * 1000.0);
+                match status.as_u16() {
+                    200 => ids.push(body["job"]["id"].as_str().unwrap_or_default().to_string()),
+                    204 => break,
+                    s => panic!("pull answered {s}: {body}"),
+                }
+            }
+            (ids, lat)
+        })
+    });
+    let started = Instant::now();
+    let results = futures::future::join_all(tasks).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let (mut seen, mut lat) = (HashSet::new(), Vec::new());
+    for r in results {
+        let (ids, l) = r.expect("puller");
+        for id in ids {
+            assert!(seen.insert(id.clone()), "job {id} was held twice");
+        }
+        lat.extend(l);
+    }
+    lat.sort_by(f64::total_cmp);
+    (seen.len() as f64 / elapsed, pct(&lat, 0.5), pct(&lat, 0.99))
+}
+
+/// Runs a pgbench script; returns transactions (script runs) per second.
+fn pgbench(url: &str, script: &str, clients: u32, secs: u64) -> f64 {
+    let path = repo_root().join("bench").join(script);
+    let out = Command::new("pgbench")
+        .args([
+            "-n",
+            "-c",
+            &clients.to_string(),
+            "-j",
+            "2",
+            "-T",
+            &secs.to_string(),
+            "-f",
+        ])
+        .arg(&path)
+        .arg(url)
+        .output()
+        .unwrap_or_else(|e| panic!("pgbench is needed ({e})"));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "pgbench failed: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text.lines()
+        .find(|l| l.starts_with("tps = "))
+        .and_then(|l| l.split_whitespace().nth(2)?.parse().ok())
+        .unwrap_or_else(|| panic!("no tps in pgbench output: {text}"))
+}
+
+/// W1 at `n` agents and its twin, on fresh databases of `jobs` queued jobs.
+async fn w1(admin: &str, n: u32, jobs: u32, history: u32, secs: u64) -> Value {
+    let db = Database::create(admin, &format!("w1_{n}"));
+    seed(&db.url, 10, n.max(1), jobs, history);
+    let server = Server::start(&db.url).await;
+    let (rate, p50, p99) = pulls(&server.base, n, secs).await;
+    drop(server);
+    drop(db);
+    let twin_db = Database::create(admin, &format!("w1t_{n}"));
+    seed(&twin_db.url, 10, n.max(1), jobs, history);
+    let twin = pgbench(&twin_db.url, "pull.sql", n, secs);
+    json!({ "n": n, "pulls_per_s": round(rate), "p50_ms": round(p50), "p99_ms": round(p99),
+            "twin_per_s": round(twin), "ratio": round(rate / twin) })
+}
+
+/// W3: `n` pairs run whole lifecycles for `secs`, then the twin.
+async fn w3(admin: &str, n: u32, secs: u64) -> Value {
+    let db = Database::create(admin, "w3");
+    seed(&db.url, n, n, 0, 0);
+    let server = Server::start(&db.url).await;
+    let http = client();
+    let done = Arc::new(AtomicU64::new(0));
+    let end = Instant::now() + Duration::from_secs(secs);
+    let tasks = (0..n).map(|i| {
+        let (http, base, done) = (http.clone(), server.base.clone(), done.clone());
+        tokio::spawn(async move {
+            let (sk, wk) = (format!("ck_bench_sender_{i}"), format!("ck_bench_worker_{i}"));
+            let mut k = 0u64;
+            while Instant::now() < end {
+                k += 1;
+                let post = |path: String, key: &str, body: Value| http.post(format!("{base}{path}")).bearer_auth(key.to_string()).json(&body).send();
+                let r = post("/jobs/run".into(), &sk, json!({"prompt": format!("write a short report number {i}-{k}"), "confirmed": true})).await.expect("run");
+                assert_eq!(r.status(), 201, "run");
+                let r = post("/jobs/pull".into(), &wk, json!({})).await.expect("pull");
+                if r.status() != 200 {
+                    continue;
+                }
+                let held: Value = r.json().await.expect("json");
+                let id = held["job"]["id"].as_str().unwrap_or_default().to_string();
+                let r = post(format!("/jobs/{id}/accept"), &wk, json!({})).await.expect("accept");
+                assert_eq!(r.status(), 200, "accept");
+                let r = post(format!("/jobs/{id}/submit"), &wk, json!({"output": "a short report with the report"})).await.expect("submit");
+                assert_eq!(r.status(), 200, "submit");
+                // Wait for the verdict the way a client does: follow the job's SSE log to its end.
+                let stream = http.get(format!("{base}/jobs/{id}/logs")).bearer_auth(&wk).send().await.expect("logs");
+                let mut body = stream.bytes_stream();
+                while let Some(chunk) = body.next().await {
+                    if chunk.map(|c| String::from_utf8_lossy(&c).contains("event: verdict")).unwrap_or(true) {
+                        break;
+                    }
+                }
+                done.fetch_add(1, Ordering::SeqCst);
+            }
+        })
+    });
+    let started = Instant::now();
+    futures::future::join_all(tasks).await;
+    let rate = done.load(Ordering::SeqCst) as f64 / started.elapsed().as_secs_f64();
+    drop(server);
+    drop(db);
+    let twin_db = Database::create(admin, "w3t");
+    seed(&twin_db.url, n, n, 0, 0);
+    let twin = pgbench(&twin_db.url, "lifecycle.sql", n, secs);
+    json!({ "n": n, "jobs_per_s": round(rate), "twin_per_s": round(twin), "ratio": round(rate / twin) })
+}
+
+/// W4: the sender's listing latency with `history` jobs, and W1 (N = 16) on the same database.
+async fn w4(admin: &str, history: u32, secs: u64) -> Value {
+    let db = Database::create(admin, &format!("w4_{history}"));
+    seed(&db.url, 10, 16, 50_000, history);
+    let server = Server::start(&db.url).await;
+    let http = client();
+    let mut lat = Vec::new();
+    for _ in 0..300 {
+        let t = Instant::now();
+        let r = http
+            .get(format!("{}/jobs?limit=50", server.base))
+            .bearer_auth("ck_bench_sender_0")
+            .send()
+            .await
+            .expect("list");
+        assert_eq!(r.status(), 200);
+        let _ = r.bytes().await;
+        lat.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    lat.sort_by(f64::total_cmp);
+    let (rate, _, _) = pulls(&server.base, 16, secs).await;
+    json!({ "history": history, "list_p50_ms": round(pct(&lat, 0.5)), "list_p99_ms": round(pct(&lat, 0.99)),
+            "w1_pulls_per_s": round(rate) })
+}
+
+/// W5: confirmed runs/s at 16 clients, all from one sender (hot) or spread over 1,000.
+async fn w5(admin: &str, secs: u64) -> Value {
+    let mut out = json!({});
+    for (label, senders) in [("hot", 1u32), ("spread", 1000u32)] {
+        let db = Database::create(admin, &format!("w5_{label}"));
+        seed(&db.url, senders, 1, 0, 0);
+        let server = Server::start(&db.url).await;
+        let http = client();
+        let done = Arc::new(AtomicU64::new(0));
+        let end = Instant::now() + Duration::from_secs(secs);
+        let tasks = (0..16u32).map(|c| {
+            let (http, base, done) = (http.clone(), server.base.clone(), done.clone());
+            tokio::spawn(async move {
+                let mut k = 0u32;
+                while Instant::now() < end {
+                    k += 1;
+                    let s = (c * 7919 + k) % senders;
+                    let r = http
+                        .post(format!("{base}/jobs/run"))
+                        .bearer_auth(format!("ck_bench_sender_{s}"))
+                        .json(&json!({"prompt": format!("report {c}-{k}"), "confirmed": true}))
+                        .send()
+                        .await
+                        .expect("run");
+                    assert_eq!(r.status(), 201);
+                    done.fetch_add(1, Ordering::SeqCst);
+                }
+            })
+        });
+        let started = Instant::now();
+        futures::future::join_all(tasks).await;
+        out[label] = json!(round(
+            done.load(Ordering::SeqCst) as f64 / started.elapsed().as_secs_f64()
+        ));
+    }
+    let ratio = out["hot"].as_f64().unwrap_or(0.0) / out["spread"].as_f64().unwrap_or(1.0);
+    out["ratio"] = json!(round(ratio));
+    out
+}
+
+/// W8: `subs` concurrent SSE streams on one job: server memory per idle subscriber, and the p99
+/// time from the submission to each stream's verdict.
+async fn w8(admin: &str, subs: usize) -> Value {
+    let db = Database::create(admin, "w8");
+    seed(&db.url, 1, 1, 0, 0);
+    let server = Server::start(&db.url).await;
+    let http = client();
+    let base = server.base.clone();
+    let r: Value = http
+        .post(format!("{base}/jobs/run"))
+        .bearer_auth("ck_bench_sender_0")
+        .json(&json!({"prompt": "write a report", "confirmed": true}))
+        .send()
+        .await
+        .expect("run")
+        .json()
+        .await
+        .expect("json");
+    let id = r["id"].as_str().unwrap_or_default().to_string();
+    http.post(format!("{base}/jobs/{id}/claim"))
+        .bearer_auth("ck_bench_worker_0")
+        .send()
+        .await
+        .expect("claim");
+    http.post(format!("{base}/jobs/{id}/accept"))
+        .bearer_auth("ck_bench_worker_0")
+        .send()
+        .await
+        .expect("accept");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = server.rss_kib();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Instant>();
+    let mut streams = Vec::new();
+    for _ in 0..subs {
+        let resp = http
+            .get(format!("{base}/jobs/{id}/logs"))
+            .bearer_auth("ck_bench_sender_0")
+            .send()
+            .await
+            .expect("stream");
+        let tx = tx.clone();
+        streams.push(tokio::spawn(async move {
+            let mut body = resp.bytes_stream();
+            let mut text = String::new();
+            while let Some(Ok(chunk)) = body.next().await {
+                text.push_str(&String::from_utf8_lossy(&chunk));
+                if text.contains("event: verdict") {
+                    let _ = tx.send(Instant::now());
+                    return;
+                }
+            }
+        }));
+    }
+    drop(tx);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = server.rss_kib();
+    let submitted = Instant::now();
+    http.post(format!("{base}/jobs/{id}/submit"))
+        .bearer_auth("ck_bench_worker_0")
+        .json(&json!({"output": "a report"}))
+        .send()
+        .await
+        .expect("submit");
+    let mut delays = Vec::new();
+    while let Ok(Some(t)) = tokio::time::timeout(Duration::from_secs(30), rx.recv()).await {
+        delays.push(t.duration_since(submitted).as_secs_f64() * 1000.0);
+    }
+    delays.sort_by(f64::total_cmp);
+    json!({ "subscribers": subs, "delivered": delays.len(),
+            "kib_per_subscriber": round(after.saturating_sub(before) as f64 / subs as f64),
+            "delivery_p99_ms": round(pct(&delays, 0.99)) })
+}
+
+fn machine() -> Value {
+    let mem = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
+        m.lines()
+            .next()
+            .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+    });
+    json!({ "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            "mem_gib": mem.map(|k| round(k as f64 / 1048576.0)) })
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    let admin = args.database_url.clone();
+    psql(&admin, "SELECT 1");
+    let started = Instant::now();
+    let secs = args.seconds.unwrap_or(if args.quick { 4 } else { 8 });
+    let mut results = json!({ "machine": machine(), "quick": args.quick, "seconds_per_run": secs });
+    let mut rows: Vec<String> = Vec::new();
+
+    let ns: &[u32] = if args.quick { &[16] } else { &[1, 4, 16, 64] };
+    let mut w1s = Vec::new();
+    for &n in ns {
+        let r = w1(
+            &admin,
+            n,
+            if args.quick { 30_000 } else { 100_000 },
+            0,
+            secs,
+        )
+        .await;
+        rows.push(format!(
+            "W1 pull  N={n:<3} {:>9} pulls/s  twin {:>9}/s  ratio {:>5}  p50 {} ms  p99 {} ms",
+            r["pulls_per_s"], r["twin_per_s"], r["ratio"], r["p50_ms"], r["p99_ms"]
+        ));
+        w1s.push(r);
+    }
+    let w16 = w1s
+        .iter()
+        .find(|r| r["n"] == 16)
+        .cloned()
+        .unwrap_or(Value::Null);
+    results["w1"] = json!(w1s);
+    results["w1_pulls_per_s"] = w16["pulls_per_s"].clone();
+    results["w1_twin_per_s"] = w16["twin_per_s"].clone();
+    results["w1_ratio"] = w16["ratio"].clone();
+    results["w2_p50_ms"] = w16["p50_ms"].clone();
+    results["w2_p99_ms"] = w16["p99_ms"].clone();
+
+    let r3 = w3(&admin, 16, secs).await;
+    rows.push(format!(
+        "W3 lifecycle N=16 {:>6} jobs/s  twin {:>6}/s  ratio {}",
+        r3["jobs_per_s"], r3["twin_per_s"], r3["ratio"]
+    ));
+    results["w3_jobs_per_s"] = r3["jobs_per_s"].clone();
+    results["w3_twin_per_s"] = r3["twin_per_s"].clone();
+    results["w3_ratio"] = r3["ratio"].clone();
+    results["w3"] = r3;
+
+    if !args.quick {
+        let small = w4(&admin, 10_000, secs).await;
+        let large = w4(&admin, 1_000_000, secs).await;
+        let ratio = large["w1_pulls_per_s"].as_f64().unwrap_or(0.0)
+            / small["w1_pulls_per_s"].as_f64().unwrap_or(1.0);
+        rows.push(format!(
+            "W4 growth 10k: list p99 {} ms, W1 {}/s; 1M: list p99 {} ms, W1 {}/s; W1 1M/10k {:.2}",
+            small["list_p99_ms"],
+            small["w1_pulls_per_s"],
+            large["list_p99_ms"],
+            large["w1_pulls_per_s"],
+            ratio
+        ));
+        results["w4"] = json!({ "10k": small, "1m": large, "w1_ratio_1m_10k": round(ratio) });
+        let r5 = w5(&admin, secs).await;
+        rows.push(format!(
+            "W5 money hot {} runs/s, spread {} runs/s, ratio {}",
+            r5["hot"], r5["spread"], r5["ratio"]
+        ));
+        results["w5"] = r5;
+        let r8 = w8(&admin, 1000).await;
+        rows.push(format!(
+            "W8 SSE {} subscribers: {} KiB each, delivery p99 {} ms ({} delivered)",
+            r8["subscribers"], r8["kib_per_subscriber"], r8["delivery_p99_ms"], r8["delivered"]
+        ));
+        results["w8"] = r8;
+    }
+    results["elapsed_s"] = json!(started.elapsed().as_secs());
+    println!("clawrk benchmarks ({} s)", started.elapsed().as_secs());
+    for r in &rows {
+        println!("  {r}");
+    }
+    let out = args
+        .out
+        .clone()
+        .or_else(|| (!args.quick).then(|| repo_root().join("bench/results/latest.json")));
+    if let Some(path) = out {
+        let _ = std::fs::create_dir_all(path.parent().unwrap_or(Path::new(".")));
+        std::fs::write(
+            &path,
+            serde_json::to_string_pretty(&results).unwrap_or_default(),
+        )
+        .expect("write results");
+        println!("  results: {}", path.display());
+    }
+    println!("{results}");
+}
