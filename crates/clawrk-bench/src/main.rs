@@ -36,6 +36,9 @@ struct Args {
     /// Where the results go (the full run only, unless given).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Only these workloads (comma-separated: w1,w3,w4,w5,w8); W2 comes with W1.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
 }
 
 fn repo_root() -> PathBuf {
@@ -556,7 +559,12 @@ async fn main() {
     let mut results = json!({ "machine": machine(), "quick": args.quick, "seconds_per_run": secs });
     let mut rows: Vec<String> = Vec::new();
 
-    let ns: &[u32] = if args.quick { &[16] } else { &[1, 4, 16, 64] };
+    let on = |w: &str| args.only.is_empty() || args.only.iter().any(|o| o.eq_ignore_ascii_case(w));
+    let ns: &[u32] = match (on("w1"), args.quick) {
+        (false, _) => &[],
+        (true, true) => &[16],
+        (true, false) => &[1, 4, 16, 64],
+    };
     let mut w1s = Vec::new();
     for &n in ns {
         let r = w1(
@@ -578,24 +586,28 @@ async fn main() {
         .find(|r| r["n"] == 16)
         .cloned()
         .unwrap_or(Value::Null);
-    results["w1"] = json!(w1s);
-    results["w1_pulls_per_s"] = w16["pulls_per_s"].clone();
-    results["w1_twin_per_s"] = w16["twin_per_s"].clone();
-    results["w1_ratio"] = w16["ratio"].clone();
-    results["w2_p50_ms"] = w16["p50_ms"].clone();
-    results["w2_p99_ms"] = w16["p99_ms"].clone();
+    if !w1s.is_empty() {
+        results["w1"] = json!(w1s);
+        results["w1_pulls_per_s"] = w16["pulls_per_s"].clone();
+        results["w1_twin_per_s"] = w16["twin_per_s"].clone();
+        results["w1_ratio"] = w16["ratio"].clone();
+        results["w2_p50_ms"] = w16["p50_ms"].clone();
+        results["w2_p99_ms"] = w16["p99_ms"].clone();
+    }
 
-    let r3 = w3(&admin, 16, secs).await;
-    rows.push(format!(
-        "W3 lifecycle N=16 {:>6} jobs/s  twin {:>6}/s  ratio {}",
-        r3["jobs_per_s"], r3["twin_per_s"], r3["ratio"]
-    ));
-    results["w3_jobs_per_s"] = r3["jobs_per_s"].clone();
-    results["w3_twin_per_s"] = r3["twin_per_s"].clone();
-    results["w3_ratio"] = r3["ratio"].clone();
-    results["w3"] = r3;
+    if on("w3") {
+        let r3 = w3(&admin, 16, secs).await;
+        rows.push(format!(
+            "W3 lifecycle N=16 {:>6} jobs/s  twin {:>6}/s  ratio {}",
+            r3["jobs_per_s"], r3["twin_per_s"], r3["ratio"]
+        ));
+        results["w3_jobs_per_s"] = r3["jobs_per_s"].clone();
+        results["w3_twin_per_s"] = r3["twin_per_s"].clone();
+        results["w3_ratio"] = r3["ratio"].clone();
+        results["w3"] = r3;
+    }
 
-    if !args.quick {
+    if !args.quick && on("w4") {
         let small = w4(&admin, 10_000, secs).await;
         let large = w4(&admin, 1_000_000, secs).await;
         let ratio = large["w1_pulls_per_s"].as_f64().unwrap_or(0.0)
@@ -609,12 +621,16 @@ async fn main() {
             ratio
         ));
         results["w4"] = json!({ "10k": small, "1m": large, "w1_ratio_1m_10k": round(ratio) });
+    }
+    if !args.quick && on("w5") {
         let r5 = w5(&admin, secs).await;
         rows.push(format!(
             "W5 money hot {} runs/s, spread {} runs/s, ratio {}",
             r5["hot"], r5["spread"], r5["ratio"]
         ));
         results["w5"] = r5;
+    }
+    if !args.quick && on("w8") {
         let r8 = w8(&admin, 1000).await;
         rows.push(format!(
             "W8 SSE {} subscribers: {} KiB each, delivery p99 {} ms ({} delivered)",
@@ -627,10 +643,12 @@ async fn main() {
     for r in &rows {
         println!("  {r}");
     }
+    // Only a full run replaces the recorded results.
+    let full = !args.quick && args.only.is_empty();
     let out = args
         .out
         .clone()
-        .or_else(|| (!args.quick).then(|| repo_root().join("bench/results/latest.json")));
+        .or_else(|| full.then(|| repo_root().join("bench/results/latest.json")));
     if let Some(path) = out {
         let _ = std::fs::create_dir_all(path.parent().unwrap_or(Path::new(".")));
         std::fs::write(

@@ -16,8 +16,8 @@ use actix_web::web::{Data, Path};
 use actix_web_lab::sse::{self, Sse};
 use clawrk_domain::ids::JobId;
 use clawrk_domain::job::{Job, JobStatus};
+use std::collections::VecDeque;
 use std::time::Duration;
-use tokio::sync::mpsc;
 
 /// How long the stream waits for a wake-up before it re-reads the store anyway.
 const POLL: Duration = Duration::from_secs(2);
@@ -57,64 +57,90 @@ pub async fn logs(
             "only the sender and the receiver may follow a job's log",
         ));
     }
-    let mut after: i64 = req
+    let after: i64 = req
         .headers()
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0);
-    let (tx, rx) = mpsc::channel::<sse::Event>(64);
-    let st = st.into_inner();
-    tokio::spawn(async move {
-        let store = st.market.store();
+    // The stream is driven by the response body itself (no task, no channel): an idle subscriber
+    // costs one suspended future. It is dropped when the client goes away.
+    let state = Follow {
+        st: st.into_inner(),
+        id,
+        after,
+        queue: VecDeque::new(),
+        done: false,
+    };
+    let events = futures::stream::unfold(state, |mut f| async move {
         loop {
-            let lines = match store.logs(id, after).await {
-                Ok(l) => l,
-                Err(e) => {
-                    tracing::warn!(error = %e, job = %id, "log stream stopped");
-                    return;
-                }
-            };
-            for line in lines {
-                after = line.seq;
-                let Ok(data) = sse::Data::new_json(LogLineView::of(&line)) else {
-                    return;
-                };
-                let event = data.id(line.seq.to_string()).event("log");
-                if tx.send(event.into()).await.is_err() {
-                    return; // the client left
-                }
+            if let Some(ev) = f.queue.pop_front() {
+                return Some((ev, f));
             }
-            let job = match store.job(id).await {
-                Ok(j) => j,
-                Err(e) => {
-                    tracing::warn!(error = %e, job = %id, "log stream stopped");
-                    return;
-                }
-            };
-            if finished(&job) {
-                // Lines written just before the verdict are sent first.
-                if let Ok(rest) = store.logs(id, after).await {
-                    for line in rest {
-                        if let Ok(data) = sse::Data::new_json(LogLineView::of(&line)) {
-                            let _ = tx
-                                .send(data.id(line.seq.to_string()).event("log").into())
-                                .await;
-                        }
-                    }
-                }
-                if let Some(v) = &job.verification
-                    && let Ok(data) = sse::Data::new_json(VerdictView::of(v))
-                {
-                    let _ = tx.send(data.event("verdict").into()).await;
-                }
-                return;
+            if f.done {
+                return None;
             }
-            tokio::select! {
-                _ = st.watch.wait(id, POLL) => {}
-                _ = tx.closed() => return,
-            }
+            f.step().await;
         }
     });
-    Ok(Sse::from_infallible_receiver(rx).with_keep_alive(KEEP_ALIVE))
+    Ok(Sse::from_infallible_stream(events).with_keep_alive(KEEP_ALIVE))
+}
+
+/// The state of one log stream.
+struct Follow {
+    st: std::sync::Arc<AppState>,
+    id: JobId,
+    after: i64,
+    queue: VecDeque<sse::Event>,
+    done: bool,
+}
+
+impl Follow {
+    /// Queues the lines after `after`.
+    async fn read_lines(&mut self) -> bool {
+        match self.st.market.store().logs(self.id, self.after).await {
+            Ok(lines) => {
+                for line in lines {
+                    self.after = line.seq;
+                    if let Ok(data) = sse::Data::new_json(LogLineView::of(&line)) {
+                        self.queue
+                            .push_back(data.id(line.seq.to_string()).event("log").into());
+                    }
+                }
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, job = %self.id, "log stream stopped");
+                false
+            }
+        }
+    }
+
+    /// One round: new lines, then the end (with the verdict) or a wait for the next change.
+    async fn step(&mut self) {
+        if !self.read_lines().await {
+            self.done = true;
+            return;
+        }
+        let job = match self.st.market.store().job(self.id).await {
+            Ok(j) => j,
+            Err(e) => {
+                tracing::warn!(error = %e, job = %self.id, "log stream stopped");
+                self.done = true;
+                return;
+            }
+        };
+        if finished(&job) {
+            // Lines written just before the verdict go first.
+            self.read_lines().await;
+            if let Some(v) = &job.verification
+                && let Ok(data) = sse::Data::new_json(VerdictView::of(v))
+            {
+                self.queue.push_back(data.event("verdict").into());
+            }
+            self.done = true;
+        } else if self.queue.is_empty() {
+            self.st.watch.wait(self.id, POLL).await;
+        }
+    }
 }
