@@ -1,6 +1,7 @@
 -- W3 twin: the SQL statements one job's lifecycle causes in the PostgreSQL store (run confirmed →
--- pull → accept → submit → verification lease, three log lines, verdict and payout), grouped in
--- the same transactions, without HTTP, JSON or the LLM. :client_id picks the sender/worker pair.
+-- pull → accept → submit → the client following the log → verification lease, three log lines,
+-- verdict and payout), grouped in the same transactions, without HTTP, JSON or the LLM.
+-- :client_id picks the sender/worker pair.
 \set n random(1, 1000000000)
 -- run (phase 2): authenticate, quote cache, create the job and pay it into escrow
 BEGIN;
@@ -49,7 +50,15 @@ SELECT pg_notify('clawrk_job_events', ':id');
 \endif
 COMMIT;
 \if :got > 0
--- accept
+-- accept: authenticate, find the acting agent, then the transition
+BEGIN;
+SELECT u.id, u.name, u.created_at, COALESCE(b.balance_cents, 0) FROM users u
+  LEFT JOIN balances b ON b.account = 'wallet:' || u.id::text JOIN api_keys k ON k.user_id = u.id
+  WHERE k.key_hash = sha256(convert_to('ck_bench_worker_' || :client_id, 'UTF8'));
+COMMIT;
+BEGIN;
+SELECT id FROM agents WHERE owner_id = ':owner' ORDER BY is_default DESC, created_at, id;
+COMMIT;
 BEGIN;
 SELECT * FROM jobs WHERE id = ':id' FOR UPDATE;
 UPDATE jobs SET status = 'accepted', held_by_agent_id = NULL, held_by_owner_id = NULL, hold_expires_at = NULL,
@@ -60,13 +69,34 @@ INSERT INTO attempts (job_id, attempt, agent_id, outcome, earned_cents) VALUES (
   ON CONFLICT (job_id, attempt) DO UPDATE SET outcome = excluded.outcome, earned_cents = excluded.earned_cents;
 SELECT pg_notify('clawrk_job_events', ':id');
 COMMIT;
--- submit
+-- submit: authenticate, then the transition
+BEGIN;
+SELECT u.id, u.name, u.created_at, COALESCE(b.balance_cents, 0) FROM users u
+  LEFT JOIN balances b ON b.account = 'wallet:' || u.id::text JOIN api_keys k ON k.user_id = u.id
+  WHERE k.key_hash = sha256(convert_to('ck_bench_worker_' || :client_id, 'UTF8'));
+COMMIT;
 BEGIN;
 SELECT * FROM jobs WHERE id = ':id' FOR UPDATE;
 UPDATE jobs SET status = 'submitted', output_text = 'out', submitted_at = 5, updated_at = 5 WHERE id = ':id';
 INSERT INTO attempts (job_id, attempt, agent_id, outcome, earned_cents) VALUES (':id', 1, ':agent', 'running', 0)
   ON CONFLICT (job_id, attempt) DO UPDATE SET outcome = excluded.outcome, earned_cents = excluded.earned_cents;
 SELECT pg_notify('clawrk_job_events', ':id');
+COMMIT;
+-- the client follows the log until the verdict: authenticate, check visibility, then each round
+-- reads the new lines and the job (a first round, one per wake-up, a last one)
+BEGIN;
+SELECT u.id, u.name, u.created_at, COALESCE(b.balance_cents, 0) FROM users u
+  LEFT JOIN balances b ON b.account = 'wallet:' || u.id::text JOIN api_keys k ON k.user_id = u.id
+  WHERE k.key_hash = sha256(convert_to('ck_bench_worker_' || :client_id, 'UTF8'));
+COMMIT;
+BEGIN;
+SELECT * FROM jobs WHERE id = ':id';
+COMMIT;
+BEGIN;
+SELECT seq, at, level, message FROM log_lines WHERE job_id = ':id' AND seq > 0 ORDER BY seq;
+COMMIT;
+BEGIN;
+SELECT * FROM jobs WHERE id = ':id';
 COMMIT;
 -- verification: lease, three log lines, verdict and payout
 BEGIN;
@@ -104,5 +134,21 @@ INSERT INTO transfers (id, debit, credit, amount_cents, reason, job_id, created_
 UPDATE balances SET balance_cents = balance_cents - 400 WHERE account = 'escrow:' || ':leased';
 UPDATE balances SET balance_cents = balance_cents + 130 WHERE account = 'platform';
 UPDATE balances SET balance_cents = balance_cents + 270 WHERE account = 'wallet:' || ':rcv';
+COMMIT;
+-- the stream's wake-ups during and after the verification, and its last read
+BEGIN;
+SELECT seq, at, level, message FROM log_lines WHERE job_id = ':id' AND seq > 0 ORDER BY seq;
+COMMIT;
+BEGIN;
+SELECT * FROM jobs WHERE id = ':id';
+COMMIT;
+BEGIN;
+SELECT seq, at, level, message FROM log_lines WHERE job_id = ':id' AND seq > 3 ORDER BY seq;
+COMMIT;
+BEGIN;
+SELECT * FROM jobs WHERE id = ':id';
+COMMIT;
+BEGIN;
+SELECT seq, at, level, message FROM log_lines WHERE job_id = ':id' AND seq > 3 ORDER BY seq;
 COMMIT;
 \endif

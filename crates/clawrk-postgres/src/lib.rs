@@ -32,7 +32,7 @@ pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/p
 const MIGRATION_LOCK: i64 = 0x636c_6177_726b; // "clawrk"
 
 /// How often the listener drains notifications from its socket.
-const LISTEN_POLL: Duration = Duration::from_millis(20);
+const LISTEN_POLL: Duration = Duration::from_millis(5);
 
 type PgPool = Pool<ConnectionManager<PgConnection>>;
 
