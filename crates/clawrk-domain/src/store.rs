@@ -399,14 +399,10 @@ impl<R: TxRunner> Store for TxStore<R> {
         hold_seconds: u32,
         now: Timestamp,
     ) -> Result<Job> {
-        self.transition(job, move |j| {
-            if !j.visible_to(agent.owner_id) && j.status != JobStatus::Queued {
-                // Queued jobs are public on the board; anything else is private.
-                return Err(DomainError::NotFound("job"));
-            }
-            lifecycle::hold(j, agent, hold_seconds, now)
-        })
-        .await
+        // SPEC §5: a job that is not `queued` answers 400, whoever asks (its id is known from the
+        // public board anyway).
+        self.transition(job, move |j| lifecycle::hold(j, agent, hold_seconds, now))
+            .await
     }
 
     async fn accept(&self, job: JobId, agent: AgentRef, now: Timestamp) -> Result<Job> {

@@ -161,17 +161,22 @@ impl PgTx<'_> {
         page: Page<JobId>,
     ) -> Result<Vec<Job>> {
         let cursor = self.cursor(page.before)?;
-        let mut sql = job_select("WHERE status = COALESCE(?, status)");
+        // Only the filters that apply, so that the planner sees plain equalities and walks the
+        // `(sender, created_at, id)` index (or the queued-jobs index) backwards.
+        let mut sql = job_select("WHERE true");
         if sender.is_some() {
             sql.push_str(" AND sender = ?");
+        }
+        if let Some(st) = status {
+            // A literal from the fixed set of statuses: it lets the planner use the partial index
+            // of queued jobs for the board.
+            sql.push_str(&format!(" AND status = '{}'", st.as_str()));
         }
         if cursor.is_some() {
             sql.push_str(" AND (created_at, id) < (?, ?)");
         }
         sql.push_str(" ORDER BY created_at DESC, id DESC LIMIT ?");
-        let mut query = q(sql)
-            .into_boxed()
-            .bind::<Nullable<Text>, _>(status.map(|s| s.as_str()));
+        let mut query = q(sql).into_boxed();
         if let Some(u) = sender {
             query = query.bind::<PgUuid, _>(u.uuid());
         }

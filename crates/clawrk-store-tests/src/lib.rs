@@ -977,8 +977,6 @@ pub async fn cancel_races_claim<H: Harness>(h: &H) {
             Err(DomainError::InvalidState { status, .. }) => {
                 assert_eq!(status, JobStatus::Cancelled)
             }
-            // A cancelled job is no longer visible to a stranger's agent.
-            Err(DomainError::NotFound(_)) => {}
             Err(e) => panic!("unexpected {e:?}"),
         }
         assert_eq!(f.store.job(id).await.unwrap().status, JobStatus::Cancelled);
