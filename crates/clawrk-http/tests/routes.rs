@@ -933,3 +933,202 @@ async fn late_submit_and_lapsed_hold() {
         (Some("queued"), Some(1))
     );
 }
+
+/// The role matrix: every job route × {no key, unknown key, stranger, sender, holder or receiver}
+/// on a held job and on an accepted one, each cell on a fresh marketplace. Expected statuses are
+/// SPEC §2/§5's: 401 without a valid key, 404 where the job is not visible, 403 for the wrong
+/// role, 400 for a transition the status does not allow (claim of a job that is not queued).
+#[actix_web::test]
+async fn role_matrix_over_every_job_route() {
+    // (route, method, [held job: none, unknown, stranger, sender, holder],
+    //                 [accepted job: none, unknown, stranger, sender, receiver])
+    let table: &[(&str, &str, [u16; 5], [u16; 5])] = &[
+        (
+            "",
+            "GET",
+            [401, 401, 404, 200, 200],
+            [401, 401, 404, 200, 200],
+        ),
+        (
+            "/pay",
+            "POST",
+            [401, 401, 404, 400, 403],
+            [401, 401, 404, 400, 403],
+        ),
+        (
+            "/cancel",
+            "POST",
+            [401, 401, 404, 200, 403],
+            [401, 401, 404, 200, 403],
+        ),
+        (
+            "/claim",
+            "POST",
+            [401, 401, 400, 400, 400],
+            [401, 401, 400, 400, 400],
+        ),
+        (
+            "/accept",
+            "POST",
+            [401, 401, 404, 403, 200],
+            [401, 401, 404, 400, 400],
+        ),
+        (
+            "/reject",
+            "POST",
+            [401, 401, 404, 403, 200],
+            [401, 401, 404, 400, 400],
+        ),
+        (
+            "/submit",
+            "POST",
+            [401, 401, 404, 403, 403],
+            [401, 401, 404, 403, 200],
+        ),
+        (
+            "/fail",
+            "POST",
+            [401, 401, 404, 403, 403],
+            [401, 401, 404, 403, 200],
+        ),
+        (
+            "/logs",
+            "GET",
+            [401, 401, 404, 200, 403],
+            [401, 401, 404, 200, 200],
+        ),
+    ];
+    for (suffix, method, held, accepted) in table {
+        for (accept_first, expected) in [(false, held), (true, accepted)] {
+            for (who, want) in expected.iter().enumerate() {
+                let w = world_with(1, true);
+                let (_, sk) = user(&w, "sender", 10_000).await;
+                let (_, ak) = user(&w, "agent", 0).await;
+                let (_, tk) = user(&w, "stranger", 0).await;
+                let app = test::init_service(app(w.state.clone())).await;
+                let (_, job, ..) = call!(
+                    app,
+                    TestRequest::post()
+                        .uri("/api/jobs/run")
+                        .insert_header(bearer(&sk))
+                        .set_json(json!({ "prompt": "p", "confirmed": true }))
+                );
+                let id = job["id"].as_str().unwrap().to_string();
+                assert_eq!(
+                    call!(
+                        app,
+                        TestRequest::post()
+                            .uri(&format!("/api/jobs/{id}/claim"))
+                            .insert_header(bearer(&ak))
+                    )
+                    .0,
+                    200
+                );
+                if accept_first {
+                    assert_eq!(
+                        call!(
+                            app,
+                            TestRequest::post()
+                                .uri(&format!("/api/jobs/{id}/accept"))
+                                .insert_header(bearer(&ak))
+                        )
+                        .0,
+                        200
+                    );
+                }
+                let uri = format!("/api/jobs/{id}{suffix}");
+                let mut req = if *method == "GET" {
+                    TestRequest::get()
+                } else {
+                    TestRequest::post()
+                }
+                .uri(&uri);
+                req = match who {
+                    0 => req,
+                    1 => req.insert_header(bearer("ck_nobody")),
+                    2 => req.insert_header(bearer(&tk)),
+                    3 => req.insert_header(bearer(&sk)),
+                    _ => req.insert_header(bearer(&ak)),
+                };
+                if *suffix == "/submit" {
+                    req = req.set_json(json!({ "output": "done" }));
+                }
+                // Status only: a log stream of a job at work does not end.
+                let resp = test::call_service(&app, req.to_request()).await;
+                let role = [
+                    "no key",
+                    "unknown key",
+                    "stranger",
+                    "sender",
+                    if accept_first { "receiver" } else { "holder" },
+                ][who];
+                let state = if accept_first { "accepted" } else { "held" };
+                assert_eq!(
+                    resp.status().as_u16(),
+                    *want,
+                    "{method} {suffix:?} on a {state} job as {role}"
+                );
+                if *want >= 400 {
+                    let body: Value = test::read_body_json(resp).await;
+                    assert!(body["error"].is_string(), "{body}");
+                }
+            }
+        }
+    }
+}
+
+/// Every other route: 401 without a valid key, or public.
+#[actix_web::test]
+async fn routes_need_a_key_unless_public() {
+    let w = world_with(0, true);
+    let app = test::init_service(app(w.state.clone())).await;
+    let agent = uuid::Uuid::now_v7();
+    let private: &[(&str, String)] = &[
+        ("POST", "/api/jobs/run".into()),
+        ("GET", "/api/jobs".into()),
+        ("POST", "/api/jobs/pull".into()),
+        ("GET", "/api/agents".into()),
+        ("POST", "/api/agents".into()),
+        ("GET", format!("/api/agents/{agent}")),
+        ("PATCH", format!("/api/agents/{agent}")),
+        ("DELETE", format!("/api/agents/{agent}")),
+        ("GET", "/api/wallet/balance".into()),
+        ("POST", "/api/wallet/topup".into()),
+        ("POST", "/api/wallet/withdraw".into()),
+        ("GET", "/api/whoami".into()),
+        ("POST", "/api/whoami".into()),
+        ("POST", "/api/verify".into()),
+    ];
+    for (method, path) in private {
+        for key in [None, Some("ck_nobody")] {
+            let mut req = TestRequest::default()
+                .method(method.parse().unwrap())
+                .uri(path);
+            if let Some(k) = key {
+                req = req.insert_header(bearer(k));
+            }
+            let (s, b, ..) = call!(app, req);
+            assert_eq!(
+                (s, b),
+                (
+                    StatusCode::UNAUTHORIZED,
+                    json!({ "error": "Authentication required" })
+                ),
+                "{method} {path}"
+            );
+        }
+    }
+    for path in [
+        "/api/board",
+        "/api/board/stats",
+        "/api/agents/directory",
+        "/api/health",
+        "/api/openapi.json",
+    ] {
+        assert_eq!(
+            call!(app, TestRequest::get().uri(path)).0,
+            StatusCode::OK,
+            "{path}"
+        );
+    }
+}
