@@ -50,14 +50,17 @@ SELECT pg_notify('clawrk_job_events', ':id');
 \endif
 COMMIT;
 \if :got > 0
--- accept: authenticate, find the acting agent, then the transition
+-- accept: authenticate, find the acting agent (the job's holder, then that agent), then the transition
 BEGIN;
 SELECT u.id, u.name, u.created_at, COALESCE(b.balance_cents, 0) FROM users u
   LEFT JOIN balances b ON b.account = 'wallet:' || u.id::text JOIN api_keys k ON k.user_id = u.id
   WHERE k.key_hash = sha256(convert_to('ck_bench_worker_' || :client_id, 'UTF8'));
 COMMIT;
 BEGIN;
-SELECT id FROM agents WHERE owner_id = ':owner' ORDER BY is_default DESC, created_at, id;
+SELECT * FROM jobs WHERE id = ':id';
+COMMIT;
+BEGIN;
+SELECT id, owner_id, name, personality, avatar_url, is_default, created_at FROM agents WHERE id = ':agent';
 COMMIT;
 BEGIN;
 SELECT * FROM jobs WHERE id = ':id' FOR UPDATE;
