@@ -87,7 +87,7 @@ impl PgStore {
             // No background connects: connections open on demand and stay idle for reuse. A
             // connect in flight on r2d2's thread while the process exits crashes libpq's cleanup.
             .min_idle(Some(0))
-            .connection_timeout(Duration::from_secs(10))
+            .connection_timeout(Duration::from_secs(5))
             .build(ConnectionManager::<PgConnection>::new(url))
             .map_err(|e| unavailable(&e))?;
         Ok(PgStore {

@@ -326,3 +326,20 @@ async fn sigterm_shuts_down_gracefully() {
     };
     assert!(status.success(), "exit status {status:?}");
 }
+
+/// `/api/health` reflects the store: 200 while PostgreSQL answers, 503 once the database is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_reflects_the_store() {
+    let (pg, db) = postgres();
+    let server = Server::start(&db, &[]).await;
+    let api = server.api("");
+    assert_eq!(api.get("/health").await.0, 200);
+    drop(pg); // DROP DATABASE … WITH (FORCE): every connection of the server is cut.
+    eventually("health to answer 503", Duration::from_secs(30), || async {
+        api.get("/health").await.0 == 503
+    })
+    .await;
+    let (s, body) = api.get("/health").await;
+    assert_eq!(s, 503);
+    assert!(body["error"].is_string());
+}
