@@ -476,6 +476,13 @@ impl Tx for MemoryState {
         Ok(())
     }
 
+    fn purge_expired(&mut self, now: Timestamp) -> Result<u64> {
+        let before = self.quotes.len() + self.idem.len();
+        self.quotes.retain(|_, (_, exp)| *exp > now);
+        self.idem.retain(|_, r| r.expires_at > now);
+        Ok((before - self.quotes.len() - self.idem.len()) as u64)
+    }
+
     fn ping(&mut self) -> Result<()> {
         Ok(())
     }

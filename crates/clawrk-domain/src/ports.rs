@@ -215,6 +215,9 @@ pub trait Tx {
     /// Forgets a reserved key (the request failed in a way worth retrying).
     fn idem_release(&mut self, user: UserId, key: &str) -> Result<()>;
 
+    /// Deletes phase-1 quotes and idempotency records that expired by `now`; returns how many.
+    fn purge_expired(&mut self, now: Timestamp) -> Result<u64>;
+
     /// A trivial query: the store answers.
     fn ping(&mut self) -> Result<()>;
 }
@@ -322,8 +325,9 @@ pub trait Store: Send + Sync {
     -> Result<Job>;
     /// [`crate::lifecycle::give_up`].
     async fn give_up(&self, job: JobId, user: UserId, now: Timestamp) -> Result<Job>;
-    /// Releases every lapsed hold and fails every attempt past its deadline. Idempotent and safe to
-    /// run concurrently: each job is handled once.
+    /// Releases every lapsed hold and fails every attempt past its deadline, then forgets expired
+    /// quotes and idempotency records. Idempotent and safe to run concurrently: each job is handled
+    /// once.
     async fn sweep(&self, now: Timestamp) -> Result<SweepReport>;
     /// Leases the oldest `submitted` job awaiting a verdict for `lease` (other workers skip it until
     /// then); `None` if there is none.

@@ -465,6 +465,8 @@ impl<R: TxRunner> Store for TxStore<R> {
                 break;
             }
         }
+        // Housekeeping: expired quotes and idempotency records would otherwise pile up.
+        self.tx(move |tx, _| tx.purge_expired(now)).await?;
         Ok(report)
     }
 

@@ -767,6 +767,17 @@ impl Tx for PgTx<'_> {
         Ok(())
     }
 
+    fn purge_expired(&mut self, now: Timestamp) -> Result<u64> {
+        let mut n = 0;
+        for table in ["quotes", "idempotency"] {
+            n += q(format!("DELETE FROM {table} WHERE expires_at <= ?"))
+                .bind::<BigInt, _>(now.millis())
+                .execute(self.conn)
+                .map_err(db_err)?;
+        }
+        Ok(n as u64)
+    }
+
     fn ping(&mut self) -> Result<()> {
         q("SELECT 1::bigint AS n")
             .get_result::<Num>(self.conn)

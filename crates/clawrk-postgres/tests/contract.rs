@@ -92,6 +92,17 @@ impl Harness for Postgres {
             .await
             .unwrap()
     }
+    async fn rows(&self, s: &TestStore, table: &'static str) -> i64 {
+        s.store
+            .with_connection(move |c| {
+                sql_query(format!("SELECT COUNT(*)::bigint AS n FROM {table}"))
+                    .get_result::<Total>(c)
+                    .unwrap()
+                    .n
+            })
+            .await
+            .unwrap()
+    }
 }
 
 static HARNESS: Postgres = Postgres;

@@ -76,4 +76,4 @@ fn concurrent_instances_migrate_once() {
 }
 
 /// Migrations in `migrations/postgres`: all of them run exactly once across the instances.
-const MIGRATIONS_COUNT: usize = 1;
+const MIGRATIONS_COUNT: usize = 2;

@@ -732,6 +732,17 @@ impl Tx for SqliteTx<'_> {
         Ok(())
     }
 
+    fn purge_expired(&mut self, now: Timestamp) -> Result<u64> {
+        let mut n = 0;
+        for table in ["quotes", "idempotency"] {
+            n += sql_query(format!("DELETE FROM {table} WHERE expires_at <= ?"))
+                .bind::<BigInt, _>(now.millis())
+                .execute(self.conn)
+                .map_err(db_err)?;
+        }
+        Ok(n as u64)
+    }
+
     fn ping(&mut self) -> Result<()> {
         sql_query("SELECT 1 AS n")
             .get_result::<Num>(self.conn)

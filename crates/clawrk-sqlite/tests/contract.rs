@@ -68,6 +68,16 @@ impl Harness for Sqlite {
             .await
             .unwrap()
     }
+    async fn rows(&self, s: &SqliteStore, table: &'static str) -> i64 {
+        s.with_connection(move |c| {
+            sql_query(format!("SELECT COUNT(*) AS n FROM {table}"))
+                .get_result::<Total>(c)
+                .unwrap()
+                .n
+        })
+        .await
+        .unwrap()
+    }
 }
 
 static HARNESS: Sqlite = Sqlite;

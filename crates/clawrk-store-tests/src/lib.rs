@@ -46,6 +46,8 @@ pub trait Harness: Send + Sync + 'static {
     async fn fresh(&self) -> Self::Runner;
     /// The money invariants, computed in SQL.
     async fn invariants(&self, runner: &Self::Runner) -> Invariants;
+    /// How many rows `table` holds.
+    async fn rows(&self, runner: &Self::Runner, table: &'static str) -> i64;
 }
 
 /// A clock the tests move by hand; ids are fresh v7 UUIDs.
@@ -841,6 +843,18 @@ pub async fn logs_quotes_and_idempotency<H: Harness>(h: &H) {
     assert_eq!(r("k2", d1).await.unwrap(), IdemState::Reserved);
     f.store.idem_release(u.id, "k2".into()).await.unwrap();
     assert_eq!(r("k2", d1).await.unwrap(), IdemState::Reserved);
+    // The sweeper forgets expired quotes and idempotency records, and only those.
+    assert_eq!(h.rows(&f.runner, "quotes").await, 1);
+    assert_eq!(h.rows(&f.runner, "idempotency").await, 2);
+    let fresh = f.now().plus_seconds(60);
+    f.store
+        .idem_reserve(u.id, "k3".into(), d1, f.now(), fresh)
+        .await
+        .unwrap();
+    f.clock.advance(Duration::from_secs(86_401));
+    f.store.sweep(f.now()).await.unwrap();
+    assert_eq!(h.rows(&f.runner, "quotes").await, 0);
+    assert_eq!(h.rows(&f.runner, "idempotency").await, 0);
     f.check(h).await;
 }
 

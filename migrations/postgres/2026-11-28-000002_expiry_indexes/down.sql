@@ -1,0 +1,2 @@
+DROP INDEX idempotency_expiry;
+DROP INDEX quotes_expiry;

@@ -1,0 +1,3 @@
+-- The sweeper purges expired quotes and idempotency records by expiry.
+CREATE INDEX quotes_expiry ON quotes (expires_at);
+CREATE INDEX idempotency_expiry ON idempotency (expires_at);
