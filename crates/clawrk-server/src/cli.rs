@@ -113,9 +113,10 @@ pub struct ServeArgs {
     #[arg(long, env = "CLAWRK_VERIFY_LEASE_SECONDS", default_value_t = 60,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub verify_lease_seconds: u64,
-    /// Concurrent verifications per instance.
+    /// Concurrent verifications per instance (0: this instance serves the API only; another
+    /// instance on the same database verifies).
     #[arg(long, env = "CLAWRK_VERIFY_WORKERS", default_value_t = 4,
-          value_parser = clap::value_parser!(u64).range(1..=64))]
+          value_parser = clap::value_parser!(u64).range(0..=64))]
     pub verify_workers: u64,
     /// HTTP worker threads (default: one per core).
     #[arg(long, env = "CLAWRK_HTTP_WORKERS")]

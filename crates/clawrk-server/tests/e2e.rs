@@ -343,3 +343,45 @@ async fn health_reflects_the_store() {
     assert_eq!(s, 503);
     assert!(body["error"].is_string());
 }
+
+/// Two instances on one database: the job is submitted to and followed on an API-only instance,
+/// verified by the other; the stream still delivers every line and the verdict (LISTEN/NOTIFY).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_sees_lines_written_by_another_instance() {
+    let (_pg, db) = postgres();
+    let api_only = Server::start(&db, &env(&[("CLAWRK_VERIFY_WORKERS", "0")])).await;
+    let verifier = Server::start(&db, &env(&[("CLAWRK_VERIFY_WORKERS", "1")])).await;
+    let sender = create_user(&db, "sender", 1_000);
+    let worker = create_user(&db, "worker", 0);
+    let (s, w) = (api_only.api(&sender.key), api_only.api(&worker.key));
+    let (_, job) = s
+        .post(
+            "/jobs/run",
+            json!({"prompt": "write a haiku about the sea", "confirmed": true}),
+        )
+        .await;
+    let id = job["id"].as_str().unwrap().to_string();
+    assert_eq!(w.post(&format!("/jobs/{id}/claim"), json!({})).await.0, 200);
+    assert_eq!(
+        w.post(&format!("/jobs/{id}/accept"), json!({})).await.0,
+        200
+    );
+    let follower = tokio::spawn({
+        let s = api_only.api(&sender.key);
+        let id = id.clone();
+        async move { s.follow_logs(&id, STREAM).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let out = "write the sea a haiku: grey waves fold into white foam";
+    assert_eq!(
+        w.post(&format!("/jobs/{id}/submit"), json!({"output": out}))
+            .await
+            .0,
+        200
+    );
+    let text = follower.await.unwrap();
+    assert!(text.contains("id: 1\nevent: log"), "{text}");
+    assert!(text.contains("event: verdict"), "{text}");
+    let (_, j) = verifier.api(&sender.key).get(&format!("/jobs/{id}")).await;
+    assert_eq!(j["status"], "verified");
+}
