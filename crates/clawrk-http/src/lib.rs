@@ -10,17 +10,18 @@
 pub mod error;
 pub mod extract;
 pub mod idem;
+pub mod limit;
 pub mod openapi;
 pub mod routes;
 pub mod sse;
 pub mod views;
 
-use actix_web::body::MessageBody;
+use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::{Next, from_fn};
 use actix_web::web::{self, Data};
-use actix_web::{App, Error};
+use actix_web::{App, Error, HttpResponse};
 use clawrk_domain::ports::LogWatch;
 use clawrk_domain::service::Marketplace;
 use error::ApiError;
@@ -41,6 +42,8 @@ pub struct AppState {
     /// Rung after a submission, so that idle verification workers start at once instead of at
     /// their next poll.
     pub work: Arc<tokio::sync::Notify>,
+    /// Per-caller request limit; `None`: unlimited.
+    pub rate_limit: Option<Arc<limit::RateLimit>>,
 }
 
 const REQUEST_ID: &str = "x-request-id";
@@ -80,6 +83,33 @@ async fn request_id(
         );
     });
     Ok(res)
+}
+
+/// 429 for a caller over its request rate (when a limit is configured).
+async fn rate_limit(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
+    let limiter = req
+        .app_data::<Data<AppState>>()
+        .and_then(|st| st.rate_limit.clone());
+    if let Some(limiter) = limiter {
+        let caller = extract::bearer_token(req.request()).unwrap_or_else(|| {
+            let ip = req
+                .peer_addr()
+                .map(|a| a.ip().to_string())
+                .unwrap_or_default();
+            format!("ip:{ip}")
+        });
+        if let Err(wait) = limiter.check(&caller) {
+            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            let resp = HttpResponse::TooManyRequests()
+                .insert_header(("Retry-After", secs.max(1).to_string()))
+                .json(serde_json::json!({ "error": format!("rate limited: retry in {} ms", wait.as_millis()) }));
+            return Ok(req.into_response(resp).map_into_right_body());
+        }
+    }
+    Ok(next.call(req).await?.map_into_left_body())
 }
 
 /// A resource whose other methods answer 405 in the error shape.
@@ -151,6 +181,7 @@ pub fn app(
             web::PathConfig::default()
                 .error_handler(|e, _| ApiError::bad_request(format!("invalid path: {e}")).into()),
         )
+        .wrap(from_fn(rate_limit))
         .wrap(from_fn(request_id))
         .service(api_scope())
         .default_service(web::to(routes::not_found))

@@ -145,6 +145,7 @@ fn world_with(structurer_calls: usize, passes: bool) -> World {
             watch: Arc::new(NoWatch),
             cron_secret: Some("cron-s3cret".into()),
             work: Arc::default(),
+            rate_limit: None,
         },
         store,
         clock: wall,
@@ -1131,4 +1132,26 @@ async fn routes_need_a_key_unless_public() {
             "{path}"
         );
     }
+}
+
+/// With a limit, a caller over its rate gets 429 with `Retry-After`; another caller is not affected.
+#[actix_web::test]
+async fn callers_over_their_rate_get_429() {
+    let mut w = world_with(0, true);
+    let (_, a) = user(&w, "alice", 0).await;
+    let (_, b) = user(&w, "bob", 0).await;
+    w.state.rate_limit = clawrk_http::limit::RateLimit::per_second(2).map(Arc::new);
+    let app = test::init_service(app(w.state.clone())).await;
+    let who = |k: &str| {
+        TestRequest::get()
+            .uri("/api/whoami")
+            .insert_header(bearer(k))
+    };
+    assert_eq!(call!(app, who(&a)).0, StatusCode::OK);
+    assert_eq!(call!(app, who(&a)).0, StatusCode::OK);
+    let (s, body, headers, _) = call!(app, who(&a));
+    assert_eq!(s, StatusCode::TOO_MANY_REQUESTS);
+    assert!(body["error"].as_str().unwrap().starts_with("rate limited"));
+    assert!(headers.get("retry-after").is_some());
+    assert_eq!(call!(app, who(&b)).0, StatusCode::OK);
 }

@@ -118,6 +118,9 @@ pub struct ServeArgs {
     #[arg(long, env = "CLAWRK_VERIFY_WORKERS", default_value_t = 4,
           value_parser = clap::value_parser!(u64).range(0..=64))]
     pub verify_workers: u64,
+    /// Requests per second per caller (API key, or IP without one); 0: no limit.
+    #[arg(long, env = "CLAWRK_RATE_LIMIT", default_value_t = 0)]
+    pub rate_limit: u32,
     /// HTTP worker threads (default: one per core).
     #[arg(long, env = "CLAWRK_HTTP_WORKERS")]
     pub http_workers: Option<usize>,

@@ -92,6 +92,7 @@ async fn serve(store_args: StoreArgs, args: ServeArgs) -> ExitCode {
     let work = Arc::new(tokio::sync::Notify::new());
     let state = clawrk_http::AppState {
         work: work.clone(),
+        rate_limit: clawrk_http::limit::RateLimit::per_second(args.rate_limit).map(Arc::new),
         market: market.clone(),
         watch: opened.watch(),
         cron_secret: args.cron_secret.clone().filter(|s| !s.is_empty()),
