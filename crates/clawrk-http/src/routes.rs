@@ -506,10 +506,40 @@ pub async fn balance(
     .json(view))
 }
 
-fn amount(b: AmountBody) -> ApiResult<Cents> {
-    b.amount_cents
+/// Which way money moves between the wallet and the outside world.
+#[derive(Clone, Copy)]
+enum Move {
+    In,
+    Out,
+}
+
+/// A top-up or a withdrawal, once per idempotency key; answers the new balance.
+async fn move_money(
+    st: Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+    body: JsonBody<AmountBody>,
+    way: Move,
+) -> ApiResult<HttpResponse> {
+    let user = caller.0.id;
+    let amount = body
+        .value
+        .amount_cents
         .map(Cents)
-        .ok_or_else(|| ApiError::bad_request("amount_cents is required"))
+        .ok_or_else(|| ApiError::bad_request("amount_cents is required"))?;
+    once(&st, user, &req, &body.raw, || async {
+        let balance = match way {
+            Move::In => st.market.topup(user, amount).await?,
+            Move::Out => st.market.withdraw(user, amount).await?,
+        };
+        Reply::new(
+            StatusCode::OK,
+            BalanceView {
+                balance_cents: balance.get(),
+            },
+        )
+    })
+    .await
 }
 
 /// Tops up the wallet through the payment port.
@@ -524,18 +554,7 @@ pub async fn topup(
     req: HttpRequest,
     body: JsonBody<AmountBody>,
 ) -> ApiResult<HttpResponse> {
-    let user = caller.0.id;
-    let amount = amount(body.value)?;
-    once(&st, user, &req, &body.raw, || async {
-        let b = st.market.topup(user, amount).await?;
-        Reply::new(
-            StatusCode::OK,
-            BalanceView {
-                balance_cents: b.get(),
-            },
-        )
-    })
-    .await
+    move_money(st, caller, req, body, Move::In).await
 }
 
 /// Withdraws from the wallet through the payout port.
@@ -550,18 +569,7 @@ pub async fn withdraw(
     req: HttpRequest,
     body: JsonBody<AmountBody>,
 ) -> ApiResult<HttpResponse> {
-    let user = caller.0.id;
-    let amount = amount(body.value)?;
-    once(&st, user, &req, &body.raw, || async {
-        let b = st.market.withdraw(user, amount).await?;
-        Reply::new(
-            StatusCode::OK,
-            BalanceView {
-                balance_cents: b.get(),
-            },
-        )
-    })
-    .await
+    move_money(st, caller, req, body, Move::Out).await
 }
 
 /// Who the key belongs to.
