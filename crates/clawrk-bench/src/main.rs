@@ -261,48 +261,82 @@ fn round(v: f64) -> f64 {
     (v * 100.0).round() / 100.0
 }
 
-/// W1/W2: `n` agents pull (and keep) jobs for `secs`. Checks no job is held twice.
+/// One hold as the client saw it: the job, when the pull answered, when the reject was sent.
+struct Hold {
+    job: String,
+    held: Instant,
+    released: Instant,
+}
+
+/// W1/W2: `n` agents loop pull + reject for `secs` (a rejected job goes back to the queue for the
+/// others, never to the same agent). Checks that no job was ever held by two agents at once: for
+/// each job, a pull may only answer after the previous holder sent its reject. Returns the pull +
+/// reject cycles per second and the pull latency p50/p99 (ms).
 async fn pulls(base: &str, n: u32, secs: u64) -> (f64, f64, f64) {
     let http = client();
     let end = Instant::now() + Duration::from_secs(secs);
     let tasks = (0..n).map(|i| {
-        let (http, url) = (http.clone(), format!("{base}/jobs/pull"));
+        let (http, base) = (http.clone(), base.to_string());
         tokio::spawn(async move {
             let key = format!("ck_bench_worker_{i}");
-            let (mut ids, mut lat) = (Vec::new(), Vec::new());
+            let (mut holds, mut lat) = (Vec::new(), Vec::new());
             while Instant::now() < end {
                 let t = Instant::now();
                 let r = http
-                    .post(&url)
+                    .post(format!("{base}/jobs/pull"))
                     .bearer_auth(&key)
                     .send()
                     .await
                     .expect("pull");
                 let status = r.status();
                 let body: Value = r.json().await.unwrap_or(Value::Null);
-                lat.push(t.elapsed().as_secs_f64() * 1000.0);
+                let held = Instant::now();
+                lat.push(held.duration_since(t).as_secs_f64() * 1000.0);
                 match status.as_u16() {
-                    200 => ids.push(body["job"]["id"].as_str().unwrap_or_default().to_string()),
+                    200 => {}
                     204 => break,
                     s => panic!("pull answered {s}: {body}"),
                 }
+                let job = body["job"]["id"].as_str().unwrap_or_default().to_string();
+                let released = Instant::now();
+                let r = http
+                    .post(format!("{base}/jobs/{job}/reject"))
+                    .bearer_auth(&key)
+                    .send()
+                    .await
+                    .expect("reject");
+                assert_eq!(r.status(), 200, "reject");
+                holds.push(Hold {
+                    job,
+                    held,
+                    released,
+                });
             }
-            (ids, lat)
+            (holds, lat)
         })
     });
     let started = Instant::now();
     let results = futures::future::join_all(tasks).await;
     let elapsed = started.elapsed().as_secs_f64();
-    let (mut seen, mut lat) = (HashSet::new(), Vec::new());
+    let (mut all, mut lat) = (Vec::new(), Vec::new());
     for r in results {
-        let (ids, l) = r.expect("puller");
-        for id in ids {
-            assert!(seen.insert(id.clone()), "job {id} was held twice");
-        }
+        let (holds, l) = r.expect("puller");
+        all.extend(holds);
         lat.extend(l);
     }
+    let cycles = all.len();
+    all.sort_by(|a, b| (&a.job, a.held).cmp(&(&b.job, b.held)));
+    for w in all.windows(2) {
+        if w[0].job == w[1].job {
+            assert!(
+                w[1].held > w[0].released,
+                "job {} was held by two agents at once",
+                w[0].job
+            );
+        }
+    }
     lat.sort_by(f64::total_cmp);
-    (seen.len() as f64 / elapsed, pct(&lat, 0.5), pct(&lat, 0.99))
+    (cycles as f64 / elapsed, pct(&lat, 0.5), pct(&lat, 0.99))
 }
 
 /// Runs a pgbench script; returns transactions (script runs) per second.
