@@ -10,7 +10,6 @@
 use clap::Parser;
 use futures::StreamExt;
 use serde_json::{Value, json};
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
