@@ -31,29 +31,32 @@ impl Clock for SystemClock {
     }
 }
 
-/// The opened store with its log watch.
+/// Which store was opened: what the log watch and the shutdown depend on.
+enum Backend {
+    Postgres(PgStore),
+    Sqlite(SqliteStore),
+}
+
+/// The opened store.
 pub struct Opened {
     pub store: Arc<dyn Store>,
-    local_watch: Option<Arc<dyn LogWatch>>,
     /// What to say in the start-up log (never a password).
     pub describe: String,
-    /// The PostgreSQL store, to stop its listener before the process exits.
-    pub pg: Option<PgStore>,
+    backend: Backend,
 }
 
 impl Opened {
     /// Wake-ups for log streams (for PostgreSQL this starts the LISTEN connection).
     pub fn watch(&self) -> Arc<dyn LogWatch> {
-        match (&self.pg, &self.local_watch) {
-            (Some(pg), _) => pg.watch(),
-            (None, Some(w)) => w.clone(),
-            (None, None) => unreachable_watch(),
+        match &self.backend {
+            Backend::Postgres(pg) => pg.watch(),
+            Backend::Sqlite(db) => db.watch(),
         }
     }
 
     /// Releases what must not outlive the process's last moments (the LISTEN thread).
     pub fn shutdown(&self) {
-        if let Some(pg) = &self.pg {
+        if let Backend::Postgres(pg) = &self.backend {
             pg.shutdown();
         }
     }
@@ -86,10 +89,9 @@ pub async fn open_store(args: &StoreArgs) -> Result<Opened> {
                     .map_err(|e| DomainError::Internal(e.to_string()))??
             };
             Ok(Opened {
-                local_watch: None,
                 store: Arc::new(TxStore::new(pg.clone(), clock)),
                 describe: format!("PostgreSQL {}", redact(&url)),
-                pg: Some(pg),
+                backend: Backend::Postgres(pg),
             })
         }
         None => {
@@ -98,26 +100,12 @@ pub async fn open_store(args: &StoreArgs) -> Result<Opened> {
                 .await
                 .map_err(|e| DomainError::Internal(e.to_string()))??;
             Ok(Opened {
-                local_watch: Some(db.watch()),
                 describe: format!("embedded SQLite {}", db.path().display()),
-                store: Arc::new(TxStore::new(db, clock)),
-                pg: None,
+                store: Arc::new(TxStore::new(db.clone(), clock)),
+                backend: Backend::Sqlite(db),
             })
         }
     }
-}
-
-/// Never reached: an opened store is PostgreSQL or has a local watch. A watch that only times out
-/// keeps streams correct (they poll) should it ever be.
-fn unreachable_watch() -> Arc<dyn LogWatch> {
-    struct Poll;
-    #[async_trait]
-    impl LogWatch for Poll {
-        async fn wait(&self, _job: clawrk_domain::ids::JobId, timeout: Duration) {
-            tokio::time::sleep(timeout).await;
-        }
-    }
-    Arc::new(Poll)
 }
 
 /// Runs the store's migrations and says how many ran (SQLite migrates when opened).
