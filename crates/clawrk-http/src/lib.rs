@@ -28,7 +28,6 @@ use error::ApiError;
 use std::sync::Arc;
 use std::time::Instant;
 use tracing::Instrument;
-use utoipa::OpenApi;
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -166,13 +165,8 @@ pub fn app(
         InitError = (),
     >,
 > {
-    let doc = openapi::ApiDoc::openapi();
-    let json = doc.to_json().unwrap_or_else(|_| "{}".into());
-    let html = utoipa_scalar::Scalar::new(doc).to_html();
     App::new()
         .app_data(Data::new(state))
-        .app_data(Data::new(openapi::DocJson(json)))
-        .app_data(Data::new(openapi::DocHtml(html)))
         .app_data(web::PayloadConfig::new(extract::MAX_BODY_BYTES))
         .app_data(web::QueryConfig::default().error_handler(|e, _| {
             ApiError::bad_request(format!("invalid query string: {e}")).into()

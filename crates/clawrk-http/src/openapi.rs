@@ -41,24 +41,29 @@ impl Modify for Security {
     }
 }
 
+/// The document as JSON and the reference page, rendered once per process (every HTTP worker
+/// builds an `App`, and the document never changes while the process runs).
+fn rendered() -> &'static (String, String) {
+    static DOCS: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
+    DOCS.get_or_init(|| {
+        let doc = ApiDoc::openapi();
+        let json = doc.to_json().unwrap_or_else(|_| "{}".into());
+        (json, utoipa_scalar::Scalar::new(doc).to_html())
+    })
+}
+
 /// This document.
 #[utoipa::path(get, path = "/api/openapi.json", tag = "public",
     responses((status = 200, description = "the OpenAPI 3.1 document", content_type = "application/json")))]
-pub async fn openapi_json(doc: actix_web::web::Data<DocJson>) -> actix_web::HttpResponse {
+pub async fn openapi_json() -> actix_web::HttpResponse {
     actix_web::HttpResponse::Ok()
         .content_type("application/json")
-        .body(doc.0.clone())
+        .body(rendered().0.as_str())
 }
-
-/// The document, serialized once at start.
-pub struct DocJson(pub String);
 
 /// The reference page.
-pub async fn docs_page(doc: actix_web::web::Data<DocHtml>) -> actix_web::HttpResponse {
+pub async fn docs_page() -> actix_web::HttpResponse {
     actix_web::HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
-        .body(doc.0.clone())
+        .body(rendered().1.as_str())
 }
-
-/// The reference page's HTML, rendered once at start.
-pub struct DocHtml(pub String);
