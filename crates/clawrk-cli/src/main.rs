@@ -206,23 +206,10 @@ fn held_text(b: &Value, now_ms: i64) -> String {
     out
 }
 
-/// Milliseconds since the epoch of `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+/// Milliseconds since the epoch of an RFC 3339 timestamp.
 fn parse_ms(t: &str) -> Option<i64> {
-    let (date, time) = t.trim_end_matches('Z').split_once('T')?;
-    let mut d = date.split('-').map(|x| x.parse::<i64>());
-    let (y, m, day) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
-    let (hms, ms) = time.split_once('.').unwrap_or((time, "0"));
-    let mut h = hms.split(':').map(|x| x.parse::<i64>());
-    let (hh, mm, ss) = (h.next()?.ok()?, h.next()?.ok()?, h.next()?.ok()?);
-    // Days from civil (Howard Hinnant's algorithm).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(((days * 24 + hh) * 60 + mm) * 60_000 + ss * 1000 + ms.parse::<i64>().ok()?)
+    let at = time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()?;
+    i64::try_from(at.unix_timestamp_nanos() / 1_000_000).ok()
 }
 
 fn now_ms() -> i64 {
