@@ -8,6 +8,7 @@
 //! sender against 1,000), W8 (1,000 SSE subscribers); writes `bench/results/latest.json`.
 
 use clap::Parser;
+use clawrk_postgres::testing::with_database;
 use futures::StreamExt;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -44,16 +45,6 @@ fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// `url` with its database replaced.
-fn with_db(url: &str, db: &str) -> String {
-    let (base, q) = url
-        .split_once('?')
-        .map_or((url, None), |(b, q)| (b, Some(q)));
-    let start = base.find("://").map_or(0, |i| i + 3);
-    let base = base[start..].find('/').map_or(base, |i| &base[..start + i]);
-    q.map_or(format!("{base}/{db}"), |q| format!("{base}/{db}?{q}"))
-}
-
 fn psql(url: &str, sql: &str) -> String {
     let out = Command::new("psql")
         .args([url, "-v", "ON_ERROR_STOP=1", "-qAtX", "-c", sql])
@@ -82,7 +73,7 @@ impl Database {
             &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
         );
         psql(admin, &format!("CREATE DATABASE {name}"));
-        let url = with_db(admin, &name);
+        let url = with_database(admin, &name);
         let out = Command::new(server_bin())
             .arg("migrate")
             .env("DATABASE_URL", &url)
