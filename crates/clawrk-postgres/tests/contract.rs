@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use clawrk_domain::ports::{TxFn, TxRunner};
 use clawrk_postgres::PgStore;
 use clawrk_postgres::testing::TestDatabase;
-use clawrk_store_tests::{Harness, Invariants, contract_tests};
+use clawrk_store_tests::{Harness, contract_tests};
 use diesel::prelude::*;
 use diesel::sql_query;
 use diesel::sql_types::{BigInt, Text};
@@ -65,41 +65,16 @@ impl Harness for Postgres {
         }
     }
 
-    async fn invariants(&self, s: &TestStore) -> Invariants {
+    async fn number(&self, s: &TestStore, sql: String) -> i64 {
         s.store
-            .with_connection(|c| Invariants {
-                total: sql_query("SELECT COALESCE(SUM(balance_cents), 0)::bigint AS n FROM balances")
-                    .get_result::<Total>(c)
-                    .unwrap()
-                    .n,
-                negative: names(
-                    c,
-                    "SELECT account AS name FROM balances WHERE balance_cents < 0 AND account <> 'world'",
-                ),
-                unbalanced: names(
-                    c,
-                    "SELECT b.account AS name FROM balances b WHERE b.balance_cents <> \
-                     COALESCE((SELECT SUM(amount_cents) FROM transfers WHERE credit = b.account), 0) - \
-                     COALESCE((SELECT SUM(amount_cents) FROM transfers WHERE debit = b.account), 0)",
-                ),
-                escrow_mismatch: names(
-                    c,
-                    "SELECT j.id::text AS name FROM jobs j LEFT JOIN balances b ON b.account = 'escrow:' || j.id::text \
-                     WHERE COALESCE(b.balance_cents, 0) <> CASE WHEN j.status IN \
-                     ('queued', 'held', 'accepted', 'submitted') THEN j.price_cents ELSE 0 END",
-                ),
-            })
+            .with_connection(move |c| sql_query(sql).get_result::<Total>(c).unwrap().n)
             .await
             .unwrap()
     }
-    async fn rows(&self, s: &TestStore, table: &'static str) -> i64 {
+
+    async fn names(&self, s: &TestStore, sql: String) -> Vec<String> {
         s.store
-            .with_connection(move |c| {
-                sql_query(format!("SELECT COUNT(*)::bigint AS n FROM {table}"))
-                    .get_result::<Total>(c)
-                    .unwrap()
-                    .n
-            })
+            .with_connection(move |c| names(c, &sql))
             .await
             .unwrap()
     }

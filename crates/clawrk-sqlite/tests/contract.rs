@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use clawrk_sqlite::SqliteStore;
-use clawrk_store_tests::{Harness, Invariants, contract_tests};
+use clawrk_store_tests::{Harness, contract_tests};
 use diesel::prelude::*;
 use diesel::sql_query;
 use diesel::sql_types::{BigInt, Text};
@@ -41,42 +41,18 @@ impl Harness for Sqlite {
         SqliteStore::open(path).unwrap()
     }
 
-    async fn invariants(&self, store: &SqliteStore) -> Invariants {
+    async fn number(&self, store: &SqliteStore, sql: String) -> i64 {
         store
-            .with_connection(|c| Invariants {
-                total: sql_query("SELECT COALESCE(SUM(balance_cents), 0) AS n FROM balances")
-                    .get_result::<Total>(c)
-                    .unwrap()
-                    .n,
-                negative: names(
-                    c,
-                    "SELECT account AS name FROM balances WHERE balance_cents < 0 AND account <> 'world'",
-                ),
-                unbalanced: names(
-                    c,
-                    "SELECT b.account AS name FROM balances b WHERE b.balance_cents <> \
-                     COALESCE((SELECT SUM(amount_cents) FROM transfers WHERE credit = b.account), 0) - \
-                     COALESCE((SELECT SUM(amount_cents) FROM transfers WHERE debit = b.account), 0)",
-                ),
-                escrow_mismatch: names(
-                    c,
-                    "SELECT j.id AS name FROM jobs j LEFT JOIN balances b ON b.account = 'escrow:' || j.id \
-                     WHERE COALESCE(b.balance_cents, 0) <> CASE WHEN j.status IN \
-                     ('queued', 'held', 'accepted', 'submitted') THEN j.price_cents ELSE 0 END",
-                ),
-            })
+            .with_connection(move |c| sql_query(sql).get_result::<Total>(c).unwrap().n)
             .await
             .unwrap()
     }
-    async fn rows(&self, s: &SqliteStore, table: &'static str) -> i64 {
-        s.with_connection(move |c| {
-            sql_query(format!("SELECT COUNT(*) AS n FROM {table}"))
-                .get_result::<Total>(c)
-                .unwrap()
-                .n
-        })
-        .await
-        .unwrap()
+
+    async fn names(&self, store: &SqliteStore, sql: String) -> Vec<String> {
+        store
+            .with_connection(move |c| names(c, &sql))
+            .await
+            .unwrap()
     }
 }
 

@@ -3,7 +3,8 @@
 //!
 //! Each test drives the domain's [`TxStore`] over the store's [`TxRunner`] on a fresh database,
 //! walks a part of SPEC §3 (lifecycle), §4 (money) or §5 (visibility, listing), and ends by checking
-//! the money invariants **in SQL** through [`Harness::invariants`]: all accounts sum to zero, no
+//! the money invariants **in SQL** (portable queries run through [`Harness::number`] and
+//! [`Harness::names`]): all accounts sum to zero, no
 //! wallet is negative, each balance equals its transfers, each job's escrow matches its status.
 //! The concurrency tests race real transactions: pulls, payments, cancel against claim, sweeps.
 
@@ -44,10 +45,44 @@ pub trait Harness: Send + Sync + 'static {
     type Runner: TxRunner + Clone;
     /// A runner on a fresh, empty, migrated database.
     async fn fresh(&self) -> Self::Runner;
-    /// The money invariants, computed in SQL.
-    async fn invariants(&self, runner: &Self::Runner) -> Invariants;
-    /// How many rows `table` holds.
-    async fn rows(&self, runner: &Self::Runner, table: &'static str) -> i64;
+    /// Runs `sql`, which selects one `BIGINT` column named `n` in one row.
+    async fn number(&self, runner: &Self::Runner, sql: String) -> i64;
+    /// Runs `sql`, which selects one text column named `name`.
+    async fn names(&self, runner: &Self::Runner, sql: String) -> Vec<String>;
+}
+
+/// The invariant queries, in SQL both stores understand (`CAST`, not `::`).
+mod sql {
+    pub const TOTAL: &str =
+        "SELECT CAST(COALESCE(SUM(balance_cents), 0) AS BIGINT) AS n FROM balances";
+    pub const NEGATIVE: &str =
+        "SELECT account AS name FROM balances WHERE balance_cents < 0 AND account <> 'world'";
+    pub const UNBALANCED: &str = "SELECT b.account AS name FROM balances b WHERE b.balance_cents <> \
+         COALESCE((SELECT SUM(amount_cents) FROM transfers WHERE credit = b.account), 0) - \
+         COALESCE((SELECT SUM(amount_cents) FROM transfers WHERE debit = b.account), 0)";
+    pub const ESCROW_MISMATCH: &str = "SELECT CAST(j.id AS TEXT) AS name FROM jobs j \
+         LEFT JOIN balances b ON b.account = 'escrow:' || CAST(j.id AS TEXT) \
+         WHERE COALESCE(b.balance_cents, 0) <> CASE WHEN j.status IN \
+         ('queued', 'held', 'accepted', 'submitted') THEN j.price_cents ELSE 0 END";
+}
+
+/// The money invariants of the store behind `runner`, computed in SQL.
+pub async fn invariants<H: Harness>(h: &H, runner: &H::Runner) -> Invariants {
+    Invariants {
+        total: h.number(runner, sql::TOTAL.into()).await,
+        negative: h.names(runner, sql::NEGATIVE.into()).await,
+        unbalanced: h.names(runner, sql::UNBALANCED.into()).await,
+        escrow_mismatch: h.names(runner, sql::ESCROW_MISMATCH.into()).await,
+    }
+}
+
+/// How many rows `table` holds.
+async fn rows<H: Harness>(h: &H, runner: &H::Runner, table: &str) -> i64 {
+    h.number(
+        runner,
+        format!("SELECT CAST(COUNT(*) AS BIGINT) AS n FROM {table}"),
+    )
+    .await
 }
 
 /// A clock the tests move by hand; ids are fresh v7 UUIDs.
@@ -136,7 +171,7 @@ impl<H: Harness> Fixture<H> {
 
     /// Asserts the money invariants in SQL.
     pub async fn check(&self, h: &H) {
-        assert_eq!(h.invariants(&self.runner).await, Invariants::default());
+        assert_eq!(invariants(h, &self.runner).await, Invariants::default());
     }
 }
 
@@ -844,8 +879,8 @@ pub async fn logs_quotes_and_idempotency<H: Harness>(h: &H) {
     f.store.idem_release(u.id, "k2".into()).await.unwrap();
     assert_eq!(r("k2", d1).await.unwrap(), IdemState::Reserved);
     // The sweeper forgets expired quotes and idempotency records, and only those.
-    assert_eq!(h.rows(&f.runner, "quotes").await, 1);
-    assert_eq!(h.rows(&f.runner, "idempotency").await, 2);
+    assert_eq!(rows(h, &f.runner, "quotes").await, 1);
+    assert_eq!(rows(h, &f.runner, "idempotency").await, 2);
     let fresh = f.now().plus_seconds(60);
     f.store
         .idem_reserve(u.id, "k3".into(), d1, f.now(), fresh)
@@ -853,8 +888,8 @@ pub async fn logs_quotes_and_idempotency<H: Harness>(h: &H) {
         .unwrap();
     f.clock.advance(Duration::from_secs(86_401));
     f.store.sweep(f.now()).await.unwrap();
-    assert_eq!(h.rows(&f.runner, "quotes").await, 0);
-    assert_eq!(h.rows(&f.runner, "idempotency").await, 0);
+    assert_eq!(rows(h, &f.runner, "quotes").await, 0);
+    assert_eq!(rows(h, &f.runner, "idempotency").await, 0);
     f.check(h).await;
 }
 
