@@ -67,7 +67,6 @@ SELECT * FROM jobs WHERE id = ':id' FOR UPDATE;
 UPDATE jobs SET status = 'accepted', held_by_agent_id = NULL, held_by_owner_id = NULL, hold_expires_at = NULL,
   receiver = ':owner', receiver_agent_id = ':agent', accepted_at = 4, deadline_at = 9999999999999,
   attempt_count = 1, updated_at = 4 WHERE id = ':id';
-INSERT INTO presentations (agent_id, job_id) VALUES (':agent', ':id') ON CONFLICT DO NOTHING;
 INSERT INTO attempts (job_id, attempt, agent_id, outcome, earned_cents) VALUES (':id', 1, ':agent', 'running', 0)
   ON CONFLICT (job_id, attempt) DO UPDATE SET outcome = excluded.outcome, earned_cents = excluded.earned_cents;
 SELECT pg_notify('clawrk_job_events', ':id');

@@ -43,6 +43,5 @@ SELECT * FROM jobs WHERE id = ':id' FOR UPDATE;
 UPDATE jobs SET status = 'queued', held_by_agent_id = NULL, held_by_owner_id = NULL,
        hold_expires_at = NULL, updated_at = 2, verify_lease_until = NULL
   WHERE id = ':id';
-INSERT INTO presentations (agent_id, job_id) VALUES (':agent', ':id') ON CONFLICT DO NOTHING;
 SELECT pg_notify('clawrk_job_events', ':id');
 COMMIT;

@@ -189,7 +189,10 @@ impl PgTx<'_> {
     /// Records the presentations and the attempt that a job's row implies.
     fn record_history(&mut self, job: &Job) -> Result<()> {
         let id = job.id.uuid();
-        for agent in &job.presented_to_agents {
+        // A job is presented to an agent exactly when that agent holds it: record the holder,
+        // once, rather than the whole list on every update.
+        if let Some(holder) = job.holder {
+            let agent = holder.agent_id;
             q("INSERT INTO presentations (agent_id, job_id) VALUES (?, ?) ON CONFLICT DO NOTHING")
                 .bind::<PgUuid, _>(agent.uuid())
                 .bind::<PgUuid, _>(id)

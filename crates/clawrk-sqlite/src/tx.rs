@@ -145,7 +145,10 @@ impl SqliteTx<'_> {
     /// Records the presentations and the attempt that a job's row implies.
     fn record_history(&mut self, job: &Job) -> Result<()> {
         let id = job.id.to_string();
-        for agent in &job.presented_to_agents {
+        // A job is presented to an agent exactly when that agent holds it: record the holder,
+        // once, rather than the whole list on every update.
+        if let Some(holder) = job.holder {
+            let agent = holder.agent_id;
             sql_query(
                 "INSERT INTO presentations (agent_id, job_id) VALUES (?, ?) ON CONFLICT DO NOTHING",
             )
