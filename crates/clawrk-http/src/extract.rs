@@ -21,16 +21,12 @@ pub const MAX_BODY_BYTES: usize = 1 << 20;
 /// The caller, authenticated by `Authorization: Bearer <api key>` (looked up by its hash).
 pub struct Caller(pub User);
 
-fn bearer(req: &HttpRequest) -> Option<String> {
+/// The bearer token of a request, if any (API keys; the cron route's secret).
+pub fn bearer_token(req: &HttpRequest) -> Option<String> {
     let value = req.headers().get(AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.trim().split_once(' ')?;
     let token = token.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then(|| token.to_string())
-}
-
-/// The bearer token of a request, if any (the cron route compares it with its secret).
-pub fn bearer_token(req: &HttpRequest) -> Option<String> {
-    bearer(req)
 }
 
 impl FromRequest for Caller {
@@ -38,7 +34,7 @@ impl FromRequest for Caller {
     type Future = Pin<Box<dyn Future<Output = Result<Caller, ApiError>>>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let token = bearer(req);
+        let token = bearer_token(req);
         let state = req.app_data::<Data<AppState>>().cloned();
         Box::pin(async move {
             let (Some(token), Some(state)) = (token, state) else {

@@ -3,6 +3,7 @@
 use crate::cli::Admin;
 use crate::wiring::SystemClock;
 use clawrk_domain::error::Result;
+use clawrk_domain::ids::UserId;
 use clawrk_domain::money::{Cents, Reason};
 use clawrk_domain::ports::{Clock, Store};
 use clawrk_domain::user::KeyHash;
@@ -16,24 +17,27 @@ pub fn new_api_key() -> String {
     format!("ck_{}", hex::encode(bytes))
 }
 
+/// Issues a new API key for `user`; only its hash is stored.
+async fn issue_key(store: &dyn Store, user: UserId, clock: &SystemClock) -> Result<String> {
+    let key = new_api_key();
+    store
+        .create_api_key(user, KeyHash::of(&key), clock.now())
+        .await?;
+    Ok(key)
+}
+
 /// Runs one admin command; the JSON object to print.
 pub async fn run(store: &dyn Store, cmd: Admin) -> Result<Value> {
     let clock = SystemClock;
     match cmd {
         Admin::CreateUser { name } => {
             let user = store.create_user(&name, clock.now()).await?;
-            let key = new_api_key();
-            store
-                .create_api_key(user.id, KeyHash::of(&key), clock.now())
-                .await?;
+            let key = issue_key(store, user.id, &clock).await?;
             Ok(json!({ "user_id": user.id.to_string(), "name": user.name, "api_key": key }))
         }
         Admin::CreateKey { user } => {
             let user = store.find_user(&user).await?;
-            let key = new_api_key();
-            store
-                .create_api_key(user.id, KeyHash::of(&key), clock.now())
-                .await?;
+            let key = issue_key(store, user.id, &clock).await?;
             Ok(json!({ "user_id": user.id.to_string(), "api_key": key }))
         }
         Admin::Credit { user, cents } => {
