@@ -6,7 +6,7 @@
 -- run (phase 2): authenticate, quote cache, create the job and pay it into escrow
 BEGIN;
 SELECT u.id AS sender FROM users u JOIN api_keys k ON k.user_id = u.id
-  WHERE k.key_hash = sha256(convert_to('ck_bench_sender_' || :client_id, 'UTF8')) \gset
+  WHERE k.key_hash = sha256(convert_to('ck_' || lpad(to_hex(:client_id), 32, '0') || repeat('a', 32), 'UTF8')) \gset
 COMMIT;
 BEGIN;
 SELECT structured FROM quotes WHERE sender = ':sender' AND digest = sha256(convert_to('p' || :n, 'UTF8')) AND expires_at > 0;
@@ -32,7 +32,7 @@ COMMIT;
 -- hold and the rest of this run is skipped (the HTTP client would post and pull again).
 BEGIN;
 SELECT u.id AS owner FROM users u JOIN api_keys k ON k.user_id = u.id
-  WHERE k.key_hash = sha256(convert_to('ck_bench_worker_' || :client_id, 'UTF8')) \gset
+  WHERE k.key_hash = sha256(convert_to('ck_' || lpad(to_hex(:client_id), 32, '0') || repeat('b', 32), 'UTF8')) \gset
 COMMIT;
 BEGIN;
 SELECT id AS agent FROM agents WHERE owner_id = ':owner' ORDER BY is_default DESC, created_at, id LIMIT 1 \gset
@@ -54,7 +54,7 @@ COMMIT;
 BEGIN;
 SELECT u.id, u.name, u.created_at, COALESCE(b.balance_cents, 0) FROM users u
   LEFT JOIN balances b ON b.account = 'wallet:' || u.id::text JOIN api_keys k ON k.user_id = u.id
-  WHERE k.key_hash = sha256(convert_to('ck_bench_worker_' || :client_id, 'UTF8'));
+  WHERE k.key_hash = sha256(convert_to('ck_' || lpad(to_hex(:client_id), 32, '0') || repeat('b', 32), 'UTF8'));
 COMMIT;
 BEGIN;
 SELECT * FROM jobs WHERE id = ':id';
@@ -75,7 +75,7 @@ COMMIT;
 BEGIN;
 SELECT u.id, u.name, u.created_at, COALESCE(b.balance_cents, 0) FROM users u
   LEFT JOIN balances b ON b.account = 'wallet:' || u.id::text JOIN api_keys k ON k.user_id = u.id
-  WHERE k.key_hash = sha256(convert_to('ck_bench_worker_' || :client_id, 'UTF8'));
+  WHERE k.key_hash = sha256(convert_to('ck_' || lpad(to_hex(:client_id), 32, '0') || repeat('b', 32), 'UTF8'));
 COMMIT;
 BEGIN;
 SELECT * FROM jobs WHERE id = ':id' FOR UPDATE;
@@ -89,7 +89,7 @@ COMMIT;
 BEGIN;
 SELECT u.id, u.name, u.created_at, COALESCE(b.balance_cents, 0) FROM users u
   LEFT JOIN balances b ON b.account = 'wallet:' || u.id::text JOIN api_keys k ON k.user_id = u.id
-  WHERE k.key_hash = sha256(convert_to('ck_bench_worker_' || :client_id, 'UTF8'));
+  WHERE k.key_hash = sha256(convert_to('ck_' || lpad(to_hex(:client_id), 32, '0') || repeat('b', 32), 'UTF8'));
 COMMIT;
 BEGIN;
 SELECT * FROM jobs WHERE id = ':id';

@@ -7,7 +7,7 @@ BEGIN;
 SELECT u.id AS owner, u.name, u.created_at, COALESCE(b.balance_cents, 0) AS balance
   FROM users u LEFT JOIN balances b ON b.account = 'wallet:' || u.id::text
   JOIN api_keys k ON k.user_id = u.id
-  WHERE k.key_hash = sha256(convert_to('ck_bench_worker_' || :client_id, 'UTF8')) \gset
+  WHERE k.key_hash = sha256(convert_to('ck_' || lpad(to_hex(:client_id), 32, '0') || repeat('b', 32), 'UTF8')) \gset
 COMMIT;
 BEGIN;
 SELECT id AS agent FROM agents WHERE owner_id = ':owner' ORDER BY is_default DESC, created_at, id LIMIT 1 \gset
@@ -30,7 +30,7 @@ COMMIT;
 BEGIN;
 SELECT u.id FROM users u LEFT JOIN balances b ON b.account = 'wallet:' || u.id::text
   JOIN api_keys k ON k.user_id = u.id
-  WHERE k.key_hash = sha256(convert_to('ck_bench_worker_' || :client_id, 'UTF8'));
+  WHERE k.key_hash = sha256(convert_to('ck_' || lpad(to_hex(:client_id), 32, '0') || repeat('b', 32), 'UTF8'));
 COMMIT;
 BEGIN;
 SELECT * FROM jobs WHERE id = ':id';

@@ -3,7 +3,7 @@
 
 use clawrk_domain::ids::{AgentId, JobId, Timestamp, UserId};
 use clawrk_domain::job::{Job, JobDraft, RawJson, Structured};
-use clawrk_domain::money::{Cents, Price, TimeLimit};
+use clawrk_domain::money::{Price, TimeLimit};
 use clawrk_domain::user::Agent;
 use clawrk_domain::{lifecycle, matching};
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -48,7 +48,7 @@ fn job(n: u32, sender: UserId) -> Job {
         draft,
         JobId(uuid::Uuid::now_v7()),
         sender,
-        Cents(1_000),
+        true,
         Timestamp::from_millis(i64::from(n)),
     )
     .job

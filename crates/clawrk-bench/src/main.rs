@@ -105,9 +105,19 @@ impl Drop for Database {
     }
 }
 
+/// Sender `i`'s API key, as [`seed`] stores it (a well-formed key: `ck_` and 64 hex digits).
+fn sender_key(i: impl std::fmt::LowerHex) -> String {
+    format!("ck_{i:032x}{}", "a".repeat(32))
+}
+
+/// Worker `i`'s API key, as [`seed`] stores it.
+fn worker_key(i: impl std::fmt::LowerHex) -> String {
+    format!("ck_{i:032x}{}", "b".repeat(32))
+}
+
 /// Seeds `senders` funded senders, `workers` agent owners, `queued` queued jobs (spread over the
-/// senders) and `history` cancelled jobs of sender 0. Keys are `ck_bench_sender_<i>` and
-/// `ck_bench_worker_<i>`. Money is seeded double-entry, as the product writes it.
+/// senders) and `history` cancelled jobs of sender 0. Keys are [`sender_key`] and
+/// [`worker_key`] of the index. Money is seeded double-entry, as the product writes it.
 fn seed(url: &str, senders: u32, workers: u32, queued: u32, history: u32) {
     psql(
         url,
@@ -119,8 +129,8 @@ INSERT INTO users (id, name, created_at) SELECT id, 'sender' || i, 0 FROM s UNIO
 INSERT INTO agents (id, owner_id, name, personality, avatar_url, is_default, created_at)
   SELECT gen_random_uuid(), id, 'default', NULL, NULL, true, 0 FROM (SELECT id FROM s UNION ALL SELECT id FROM w) u;
 INSERT INTO api_keys (id, user_id, key_hash, created_at)
-  SELECT gen_random_uuid(), id, sha256(convert_to('ck_bench_sender_' || i, 'UTF8')), 0 FROM s
-  UNION ALL SELECT gen_random_uuid(), id, sha256(convert_to('ck_bench_worker_' || i, 'UTF8')), 0 FROM w;
+  SELECT gen_random_uuid(), id, sha256(convert_to('ck_' || lpad(to_hex(i), 32, '0') || repeat('a', 32), 'UTF8')), 0 FROM s
+  UNION ALL SELECT gen_random_uuid(), id, sha256(convert_to('ck_' || lpad(to_hex(i), 32, '0') || repeat('b', 32), 'UTF8')), 0 FROM w;
 CREATE TEMP TABLE j AS SELECT gen_random_uuid() AS id, g, s.id AS sender
   FROM generate_series(1, {queued}) g JOIN s ON s.i = g % {senders};
 INSERT INTO jobs (id, status, prompt, title, description, requirements, acceptance_criteria, sender,
@@ -268,7 +278,7 @@ async fn pulls(base: &str, n: u32, secs: u64) -> (f64, f64, f64) {
     let tasks = (0..n).map(|i| {
         let (http, base) = (http.clone(), base.to_string());
         tokio::spawn(async move {
-            let key = format!("ck_bench_worker_{i}");
+            let key = worker_key(i);
             let (mut holds, mut lat) = (Vec::new(), Vec::new());
             while Instant::now() < end {
                 let t = Instant::now();
@@ -385,7 +395,7 @@ async fn w3(admin: &str, n: u32, secs: u64) -> Value {
     let tasks = (0..n).map(|i| {
         let (http, base, done) = (http.clone(), server.base.clone(), done.clone());
         tokio::spawn(async move {
-            let (sk, wk) = (format!("ck_bench_sender_{i}"), format!("ck_bench_worker_{i}"));
+            let (sk, wk) = (sender_key(i), worker_key(i));
             let mut k = 0u64;
             while Instant::now() < end {
                 k += 1;
@@ -437,7 +447,7 @@ async fn w4(admin: &str, history: u32, secs: u64) -> Value {
         let t = Instant::now();
         let r = http
             .get(format!("{}/jobs?limit=50", server.base))
-            .bearer_auth("ck_bench_sender_0")
+            .bearer_auth(sender_key(0))
             .send()
             .await
             .expect("list");
@@ -472,7 +482,7 @@ async fn w5(admin: &str, secs: u64) -> Value {
                     let s = (c * 7919 + k) % senders;
                     let r = http
                         .post(format!("{base}/jobs/run"))
-                        .bearer_auth(format!("ck_bench_sender_{s}"))
+                        .bearer_auth(sender_key(s))
                         .json(&json!({"prompt": format!("report {c}-{k}"), "confirmed": true}))
                         .send()
                         .await
@@ -503,7 +513,7 @@ async fn w8(admin: &str, subs: usize) -> Value {
     let base = server.base.clone();
     let r: Value = http
         .post(format!("{base}/jobs/run"))
-        .bearer_auth("ck_bench_sender_0")
+        .bearer_auth(sender_key(0))
         .json(&json!({"prompt": "write a report", "confirmed": true}))
         .send()
         .await
@@ -513,12 +523,12 @@ async fn w8(admin: &str, subs: usize) -> Value {
         .expect("json");
     let id = r["id"].as_str().unwrap_or_default().to_string();
     http.post(format!("{base}/jobs/{id}/claim"))
-        .bearer_auth("ck_bench_worker_0")
+        .bearer_auth(worker_key(0))
         .send()
         .await
         .expect("claim");
     http.post(format!("{base}/jobs/{id}/accept"))
-        .bearer_auth("ck_bench_worker_0")
+        .bearer_auth(worker_key(0))
         .send()
         .await
         .expect("accept");
@@ -529,7 +539,7 @@ async fn w8(admin: &str, subs: usize) -> Value {
     for _ in 0..subs {
         let resp = http
             .get(format!("{base}/jobs/{id}/logs"))
-            .bearer_auth("ck_bench_sender_0")
+            .bearer_auth(sender_key(0))
             .send()
             .await
             .expect("stream");
@@ -551,7 +561,7 @@ async fn w8(admin: &str, subs: usize) -> Value {
     let after = server.rss_kib();
     let submitted = Instant::now();
     http.post(format!("{base}/jobs/{id}/submit"))
-        .bearer_auth("ck_bench_worker_0")
+        .bearer_auth(worker_key(0))
         .json(&json!({"output": "a report"}))
         .send()
         .await

@@ -280,6 +280,10 @@ pub struct JobRecord {
     pub created_at: Timestamp,
     /// Last changed.
     pub updated_at: Timestamp,
+    /// How many times the job was changed: a store writes a change only over the version it was
+    /// computed from (compare-and-set), so concurrent writers never overwrite each other. Not part
+    /// of the API.
+    pub version: i64,
 }
 
 /// A job. Read its fields through `Deref`; change it only with [`crate::lifecycle`].
@@ -362,6 +366,33 @@ impl Job {
     /// Whether the agent already held this job once (pull never offers it again).
     pub fn was_presented_to(&self, agent: AgentId) -> bool {
         self.presented_to_agents.contains(&agent)
+    }
+
+    /// Whether `user` may follow the job's log: its sender and the receiver of the current or last
+    /// attempt. A holder who has not accepted may see the job but not its log (403); anyone else
+    /// does not learn that the job exists (404).
+    pub fn ensure_log_access(&self, user: UserId) -> Result<()> {
+        if !self.visible_to(user) {
+            return Err(DomainError::NotFound("job"));
+        }
+        if self.sender == user || self.receiver == Some(user) {
+            Ok(())
+        } else {
+            Err(DomainError::forbidden(
+                "only the sender and the receiver may follow a job's log",
+            ))
+        }
+    }
+
+    /// Whether a log stream of this job is over: the latest submission has its verdict (the job is
+    /// not `submitted` and has one), or the job is final. While `submitted`, or before any verdict,
+    /// the stream follows.
+    pub fn log_finished(&self) -> bool {
+        match self.status {
+            JobStatus::Submitted => false,
+            s if s.is_final() => true,
+            _ => self.verification.is_some(),
+        }
     }
 }
 

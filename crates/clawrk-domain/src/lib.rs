@@ -2,8 +2,8 @@
 //!
 //! The pure core of clawrk, a marketplace for work done by AI agents: the job state machine
 //! ([`lifecycle`]), money and its double-entry transfers ([`money`]), matching ([`matching`]), the
-//! ports the outside world plugs into ([`ports`]), the one implementation of the store port over a
-//! store's SQL primitives ([`store`]), and the use cases ([`service`]).
+//! ports the outside world plugs into ([`ports`]), and the use cases ([`service`]) — the only way
+//! in, and the only place business rules live.
 //!
 //! This crate does no I/O: no database driver, no HTTP, no async runtime. [`memory`] is an
 //! in-memory store for tests and for embedding the rules without a database.
@@ -20,7 +20,7 @@ pub mod memory;
 pub mod money;
 pub mod ports;
 pub mod service;
-pub mod store;
+pub mod text;
 pub mod user;
 
 pub use error::{DomainError, Result};

@@ -1,16 +1,17 @@
 //! The job state machine of SPEC §3: one pure function per trigger.
 //!
 //! Each function takes the job as it is, who acts and `now`, and returns either a typed error (and
-//! nothing changes) or a [`Change`]: the new job and the ledger transfers the step causes. A store
-//! applies a change atomically. Two triggers change the job *and* refuse the caller: an `accept`
-//! after the hold lapsed (the job is released, the caller gets "hold expired") and a `submit` at or
-//! after the deadline (the attempt fails, the caller gets "time limit exceeded"); those carry the
-//! error in [`Change::refusal`].
+//! nothing changes) or a [`Change`]: the new job, the ledger transfers the step causes, the attempt
+//! it ends and the lines it adds to the job's log. The service applies a change atomically. Two
+//! triggers change the job *and* refuse the caller: an `accept` after the hold lapsed (the job is
+//! released, the caller gets "hold expired") and a `submit` at or after the deadline (the attempt
+//! fails, the caller gets "time limit exceeded"); those carry the error in [`Change::refusal`].
 
 use crate::error::{DomainError, Result};
 use crate::ids::{JobId, Timestamp, UserId};
-use crate::job::{AgentRef, Job, JobDraft, JobRecord, JobStatus, Output, Verdict};
-use crate::money::{self, Cents, Transfer};
+use crate::job::{AgentRef, Job, JobDraft, JobRecord, JobStatus, LogLevel, Output, Verdict};
+use crate::money::{self, Transfer};
+use crate::ports::{AttemptOutcome, AttemptRecord, NewLogLine};
 
 /// How many attempts a job gets before it fails for good.
 pub const MAX_ATTEMPTS: u32 = 3;
@@ -22,6 +23,10 @@ pub struct Change {
     pub job: Job,
     /// Money moved by it (possibly none).
     pub transfers: Vec<Transfer>,
+    /// The attempt it ended, if any.
+    pub attempt: Option<AttemptRecord>,
+    /// Lines it adds to the job's log (what log streams show).
+    pub log: Vec<NewLogLine>,
     /// Set when the change must be applied but the caller still gets this error.
     pub refusal: Option<DomainError>,
 }
@@ -31,8 +36,15 @@ impl Change {
         Change {
             job: Job::from_transition(record),
             transfers,
+            attempt: None,
+            log: Vec::new(),
             refusal: None,
         }
+    }
+
+    /// The job unchanged (a cancel of a final job, say).
+    pub fn unchanged(job: &Job) -> Change {
+        Change::new(job.record().clone(), Vec::new())
     }
 
     fn refused(mut self, error: DomainError) -> Change {
@@ -40,15 +52,28 @@ impl Change {
         self
     }
 
+    fn note(mut self, level: LogLevel, message: impl Into<String>) -> Change {
+        self.log.push((level, message.into()));
+        self
+    }
+
     /// Whether the job or the money changed at all (a no-op cancel does not).
     pub fn is_noop(&self, before: &Job) -> bool {
-        self.transfers.is_empty() && self.job == *before
+        self.transfers.is_empty() && self.log.is_empty() && self.job == *before
+    }
+
+    /// Whether applying it takes more than the job's own row (money, an attempt record, log
+    /// lines): then it needs a transaction.
+    pub fn has_effects(&self) -> bool {
+        !self.transfers.is_empty() || self.attempt.is_some() || !self.log.is_empty()
     }
 }
 
+/// The job's record, stamped as changed at `now` (one version later).
 fn edit(job: &Job, now: Timestamp) -> JobRecord {
     let mut r = job.record().clone();
     r.updated_at = now;
+    r.version = job.version + 1;
     r
 }
 
@@ -78,17 +103,10 @@ fn ensure_sender(job: &Job, user: UserId, action: &str) -> Result<()> {
     }
 }
 
-/// A confirmed `run`: a new job, `queued` with its price moved into escrow when the sender's wallet
-/// (`available`) covers it, else `pending_payment` with nothing moved and an
-/// [`DomainError::InsufficientBalance`] refusal.
-pub fn create(
-    draft: JobDraft,
-    id: JobId,
-    sender: UserId,
-    available: Cents,
-    now: Timestamp,
-) -> Change {
-    let paid = available >= draft.price.cents();
+/// A confirmed `run`: a new job, `queued` with its price moved from the sender's wallet into escrow
+/// when `paid`, else `pending_payment` with nothing moved. The service tries the paid job first;
+/// the ledger refuses it when the wallet does not cover the price, and then the unpaid one is made.
+pub fn create(draft: JobDraft, id: JobId, sender: UserId, paid: bool, now: Timestamp) -> Change {
     let record = JobRecord {
         id,
         status: if paid {
@@ -123,29 +141,21 @@ pub fn create(
         structured_by: draft.structured.structured_by,
         created_at: now,
         updated_at: now,
+        version: 0,
     };
     if paid {
         Change::new(record, vec![money::payment(id, draft.price, sender)])
     } else {
-        let required = draft.price.cents();
-        Change::new(record, Vec::new()).refused(DomainError::InsufficientBalance {
-            required,
-            available,
-        })
+        Change::new(record, Vec::new())
     }
 }
 
-/// `pay` a `pending_payment` job from the sender's wallet (`available`).
-pub fn pay(job: &Job, user: UserId, available: Cents, now: Timestamp) -> Result<Change> {
+/// `pay` a `pending_payment` job from the sender's wallet. The ledger refuses the payment with
+/// [`DomainError::InsufficientBalance`] when the wallet does not cover the price.
+pub fn pay(job: &Job, user: UserId, now: Timestamp) -> Result<Change> {
     ensure_sender(job, user, "pay for")?;
     if job.status != JobStatus::PendingPayment {
         return Err(invalid(job, "pay for"));
-    }
-    if available < job.price.cents() {
-        return Err(DomainError::InsufficientBalance {
-            required: job.price.cents(),
-            available,
-        });
     }
     let mut r = edit(job, now);
     r.status = JobStatus::Queued;
@@ -155,9 +165,12 @@ pub fn pay(job: &Job, user: UserId, available: Cents, now: Timestamp) -> Result<
     ))
 }
 
-/// `pull` or `claim`: the agent holds a `queued` job until `now + hold_seconds`.
+/// `pull` or `claim`: the agent holds a `queued` job until `now + hold_seconds`. A job that is not
+/// `queued` is "invalid state" to a caller who can see it, and "not found" to anyone else, so that
+/// a stranger never learns that a job exists.
 pub fn hold(job: &Job, agent: AgentRef, hold_seconds: u32, now: Timestamp) -> Result<Change> {
     if job.status != JobStatus::Queued {
+        ensure_visible(job, agent.owner_id)?;
         return Err(invalid(job, "claim"));
     }
     if job.sender == agent.owner_id {
@@ -264,25 +277,47 @@ fn ensure_receiver(job: &Job, user: UserId, action: &'static str) -> Result<()> 
 /// The attempt-failure rule (the seed's "failJob"), in this order: a requested cancellation cancels
 /// and refunds; a third failed attempt fails and refunds; otherwise the job goes back to the queue
 /// for another agent, receiver fields kept for history and the deadline cleared. Attempts are
-/// counted at accept only, so this reads the count and never increments it.
-fn fail_attempt(mut r: JobRecord, now: Timestamp) -> Change {
-    r.updated_at = now;
+/// counted at accept only, so this reads the count and never increments it. The attempt is
+/// recorded as failed and `why` (what ended it) goes into the log with what happens next.
+fn fail_attempt(mut r: JobRecord, why: String, now: Timestamp) -> Change {
     r.deadline_at = None;
     r.holder = None;
     r.hold_expires_at = None;
+    let n = r.attempt_count;
+    let attempt = r.receiver_agent_id.map(|agent_id| AttemptRecord {
+        job_id: r.id,
+        number: n,
+        agent_id,
+        outcome: AttemptOutcome::Failed,
+        earned: crate::money::Cents::ZERO,
+    });
     let refund = money::refund(r.id, r.price, r.sender);
-    if r.cancellation_requested {
+    let (change, next) = if r.cancellation_requested {
         r.status = JobStatus::Cancelled;
         r.completed_at = Some(now);
-        Change::new(r, vec![refund])
-    } else if r.attempt_count >= MAX_ATTEMPTS {
+        (
+            Change::new(r, vec![refund]),
+            "the job is cancelled as the sender asked, and the sender refunded".to_string(),
+        )
+    } else if n >= MAX_ATTEMPTS {
         r.status = JobStatus::Failed;
         r.completed_at = Some(now);
-        Change::new(r, vec![refund])
+        (
+            Change::new(r, vec![refund]),
+            format!("the job failed after {MAX_ATTEMPTS} attempts, and the sender is refunded"),
+        )
     } else {
         r.status = JobStatus::Queued;
-        Change::new(r, Vec::new())
-    }
+        (
+            Change::new(r, Vec::new()),
+            format!("re-queued for another agent (attempt {n}/{MAX_ATTEMPTS} used)"),
+        )
+    };
+    let mut change = change
+        .note(LogLevel::Warn, format!("attempt {n} failed: {why}"))
+        .note(LogLevel::Info, next);
+    change.attempt = attempt;
+    change
 }
 
 /// `submit` by the receiver before the deadline: output stored, verification starts. At or after
@@ -290,7 +325,8 @@ fn fail_attempt(mut r: JobRecord, now: Timestamp) -> Change {
 pub fn submit(job: &Job, user: UserId, output: Output, now: Timestamp) -> Result<Change> {
     ensure_receiver(job, user, "submit")?;
     if job.deadline_at.is_none_or(|d| now >= d) {
-        return Ok(fail_attempt(edit(job, now), now).refused(DomainError::DeadlinePassed));
+        let why = "submitted after the deadline".to_string();
+        return Ok(fail_attempt(edit(job, now), why, now).refused(DomainError::DeadlinePassed));
     }
     let mut r = edit(job, now);
     r.status = JobStatus::Submitted;
@@ -300,18 +336,58 @@ pub fn submit(job: &Job, user: UserId, output: Output, now: Timestamp) -> Result
     Ok(Change::new(r, Vec::new()))
 }
 
-/// `fail` by the receiver: the agent gives up the attempt.
-pub fn give_up(job: &Job, user: UserId, now: Timestamp) -> Result<Change> {
+/// `fail` by the receiver: the agent gives up the attempt, with an optional reason for the log.
+pub fn give_up(job: &Job, user: UserId, reason: Option<&str>, now: Timestamp) -> Result<Change> {
     ensure_receiver(job, user, "fail")?;
-    Ok(fail_attempt(edit(job, now), now))
+    let why = match reason.map(str::trim).filter(|r| !r.is_empty()) {
+        Some(r) => format!("given up by the agent: {r}"),
+        None => "given up by the agent (no reason given)".to_string(),
+    };
+    Ok(fail_attempt(edit(job, now), why, now))
 }
 
 /// The sweeper fails an attempt whose deadline passed (`deadline_at <= now`).
 pub fn expire_deadline(job: &Job, now: Timestamp) -> Result<Change> {
     match (job.status, job.deadline_at) {
-        (JobStatus::Accepted, Some(d)) if d <= now => Ok(fail_attempt(edit(job, now), now)),
+        (JobStatus::Accepted, Some(d)) if d <= now => Ok(fail_attempt(
+            edit(job, now),
+            "the deadline passed without a submission".to_string(),
+            now,
+        )),
         _ => Err(invalid(job, "expire the deadline of")),
     }
+}
+
+/// The log lines that report a verdict: one per criterion, then the verdict.
+pub fn verdict_lines(verdict: &Verdict) -> Vec<NewLogLine> {
+    let n = verdict.criteria.len();
+    let mut lines: Vec<NewLogLine> = verdict
+        .criteria
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let (level, word) = if c.passed {
+                (LogLevel::Info, "met")
+            } else {
+                (LogLevel::Warn, "not met")
+            };
+            let note = if c.note.is_empty() {
+                String::new()
+            } else {
+                format!(" — {}", c.note)
+            };
+            (
+                level,
+                format!("criterion {}/{n} {word}: {}{note}", i + 1, c.criterion),
+            )
+        })
+        .collect();
+    let word = if verdict.passed { "passed" } else { "failed" };
+    lines.push((
+        LogLevel::Info,
+        format!("verdict: {word} — {}", verdict.reasoning),
+    ));
+    lines
 }
 
 /// The verifier's verdict on a `submitted` job: a pass settles the escrow (the receiver gets price −
@@ -326,16 +402,32 @@ pub fn apply_verdict(job: &Job, verdict: Verdict, now: Timestamp) -> Result<Chan
         .ok_or_else(|| DomainError::Internal("submitted job without receiver".into()))?;
     let mut r = edit(job, now);
     let passed = verdict.passed;
+    let report = verdict_lines(&verdict);
     r.verification = Some(verdict);
-    if passed {
+    let mut change = if passed {
         r.status = JobStatus::Verified;
         r.completed_at = Some(now);
         r.deadline_at = None;
         let transfers = money::settlement(job.id, job.price, receiver);
-        Ok(Change::new(r, transfers))
+        let share = job.price.worker_share();
+        let mut c = Change::new(r, transfers).note(
+            LogLevel::Info,
+            format!("the job is verified: the agent's owner earns {share}"),
+        );
+        c.attempt = job.receiver_agent_id.map(|agent_id| AttemptRecord {
+            job_id: job.id,
+            number: job.attempt_count,
+            agent_id,
+            outcome: AttemptOutcome::Verified,
+            earned: share,
+        });
+        c
     } else {
-        Ok(fail_attempt(r, now))
-    }
+        fail_attempt(r, "the output did not pass verification".into(), now)
+    };
+    // The verdict's own lines come before what it caused.
+    change.log.splice(0..0, report);
+    Ok(change)
 }
 
 /// `cancel` by the sender. Unpaid: cancelled. Waiting for or held by an agent: cancelled and
@@ -347,27 +439,33 @@ pub fn cancel(job: &Job, user: UserId, now: Timestamp) -> Result<Change> {
             let mut r = edit(job, now);
             r.status = JobStatus::Cancelled;
             r.completed_at = Some(now);
-            Ok(Change::new(r, Vec::new()))
+            Ok(Change::new(r, Vec::new())
+                .note(LogLevel::Info, "cancelled by the sender before payment"))
         }
         JobStatus::Queued | JobStatus::Held => {
             let mut r = release(job, now);
             r.status = JobStatus::Cancelled;
             r.completed_at = Some(now);
-            Ok(Change::new(
-                r,
-                vec![money::refund(job.id, job.price, job.sender)],
-            ))
+            Ok(
+                Change::new(r, vec![money::refund(job.id, job.price, job.sender)]).note(
+                    LogLevel::Info,
+                    "cancelled by the sender, and the sender refunded",
+                ),
+            )
         }
         JobStatus::Accepted | JobStatus::Submitted => {
             if job.cancellation_requested {
-                return Ok(Change::new(job.record().clone(), Vec::new()));
+                return Ok(Change::unchanged(job));
             }
             let mut r = edit(job, now);
             r.cancellation_requested = true;
-            Ok(Change::new(r, Vec::new()))
+            Ok(Change::new(r, Vec::new()).note(
+                LogLevel::Info,
+                "cancellation requested by the sender: it takes effect if this attempt fails",
+            ))
         }
         JobStatus::Verified | JobStatus::Cancelled | JobStatus::Failed => {
-            Ok(Change::new(job.record().clone(), Vec::new()))
+            Ok(Change::unchanged(job))
         }
     }
 }

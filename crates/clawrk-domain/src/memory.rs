@@ -1,27 +1,23 @@
-//! An in-memory store: [`MemoryRunner`] implements [`TxRunner`] and [`Tx`] over plain collections.
+//! An in-memory store: [`MemoryStore`] implements the [`Store`] port and [`Tx`] over plain
+//! collections.
 //!
 //! It exists so that the business rules can be exercised, and embedded, without a database: the
-//! domain's model-based tests run the real [`crate::store::TxStore`] operations on it. A
-//! transaction holds one lock over the whole state (fully serial) and rolls back by restoring a
-//! snapshot taken when it began. It keeps nothing across restarts: it is not a production store.
+//! domain's model-based and service tests run the real [`crate::service::Marketplace`] on it. Work
+//! runs one unit at a time under one lock; a transaction rolls back by restoring a snapshot taken
+//! when it began. It keeps nothing across restarts: it is not a production store.
 
 use crate::error::{DomainError, Result};
 use crate::ids::{AgentId, ApiKeyId, JobId, Timestamp, TransferId, UserId};
-use crate::job::{Job, JobStatus, LogLevel, LogLine, Structured};
+use crate::job::{Job, JobStatus, LogLine, Structured};
 use crate::money::{Account, Cents, LedgerEntry, Reason, Transfer};
-use crate::ports::{BoardStats, IdemState, Page, Tx, TxFn, TxRunner};
-use crate::store::TxStore;
+use crate::ports::{
+    AttemptOutcome, AttemptRecord, IdemRecord, JobFilter, Mode, NewLogLine, Page, Store, Tx, Work,
+};
 use crate::user::{Agent, AgentProfile, KeyHash, User};
 use async_trait::async_trait;
+use std::any::Any;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
-
-#[derive(Clone, Debug)]
-struct Idem {
-    digest: [u8; 32],
-    response: Option<Vec<u8>>,
-    expires_at: Timestamp,
-}
 
 /// Everything the in-memory store holds. Public read access is for invariant checks in tests.
 #[derive(Clone, Debug, Default)]
@@ -29,17 +25,20 @@ pub struct MemoryState {
     users: BTreeMap<UserId, (String, Timestamp)>,
     keys: HashMap<[u8; 32], UserId>,
     agents: BTreeMap<AgentId, Agent>,
-    /// Balance of every account that ever moved money.
+    /// Balance of every account that ever moved money (the world's and the platform's too).
     pub balances: BTreeMap<Account, Cents>,
     /// Every transfer, in order.
     pub transfers: Vec<(TransferId, Transfer, Timestamp)>,
     /// Every job.
     pub jobs: BTreeMap<JobId, Job>,
     presented: BTreeSet<(AgentId, JobId)>,
+    attempts: BTreeMap<(JobId, u32), AttemptRecord>,
     leases: BTreeMap<JobId, Timestamp>,
     logs: BTreeMap<JobId, Vec<LogLine>>,
     quotes: HashMap<(UserId, [u8; 32]), (Structured, Timestamp)>,
-    idem: HashMap<(UserId, String), Idem>,
+    idem: HashMap<(UserId, String), IdemRecord>,
+    /// Jobs whose watchers were asked to be woken, in order (tests read it).
+    pub notified: Vec<JobId>,
 }
 
 impl MemoryState {
@@ -55,23 +54,19 @@ impl MemoryState {
             created_at: *created_at,
         })
     }
-}
 
-/// Newest first by (created_at, id), strictly before the cursor job.
-fn newest_first<'a>(
-    jobs: impl Iterator<Item = &'a Job>,
-    all: &BTreeMap<JobId, Job>,
-    page: Page<JobId>,
-) -> Vec<Job> {
-    let cursor = page
-        .before
-        .and_then(|b| all.get(&b))
-        .map(|j| (j.created_at, j.id));
-    let mut v: Vec<&Job> = jobs
-        .filter(|j| cursor.is_none_or(|c| (j.created_at, j.id) < c))
-        .collect();
-    v.sort_by_key(|j| std::cmp::Reverse((j.created_at, j.id)));
-    v.into_iter().take(page.limit as usize).cloned().collect()
+    fn matches(j: &Job, f: &JobFilter) -> bool {
+        let worked_by = |owner: UserId| {
+            j.holder.is_some_and(|h| h.owner_id == owner) || j.receiver == Some(owner)
+        };
+        let by_agent = |a: AgentId| {
+            j.holder.is_some_and(|h| h.agent_id == a) || j.receiver_agent_id == Some(a)
+        };
+        f.sender.is_none_or(|s| j.sender == s)
+            && f.worker.is_none_or(worked_by)
+            && f.agent.is_none_or(by_agent)
+            && (f.statuses.is_empty() || f.statuses.contains(&j.status))
+    }
 }
 
 impl Tx for MemoryState {
@@ -166,14 +161,6 @@ impl Tx for MemoryState {
         Ok(v)
     }
 
-    fn agent_is_busy(&mut self, id: AgentId) -> Result<bool> {
-        Ok(self.jobs.values().any(|j| {
-            (j.status == JobStatus::Held && j.holder.map(|h| h.agent_id) == Some(id))
-                || (matches!(j.status, JobStatus::Accepted | JobStatus::Submitted)
-                    && j.receiver_agent_id == Some(id))
-        }))
-    }
-
     fn directory(&mut self, page: Page<AgentId>) -> Result<Vec<AgentProfile>> {
         let mut agents: Vec<&Agent> = self
             .agents
@@ -185,53 +172,51 @@ impl Tx for MemoryState {
             .into_iter()
             .take(page.limit as usize)
             .map(|a| {
-                let verified: Vec<&Job> = self
-                    .jobs
-                    .values()
-                    .filter(|j| {
-                        j.status == JobStatus::Verified && j.receiver_agent_id == Some(a.id)
-                    })
-                    .collect();
-                let earned = verified.iter().map(|j| j.price.worker_share().get()).sum();
-                let failed = self
-                    .jobs
-                    .values()
-                    .filter(|j| j.receiver_agent_id == Some(a.id))
-                    .map(|j| {
-                        let mine_running_or_won = matches!(
-                            j.status,
-                            JobStatus::Accepted | JobStatus::Submitted | JobStatus::Verified
-                        );
-                        // Attempts that were this agent's last and did not succeed or still run.
-                        i64::from(!mine_running_or_won && j.attempt_count > 0)
-                    })
-                    .sum();
+                let mine = || self.attempts.values().filter(|t| t.agent_id == a.id);
+                let count = |o: AttemptOutcome| mine().filter(|t| t.outcome == o).count() as i64;
                 AgentProfile {
                     agent: a.clone(),
-                    jobs_verified: verified.len() as i64,
-                    jobs_failed: failed,
-                    earned_cents: Cents(earned),
+                    jobs_verified: count(AttemptOutcome::Verified),
+                    jobs_failed: count(AttemptOutcome::Failed),
+                    earned_cents: Cents(mine().map(|t| t.earned.get()).sum()),
                 }
             })
             .collect())
     }
 
-    fn lock_balances(&mut self, accounts: &[Account]) -> Result<Vec<Cents>> {
-        Ok(accounts.iter().map(|a| self.balance(*a)).collect())
+    fn count_agents(&mut self) -> Result<i64> {
+        Ok(self.agents.len() as i64)
+    }
+
+    fn record_attempt(&mut self, attempt: &AttemptRecord) -> Result<()> {
+        self.attempts
+            .insert((attempt.job_id, attempt.number), *attempt);
+        Ok(())
     }
 
     fn post(&mut self, transfers: &[(TransferId, Transfer)], now: Timestamp) -> Result<()> {
-        for (id, t) in transfers {
-            let from = self.balance(t.from).checked_sub(t.amount)?;
-            if from < Cents::ZERO && !t.from.may_be_negative() {
-                return Err(DomainError::Internal(format!(
-                    "transfer would overdraw {}",
-                    t.from.key()
-                )));
+        // All or nothing, as a store's transaction would be.
+        let mut next = self.balances.clone();
+        for (_, t) in transfers {
+            let bal = |m: &BTreeMap<Account, Cents>, a| m.get(&a).copied().unwrap_or_default();
+            let from = bal(&next, t.from).checked_sub(t.amount)?;
+            if from < Cents::ZERO && !matches!(t.from, Account::World | Account::Platform) {
+                return Err(DomainError::InsufficientBalance {
+                    required: t.amount,
+                    available: self.balance(t.from),
+                });
             }
-            let to = self.balance(t.to).checked_add(t.amount)?;
-            self.balances.insert(t.from, from);
-            self.balances.insert(t.to, to);
+            if let Account::Wallet(u) = t.to
+                && !self.users.contains_key(&u)
+            {
+                return Err(DomainError::NotFound("user"));
+            }
+            let to = bal(&next, t.to).checked_add(t.amount)?;
+            next.insert(t.from, from);
+            next.insert(t.to, to);
+        }
+        self.balances = next;
+        for (id, t) in transfers {
             self.transfers.push((*id, t.clone(), now));
         }
         Ok(())
@@ -257,34 +242,55 @@ impl Tx for MemoryState {
             .collect())
     }
 
+    fn transfer_total(&mut self, reason: Reason) -> Result<Cents> {
+        Ok(Cents(
+            self.transfers
+                .iter()
+                .filter(|(_, t, _)| t.reason == reason)
+                .map(|(_, t, _)| t.amount.get())
+                .sum(),
+        ))
+    }
+
     fn insert_job(&mut self, job: &Job) -> Result<()> {
+        if self.jobs.contains_key(&job.id) {
+            return Err(DomainError::Conflict("job already exists".into()));
+        }
         self.jobs.insert(job.id, job.clone());
         Ok(())
     }
 
-    fn update_job(&mut self, job: &Job) -> Result<()> {
-        for a in &job.presented_to_agents {
-            self.presented.insert((*a, job.id));
+    fn update_job(&mut self, job: &Job, expected_version: i64) -> Result<bool> {
+        match self.jobs.get(&job.id) {
+            Some(current) if current.version == expected_version => {}
+            _ => return Ok(false),
+        }
+        if let Some(h) = job.holder {
+            self.presented.insert((h.agent_id, job.id));
         }
         if job.status != JobStatus::Submitted {
             self.leases.remove(&job.id);
         }
         self.jobs.insert(job.id, job.clone());
-        Ok(())
+        Ok(true)
     }
 
-    fn job(&mut self, id: JobId, _lock: bool) -> Result<Option<Job>> {
+    fn job(&mut self, id: JobId) -> Result<Option<Job>> {
         Ok(self.jobs.get(&id).cloned())
     }
 
-    fn queued_candidates(&mut self, agent: &Agent, limit: u32) -> Result<Vec<Job>> {
+    fn lock_job(&mut self, id: JobId) -> Result<Option<Job>> {
+        Ok(self.jobs.get(&id).cloned())
+    }
+
+    fn queued_candidates(&mut self, owner: UserId, agent: AgentId, limit: u32) -> Result<Vec<Job>> {
         let mut v: Vec<&Job> = self
             .jobs
             .values()
             .filter(|j| {
                 j.status == JobStatus::Queued
-                    && j.sender != agent.owner_id
-                    && !self.presented.contains(&(agent.id, j.id))
+                    && j.sender != owner
+                    && !self.presented.contains(&(agent, j.id))
             })
             .collect();
         v.sort_by_key(|j| (j.created_at, j.id));
@@ -326,77 +332,64 @@ impl Tx for MemoryState {
         Ok(next)
     }
 
-    fn list_jobs(
-        &mut self,
-        sender: UserId,
-        status: Option<JobStatus>,
-        page: Page<JobId>,
-    ) -> Result<Vec<Job>> {
-        let jobs = self
+    fn jobs(&mut self, filter: &JobFilter, page: Page<JobId>) -> Result<Vec<Job>> {
+        let cursor = page
+            .before
+            .and_then(|b| self.jobs.get(&b))
+            .map(|j| (j.created_at, j.id));
+        let mut v: Vec<&Job> = self
             .jobs
             .values()
-            .filter(|j| j.sender == sender && status.is_none_or(|s| j.status == s));
-        Ok(newest_first(jobs, &self.jobs, page))
-    }
-
-    fn board(&mut self, page: Page<JobId>) -> Result<Vec<Job>> {
-        let jobs = self.jobs.values().filter(|j| j.status == JobStatus::Queued);
-        Ok(newest_first(jobs, &self.jobs, page))
-    }
-
-    fn stats(&mut self) -> Result<BoardStats> {
-        let counts = JobStatus::ALL
-            .iter()
-            .map(|s| {
-                (
-                    *s,
-                    self.jobs.values().filter(|j| j.status == *s).count() as i64,
-                )
-            })
+            .filter(|j| Self::matches(j, filter))
+            .filter(|j| cursor.is_none_or(|c| (j.created_at, j.id) < c))
             .collect();
-        let mut prices: Vec<i64> = self
+        v.sort_by_key(|j| std::cmp::Reverse((j.created_at, j.id)));
+        Ok(v.into_iter().take(page.limit as usize).cloned().collect())
+    }
+
+    fn count_by_status(&mut self) -> Result<Vec<(JobStatus, i64)>> {
+        let mut counts: BTreeMap<JobStatus, i64> = BTreeMap::new();
+        for j in self.jobs.values() {
+            *counts.entry(j.status).or_default() += 1;
+        }
+        Ok(counts.into_iter().collect())
+    }
+
+    fn queued_price_at(&mut self, offset: i64) -> Result<Option<Cents>> {
+        let mut prices: Vec<Cents> = self
             .jobs
             .values()
             .filter(|j| j.status == JobStatus::Queued)
-            .map(|j| j.price.cents().get())
+            .map(|j| j.price.cents())
             .collect();
         prices.sort_unstable();
-        let median = (!prices.is_empty()).then(|| Cents(prices[(prices.len() - 1) / 2]));
-        let paid: i64 = self
-            .transfers
-            .iter()
-            .filter(|(_, t, _)| t.reason == Reason::Earning)
-            .map(|(_, t, _)| t.amount.get())
-            .sum();
-        Ok(BoardStats {
-            counts,
-            jobs_verified: self
-                .jobs
-                .values()
-                .filter(|j| j.status == JobStatus::Verified)
-                .count() as i64,
-            total_paid_out: Cents(paid),
-            median_queued_price: median,
-            agents: self.agents.len() as i64,
-        })
+        Ok(usize::try_from(offset)
+            .ok()
+            .and_then(|i| prices.get(i).copied()))
     }
 
-    fn append_log(
+    fn append_logs(
         &mut self,
         job: JobId,
-        level: LogLevel,
-        message: &str,
-        now: Timestamp,
-    ) -> Result<LogLine> {
-        let lines = self.logs.entry(job).or_default();
-        let line = LogLine {
-            seq: lines.len() as i64 + 1,
-            at: now,
-            level,
-            message: message.to_string(),
-        };
-        lines.push(line.clone());
-        Ok(line)
+        lines: &[NewLogLine],
+        at: Timestamp,
+    ) -> Result<Vec<LogLine>> {
+        if !self.jobs.contains_key(&job) {
+            return Err(DomainError::NotFound("job"));
+        }
+        let log = self.logs.entry(job).or_default();
+        let mut added = Vec::with_capacity(lines.len());
+        for (level, message) in lines {
+            let line = LogLine {
+                seq: log.len() as i64 + 1,
+                at,
+                level: *level,
+                message: message.clone(),
+            };
+            log.push(line.clone());
+            added.push(line);
+        }
+        Ok(added)
     }
 
     fn logs(&mut self, job: JobId, after: i64) -> Result<Vec<LogLine>> {
@@ -405,6 +398,11 @@ impl Tx for MemoryState {
             .get(&job)
             .map(|l| l.iter().filter(|x| x.seq > after).cloned().collect())
             .unwrap_or_default())
+    }
+
+    fn notify(&mut self, job: JobId) -> Result<()> {
+        self.notified.push(job);
+        Ok(())
     }
 
     fn put_quote(
@@ -432,36 +430,30 @@ impl Tx for MemoryState {
             .map(|(s, _)| s.clone()))
     }
 
-    fn idem_reserve(
+    fn idem_insert(
         &mut self,
         user: UserId,
         key: &str,
         digest: &[u8; 32],
-        now: Timestamp,
         expires_at: Timestamp,
-    ) -> Result<IdemState> {
+    ) -> Result<bool> {
         let k = (user, key.to_string());
-        match self.idem.get(&k) {
-            Some(r) if r.expires_at > now => Ok(if r.digest != *digest {
-                IdemState::Mismatch
-            } else {
-                match &r.response {
-                    Some(resp) => IdemState::Replay(resp.clone()),
-                    None => IdemState::InProgress,
-                }
-            }),
-            _ => {
-                self.idem.insert(
-                    k,
-                    Idem {
-                        digest: *digest,
-                        response: None,
-                        expires_at,
-                    },
-                );
-                Ok(IdemState::Reserved)
-            }
+        if self.idem.contains_key(&k) {
+            return Ok(false);
         }
+        self.idem.insert(
+            k,
+            IdemRecord {
+                digest: *digest,
+                response: None,
+                expires_at,
+            },
+        );
+        Ok(true)
+    }
+
+    fn idem_get(&mut self, user: UserId, key: &str) -> Result<Option<IdemRecord>> {
+        Ok(self.idem.get(&(user, key.to_string())).cloned())
     }
 
     fn idem_complete(&mut self, user: UserId, key: &str, response: &[u8]) -> Result<()> {
@@ -471,8 +463,20 @@ impl Tx for MemoryState {
         Ok(())
     }
 
-    fn idem_release(&mut self, user: UserId, key: &str) -> Result<()> {
-        self.idem.remove(&(user, key.to_string()));
+    fn idem_delete(
+        &mut self,
+        user: UserId,
+        key: &str,
+        expired_by: Option<Timestamp>,
+    ) -> Result<()> {
+        let k = (user, key.to_string());
+        if self
+            .idem
+            .get(&k)
+            .is_some_and(|r| expired_by.is_none_or(|t| r.expires_at <= t))
+        {
+            self.idem.remove(&k);
+        }
         Ok(())
     }
 
@@ -488,13 +492,18 @@ impl Tx for MemoryState {
     }
 }
 
-/// Runs transactions on a shared [`MemoryState`], one at a time.
+/// The in-memory [`Store`]: units of work run one at a time on a shared [`MemoryState`].
 #[derive(Clone, Default)]
-pub struct MemoryRunner {
+pub struct MemoryStore {
     state: Arc<Mutex<MemoryState>>,
 }
 
-impl MemoryRunner {
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
     /// A copy of the current state, for assertions.
     pub fn snapshot(&self) -> MemoryState {
         match self.state.lock() {
@@ -505,22 +514,18 @@ impl MemoryRunner {
 }
 
 #[async_trait]
-impl TxRunner for MemoryRunner {
-    async fn run<T: Send + 'static>(&self, f: TxFn<T>) -> Result<T> {
+impl Store for MemoryStore {
+    async fn run(&self, mode: Mode, work: Work) -> Result<Box<dyn Any + Send>> {
         let mut guard = self
             .state
             .lock()
             .map_err(|_| DomainError::Internal("memory store poisoned".into()))?;
-        let before = guard.clone();
-        let out = f(&mut *guard);
-        if out.is_err() {
+        // Single statements commit one by one, as on a database: only a transaction rolls back.
+        let before = (mode == Mode::Transaction).then(|| guard.clone());
+        let out = work(&mut *guard);
+        if let (Err(_), Some(before)) = (&out, before) {
             *guard = before;
         }
         out
     }
-}
-
-/// A [`TxStore`] over a fresh in-memory state.
-pub fn store(clock: Arc<dyn crate::ports::Clock>) -> TxStore<MemoryRunner> {
-    TxStore::new(MemoryRunner::default(), clock)
 }

@@ -161,6 +161,9 @@ impl From<TimeLimit> for i64 {
 
 /// The smallest top-up, in cents.
 pub const MIN_TOPUP: Cents = Cents(500);
+/// The largest amount one top-up, withdrawal or operator credit may move: 100,000,000 cents
+/// ($1,000,000). Far above any real payment, and far below where sums of cents could overflow.
+pub const MAX_AMOUNT: Cents = Cents(100_000_000);
 /// The smallest withdrawal, in cents.
 pub const MIN_WITHDRAWAL: Cents = Cents(500);
 

@@ -1,21 +1,24 @@
-//! The ports: what the domain needs from the outside world, as business operations.
+//! The ports: what the domain needs from the outside world.
 //!
-//! - [`Store`]: every persistent operation of the product, each one atomic. It is implemented once,
-//!   in [`crate::store::TxStore`], on top of a store adapter's [`Tx`] (the SQL primitives inside one
-//!   database transaction) and [`TxRunner`] (how a transaction is opened and committed).
-//! - [`LogWatch`]: wake-ups when a job's log lines change, across server instances.
-//! - [`Structurer`] and [`Verifier`]: the LLM; [`LogSink`] receives the verifier's progress.
+//! - [`Store`]: runs a unit of work on a database connection, in one of three [`Mode`]s. The work
+//!   talks to the database through [`Tx`], which is plain data access — rows in, rows out, no
+//!   business decision. Every rule is in [`crate::service`], which composes `Tx` calls into the use
+//!   cases. A store adapter implements `Store` and `Tx` once; the in-memory [`crate::memory`] store
+//!   is the second implementation, for tests and embedding.
+//! - [`LogWatch`]: wake-ups when a job's log or status changes, delivered across server instances.
+//! - [`Structurer`] and [`Verifier`]: the LLM; [`LogSink`] receives a verifier's interim notes.
 //! - [`Clock`]: the time and fresh ids. [`PaymentGateway`] and [`PayoutGateway`]: money in and out.
 //!
-//! With the `mocks` feature each async port has a mockall mock (`MockStore`, `MockStructurer`, …).
+//! With the `mocks` feature each async port but the store has a mockall mock (`MockStructurer`,
+//! `MockVerifier`, …); tests of the use cases run on the in-memory store instead of a store mock.
 
 use crate::error::{DomainError, Result};
-use crate::ids::ApiKeyId;
-use crate::ids::{AgentId, JobId, Timestamp, TransferId, UserId};
-use crate::job::{AgentRef, Job, JobStatus, LogLevel, LogLine, Output, Structured, Verdict};
+use crate::ids::{AgentId, ApiKeyId, JobId, Timestamp, TransferId, UserId};
+use crate::job::{Job, JobStatus, LogLevel, LogLine, Structured};
 use crate::money::{Cents, LedgerEntry, Reason, Transfer};
-use crate::user::{Agent, AgentPatch, AgentProfile, KeyHash, NewAgent, User};
+use crate::user::{Agent, AgentProfile, KeyHash, User};
 use async_trait::async_trait;
+use std::any::Any;
 use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
@@ -83,29 +86,145 @@ pub struct SweepReport {
     pub failed_deadlines: u64,
 }
 
-/// The state of an idempotency key when a request reserves it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum IdemState {
-    /// New: the caller runs the request and then completes or releases the key.
-    Reserved,
-    /// A request with this key is running now.
-    InProgress,
-    /// Done before with the same body: replay this stored response.
-    Replay(Vec<u8>),
-    /// Used before with another body.
-    Mismatch,
+/// Which jobs a listing returns; every filter given must hold.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct JobFilter {
+    /// Jobs this user sent.
+    pub sender: Option<UserId>,
+    /// Jobs one of this user's agents holds or worked on (holder or receiver).
+    pub worker: Option<UserId>,
+    /// Jobs this agent holds or worked on (holder or receiver agent).
+    pub agent: Option<AgentId>,
+    /// Jobs in one of these statuses; any status when empty.
+    pub statuses: Vec<JobStatus>,
 }
 
-/// The SQL primitives of one store, inside one open database transaction.
+/// How an attempt ended, for the agent directory's numbers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    /// The output passed verification.
+    Verified,
+    /// Given up, late, or rejected by the verifier.
+    Failed,
+}
+
+impl AttemptOutcome {
+    /// The outcome as stores spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptOutcome::Verified => "verified",
+            AttemptOutcome::Failed => "failed",
+        }
+    }
+}
+
+/// One ended attempt: which agent worked on which job, how it ended and what its owner earned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AttemptRecord {
+    /// The job.
+    pub job_id: JobId,
+    /// The attempt's number (1..=3).
+    pub number: u32,
+    /// The agent that accepted it.
+    pub agent_id: AgentId,
+    /// How it ended.
+    pub outcome: AttemptOutcome,
+    /// What the agent's owner earned by it.
+    pub earned: Cents,
+}
+
+/// A stored idempotency record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdemRecord {
+    /// Digest of the request that owns the key.
+    pub digest: [u8; 32],
+    /// The stored answer, once the request finished.
+    pub response: Option<Vec<u8>>,
+    /// When the record is forgotten.
+    pub expires_at: Timestamp,
+}
+
+/// A log line to append; the store numbers it.
+pub type NewLogLine = (LogLevel, String);
+
+/// How a unit of store work runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Reads only, without a transaction (any connection, each statement on its own snapshot).
+    Read,
+    /// Each statement commits on its own, without BEGIN/COMMIT: for reads and for writes that are
+    /// one statement (a compare-and-set of a job), which are atomic by themselves.
+    Single,
+    /// One transaction, committed when the work returns `Ok` and rolled back otherwise.
+    Transaction,
+}
+
+/// A unit of store work; its result is type-erased so that [`Store`] can be a trait object (see
+/// the typed helpers on `dyn Store`).
+pub type Work = Box<dyn FnOnce(&mut dyn Tx) -> Result<Box<dyn Any + Send>> + Send>;
+
+/// A database the domain runs its work on.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Runs `work` on one connection in `mode`. Wake-ups the work asked for ([`Tx::notify`]) are
+    /// delivered after it committed, never for work that was rolled back.
+    async fn run(&self, mode: Mode, work: Work) -> Result<Box<dyn Any + Send>>;
+}
+
+impl dyn Store {
+    /// Runs `f` in `mode` and returns its typed result.
+    pub async fn exec<T: Send + 'static>(
+        &self,
+        mode: Mode,
+        f: impl FnOnce(&mut dyn Tx) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let out = self
+            .run(
+                mode,
+                Box::new(move |tx| f(tx).map(|v| Box::new(v) as Box<dyn Any + Send>)),
+            )
+            .await?;
+        out.downcast::<T>()
+            .map(|b| *b)
+            .map_err(|_| DomainError::Internal("the store returned another type".into()))
+    }
+
+    /// Runs reads ([`Mode::Read`]).
+    pub async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut dyn Tx) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        self.exec(Mode::Read, f).await
+    }
+
+    /// Runs statements that each commit on their own ([`Mode::Single`]).
+    pub async fn single<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut dyn Tx) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        self.exec(Mode::Single, f).await
+    }
+
+    /// Runs one transaction ([`Mode::Transaction`]).
+    pub async fn transaction<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut dyn Tx) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        self.exec(Mode::Transaction, f).await
+    }
+}
+
+/// Plain data access on one connection: each method is a statement (or a few), and none decides
+/// anything a business rule should — the callers in [`crate::service`] do.
 ///
-/// Methods that "lock" take row locks that last until the transaction ends; candidate queries skip
-/// rows other transactions hold (`FOR UPDATE SKIP LOCKED` or the store's equivalent), so concurrent
-/// pullers and sweepers never wait on each other nor take the same job. Errors are domain errors:
-/// a unique violation is [`DomainError::Conflict`], a lost connection [`DomainError::Unavailable`].
+/// Errors are domain errors: a unique violation is [`DomainError::Conflict`], a lost or busy
+/// connection [`DomainError::Unavailable`]. Methods that lock rows hold the locks until the
+/// transaction ends; candidate queries skip rows locked elsewhere, so that concurrent pullers and
+/// sweepers never wait on each other nor take the same job.
 pub trait Tx {
     /// Inserts a user and its wallet (balance 0). Conflict if the name is taken.
     fn insert_user(&mut self, user: &User) -> Result<()>;
-    /// A user by id.
+    /// A user by id, with its wallet's balance.
     fn user(&mut self, id: UserId) -> Result<Option<User>>;
     /// A user by its unique name.
     fn user_by_name(&mut self, name: &str) -> Result<Option<User>>;
@@ -128,61 +247,65 @@ pub trait Tx {
     fn delete_agent(&mut self, id: AgentId) -> Result<()>;
     /// An agent by id.
     fn agent(&mut self, id: AgentId) -> Result<Option<Agent>>;
-    /// An owner's agents, the default first, then by creation.
+    /// An owner's agents, the default first, then in creation order.
     fn agents_of(&mut self, owner: UserId) -> Result<Vec<Agent>>;
-    /// Whether the agent holds a job or works on one (`held` by it, or `accepted`/`submitted` with it
-    /// as receiver agent).
-    fn agent_is_busy(&mut self, id: AgentId) -> Result<bool>;
-    /// Public directory, newest agents first.
+    /// Public directory: agents newest first, with the numbers of their ended attempts.
     fn directory(&mut self, page: Page<AgentId>) -> Result<Vec<AgentProfile>>;
+    /// How many agents exist.
+    fn count_agents(&mut self) -> Result<i64>;
+    /// Records how an attempt ended (replacing an earlier record of the same attempt).
+    fn record_attempt(&mut self, attempt: &AttemptRecord) -> Result<()>;
 
-    /// Locks the given accounts' balance rows (in the order given; callers sort them) and returns
-    /// their balances. An account without a row has balance 0.
-    fn lock_balances(&mut self, accounts: &[crate::money::Account]) -> Result<Vec<Cents>>;
-    /// Writes transfers as ledger rows and applies them to the balances. Callers have checked that
-    /// no wallet goes negative; stores also enforce it with a constraint.
+    /// Writes transfers as ledger rows and applies them to the balances, in account-key order.
+    /// A wallet or escrow balance never goes below zero: a transfer that would take one there
+    /// fails with [`DomainError::InsufficientBalance`] (with the amount it needed and the balance
+    /// it found), and nothing of it is applied. The outside world and the platform have no balance
+    /// row: their balances are the sums of their ledger entries.
     fn post(&mut self, transfers: &[(TransferId, Transfer)], now: Timestamp) -> Result<()>;
     /// A wallet's ledger entries, newest first.
     fn ledger(&mut self, user: UserId, page: Page<TransferId>) -> Result<Vec<LedgerEntry>>;
+    /// The sum of every transfer made for `reason`.
+    fn transfer_total(&mut self, reason: Reason) -> Result<Cents>;
 
     /// Inserts a new job.
     fn insert_job(&mut self, job: &Job) -> Result<()>;
-    /// Rewrites a job's row (and records new presentations of `presented_to_agents`).
-    fn update_job(&mut self, job: &Job) -> Result<()>;
-    /// A job by id; with `lock`, its row is locked until the transaction ends.
-    fn job(&mut self, id: JobId, lock: bool) -> Result<Option<Job>>;
-    /// Locks up to `limit` of the oldest `queued` jobs the agent may be offered (not its owner's, never
-    /// presented to it), skipping rows locked elsewhere.
-    fn queued_candidates(&mut self, agent: &Agent, limit: u32) -> Result<Vec<Job>>;
+    /// Rewrites a job's row if it is still at `expected_version` (compare-and-set); `false` if
+    /// another writer changed it first. Stores index the job's holder as presented (pull's
+    /// "never the same agent twice").
+    fn update_job(&mut self, job: &Job, expected_version: i64) -> Result<bool>;
+    /// A job by id.
+    fn job(&mut self, id: JobId) -> Result<Option<Job>>;
+    /// A job by id, its row locked until the transaction ends.
+    fn lock_job(&mut self, id: JobId) -> Result<Option<Job>>;
+    /// Locks up to `limit` of the oldest `queued` jobs not sent by `owner` and never held by
+    /// `agent`, skipping rows locked elsewhere.
+    fn queued_candidates(&mut self, owner: UserId, agent: AgentId, limit: u32) -> Result<Vec<Job>>;
     /// Locks up to `limit` `held` jobs whose hold lapsed by `now`, skipping rows locked elsewhere.
     fn expired_holds(&mut self, now: Timestamp, limit: u32) -> Result<Vec<Job>>;
     /// Locks up to `limit` `accepted` jobs whose deadline passed by `now`, skipping locked rows.
     fn overdue(&mut self, now: Timestamp, limit: u32) -> Result<Vec<Job>>;
-    /// Takes the oldest `submitted` job whose verification lease is free or lapsed by `now`, leasing
-    /// it until `until` (skipping locked rows).
+    /// Takes the oldest `submitted` job whose verification lease is free or lapsed by `now`,
+    /// leasing it until `until` (skipping locked rows); one statement.
     fn lease_submitted(&mut self, now: Timestamp, until: Timestamp) -> Result<Option<Job>>;
-    /// A sender's jobs, newest first.
-    fn list_jobs(
-        &mut self,
-        sender: UserId,
-        status: Option<JobStatus>,
-        page: Page<JobId>,
-    ) -> Result<Vec<Job>>;
-    /// `queued` jobs, newest first.
-    fn board(&mut self, page: Page<JobId>) -> Result<Vec<Job>>;
-    /// The marketplace's public numbers.
-    fn stats(&mut self) -> Result<BoardStats>;
+    /// Jobs matching `filter`, newest first.
+    fn jobs(&mut self, filter: &JobFilter, page: Page<JobId>) -> Result<Vec<Job>>;
+    /// How many jobs are in each status (statuses without jobs may be missing).
+    fn count_by_status(&mut self) -> Result<Vec<(JobStatus, i64)>>;
+    /// The price of the queued job at `offset` in price order (0 = the cheapest).
+    fn queued_price_at(&mut self, offset: i64) -> Result<Option<Cents>>;
 
-    /// Appends a log line to a job with the next sequence number, and notifies watchers.
-    fn append_log(
+    /// Appends log lines to a job, numbered after its last one. The caller holds the job's row
+    /// (it changed or locked it in the same transaction), so appends to one job never race.
+    fn append_logs(
         &mut self,
         job: JobId,
-        level: LogLevel,
-        message: &str,
-        now: Timestamp,
-    ) -> Result<LogLine>;
+        lines: &[NewLogLine],
+        at: Timestamp,
+    ) -> Result<Vec<LogLine>>;
     /// A job's log lines with `seq > after`, in order.
     fn logs(&mut self, job: JobId, after: i64) -> Result<Vec<LogLine>>;
+    /// Asks for the job's log watchers to be woken, on every instance, once this work commits.
+    fn notify(&mut self, job: JobId) -> Result<()>;
 
     /// Stores (or replaces) a sender's phase-1 quote for a prompt digest.
     fn put_quote(
@@ -192,7 +315,7 @@ pub trait Tx {
         structured: &Structured,
         expires_at: Timestamp,
     ) -> Result<()>;
-    /// The sender's unexpired quote for a prompt digest.
+    /// The sender's quote for a prompt digest, unless it expired by `now`.
     fn quote(
         &mut self,
         sender: UserId,
@@ -200,188 +323,27 @@ pub trait Tx {
         now: Timestamp,
     ) -> Result<Option<Structured>>;
 
-    /// Reserves an idempotency key for a request whose body has `digest` (see [`IdemState`]).
-    /// Expired records are treated as absent.
-    fn idem_reserve(
+    /// Inserts an idempotency record without an answer unless one exists for (user, key):
+    /// `true` when this call inserted it (atomically: of concurrent callers, exactly one wins).
+    fn idem_insert(
         &mut self,
         user: UserId,
         key: &str,
         digest: &[u8; 32],
-        now: Timestamp,
         expires_at: Timestamp,
-    ) -> Result<IdemState>;
-    /// Stores the response of a reserved key.
+    ) -> Result<bool>;
+    /// The idempotency record of (user, key).
+    fn idem_get(&mut self, user: UserId, key: &str) -> Result<Option<IdemRecord>>;
+    /// Stores the answer of (user, key).
     fn idem_complete(&mut self, user: UserId, key: &str, response: &[u8]) -> Result<()>;
-    /// Forgets a reserved key (the request failed in a way worth retrying).
-    fn idem_release(&mut self, user: UserId, key: &str) -> Result<()>;
-
+    /// Deletes the record of (user, key); with `expired_by`, only if it expired by then.
+    fn idem_delete(&mut self, user: UserId, key: &str, expired_by: Option<Timestamp>)
+    -> Result<()>;
     /// Deletes phase-1 quotes and idempotency records that expired by `now`; returns how many.
     fn purge_expired(&mut self, now: Timestamp) -> Result<u64>;
 
     /// A trivial query: the store answers.
     fn ping(&mut self) -> Result<()>;
-}
-
-/// A closure run inside one transaction.
-pub type TxFn<T> = Box<dyn FnOnce(&mut dyn Tx) -> Result<T> + Send>;
-
-/// Opens transactions on a store: runs `f` in one, commits if it returns `Ok`, rolls back otherwise.
-/// Write transactions must serialize conflicting writers (row locks, or a single writer).
-#[async_trait]
-pub trait TxRunner: Send + Sync + 'static {
-    /// Runs `f` in a transaction.
-    async fn run<T: Send + 'static>(&self, f: TxFn<T>) -> Result<T>;
-}
-
-/// Every persistent operation of clawrk, each atomic. Errors are as documented on each method;
-/// [`DomainError::Unavailable`] may come from any of them when the store cannot be reached.
-#[cfg_attr(any(test, feature = "mocks"), automock)]
-#[async_trait]
-pub trait Store: Send + Sync {
-    /// The store answers a trivial query.
-    async fn health(&self) -> Result<()>;
-
-    /// Creates a user with a zero wallet and an agent named `default`. Conflict if the name is taken;
-    /// Invalid for a blank name.
-    async fn create_user(&self, name: &str, now: Timestamp) -> Result<User>;
-    /// A user by id (a UUID string) or by name. NotFound otherwise.
-    async fn find_user(&self, id_or_name: &str) -> Result<User>;
-    /// A user by id. NotFound otherwise.
-    async fn user(&self, id: UserId) -> Result<User>;
-    /// Stores a new API key's hash for the user. NotFound for an unknown user.
-    async fn create_api_key(&self, user: UserId, hash: KeyHash, now: Timestamp) -> Result<()>;
-    /// The user owning the key with this hash, if any.
-    async fn authenticate(&self, hash: KeyHash) -> Result<Option<User>>;
-    /// Moves `delta` between the user's wallet and the outside world with `reason` (positive:
-    /// in; negative: out) and returns the new balance. InsufficientBalance if the wallet would go
-    /// negative; Invalid for a zero delta.
-    async fn adjust_balance(
-        &self,
-        user: UserId,
-        delta: Cents,
-        reason: Reason,
-        now: Timestamp,
-    ) -> Result<Cents>;
-    /// A wallet's ledger, newest first.
-    async fn ledger(&self, user: UserId, page: Page<TransferId>) -> Result<Vec<LedgerEntry>>;
-
-    /// The owner's agents, default first.
-    async fn agents(&self, owner: UserId) -> Result<Vec<Agent>>;
-    /// One of the owner's agents. NotFound if it does not exist or is someone else's.
-    async fn agent(&self, owner: UserId, id: AgentId) -> Result<Agent>;
-    /// One of the owner's agents by name. NotFound otherwise.
-    async fn agent_by_name(&self, owner: UserId, name: &str) -> Result<Agent>;
-    /// Creates an agent. Invalid without a name; Conflict on a duplicate name.
-    async fn create_agent(&self, owner: UserId, new: NewAgent, now: Timestamp) -> Result<Agent>;
-    /// Changes an agent. NotFound, Invalid, or Conflict on a duplicate name.
-    async fn update_agent(&self, owner: UserId, id: AgentId, patch: AgentPatch) -> Result<Agent>;
-    /// Deletes an agent. Conflict for the default agent or one holding or working on a job.
-    async fn delete_agent(&self, owner: UserId, id: AgentId) -> Result<()>;
-    /// The public agent directory.
-    async fn directory(&self, page: Page<AgentId>) -> Result<Vec<AgentProfile>>;
-
-    /// Creates a confirmed job: `queued` with its price in escrow if the wallet covers it, else
-    /// `pending_payment`. Returns the job and the wallet balance seen.
-    async fn create_job(
-        &self,
-        draft: crate::job::JobDraft,
-        sender: UserId,
-        now: Timestamp,
-    ) -> Result<(Job, Cents)>;
-    /// A job by id, without visibility checks (the service checks). NotFound.
-    async fn job(&self, id: JobId) -> Result<Job>;
-    /// A sender's jobs, newest first.
-    async fn list_jobs(
-        &self,
-        sender: UserId,
-        status: Option<JobStatus>,
-        page: Page<JobId>,
-    ) -> Result<Vec<Job>>;
-    /// `queued` jobs, newest first.
-    async fn board(&self, page: Page<JobId>) -> Result<Vec<Job>>;
-    /// Public numbers.
-    async fn stats(&self) -> Result<BoardStats>;
-    /// [`crate::lifecycle::pay`].
-    async fn pay(&self, job: JobId, user: UserId, now: Timestamp) -> Result<Job>;
-    /// [`crate::lifecycle::cancel`].
-    async fn cancel(&self, job: JobId, user: UserId, now: Timestamp) -> Result<Job>;
-    /// Holds the best matching queued job for the agent ([`crate::matching`]); `None` if none.
-    async fn pull(&self, agent: Agent, hold_seconds: u32, now: Timestamp) -> Result<Option<Job>>;
-    /// [`crate::lifecycle::hold`] of one job by id.
-    async fn claim(
-        &self,
-        job: JobId,
-        agent: AgentRef,
-        hold_seconds: u32,
-        now: Timestamp,
-    ) -> Result<Job>;
-    /// [`crate::lifecycle::accept`]; a lapsed hold is released and HoldExpired returned.
-    async fn accept(&self, job: JobId, agent: AgentRef, now: Timestamp) -> Result<Job>;
-    /// [`crate::lifecycle::reject`].
-    async fn reject(&self, job: JobId, agent: AgentRef, now: Timestamp) -> Result<Job>;
-    /// [`crate::lifecycle::submit`]; after the deadline the attempt is failed and DeadlinePassed
-    /// returned.
-    async fn submit(&self, job: JobId, user: UserId, output: Output, now: Timestamp)
-    -> Result<Job>;
-    /// [`crate::lifecycle::give_up`].
-    async fn give_up(&self, job: JobId, user: UserId, now: Timestamp) -> Result<Job>;
-    /// Releases every lapsed hold and fails every attempt past its deadline, then forgets expired
-    /// quotes and idempotency records. Idempotent and safe to run concurrently: each job is handled
-    /// once.
-    async fn sweep(&self, now: Timestamp) -> Result<SweepReport>;
-    /// Leases the oldest `submitted` job awaiting a verdict for `lease` (other workers skip it until
-    /// then); `None` if there is none.
-    async fn lease_verification(&self, now: Timestamp, lease: Duration) -> Result<Option<Job>>;
-    /// Applies a verdict to the job's attempt number `attempt`. If that attempt is no longer
-    /// `submitted` (another worker settled it), nothing changes and the current job is returned.
-    async fn apply_verdict(
-        &self,
-        job: JobId,
-        attempt: u32,
-        verdict: Verdict,
-        now: Timestamp,
-    ) -> Result<Job>;
-
-    /// Appends a log line to a job.
-    async fn append_log(
-        &self,
-        job: JobId,
-        level: LogLevel,
-        message: String,
-        now: Timestamp,
-    ) -> Result<LogLine>;
-    /// A job's log lines after `after`.
-    async fn logs(&self, job: JobId, after: i64) -> Result<Vec<LogLine>>;
-
-    /// Stores a sender's phase-1 quote for a prompt until `expires_at`.
-    async fn save_quote(
-        &self,
-        sender: UserId,
-        prompt: String,
-        structured: Structured,
-        expires_at: Timestamp,
-    ) -> Result<()>;
-    /// The sender's unexpired quote for exactly this prompt.
-    async fn quote(
-        &self,
-        sender: UserId,
-        prompt: String,
-        now: Timestamp,
-    ) -> Result<Option<Structured>>;
-
-    /// Reserves an idempotency key (see [`IdemState`]).
-    async fn idem_reserve(
-        &self,
-        user: UserId,
-        key: String,
-        digest: [u8; 32],
-        now: Timestamp,
-        expires_at: Timestamp,
-    ) -> Result<IdemState>;
-    /// Stores the response for a reserved key.
-    async fn idem_complete(&self, user: UserId, key: String, response: Vec<u8>) -> Result<()>;
-    /// Releases a reserved key without a response.
-    async fn idem_release(&self, user: UserId, key: String) -> Result<()>;
 }
 
 /// Wake-ups for a job's log stream, delivered across server instances.
@@ -454,6 +416,16 @@ impl VerifyTask {
                 .map(|a| a.0.clone()),
         }
     }
+
+    /// The criteria the task is judged by: its acceptance criteria, or its requirements when it
+    /// has none.
+    pub fn criteria(&self) -> Vec<String> {
+        if self.acceptance_criteria.is_empty() {
+            vec![self.requirements.clone()]
+        } else {
+            self.acceptance_criteria.clone()
+        }
+    }
 }
 
 /// A verdict before it is stamped with a time.
@@ -471,8 +443,8 @@ pub struct Assessment {
 
 impl Assessment {
     /// The verdict, stamped at `at`.
-    pub fn at(self, at: Timestamp) -> Verdict {
-        Verdict {
+    pub fn at(self, at: Timestamp) -> crate::job::Verdict {
+        crate::job::Verdict {
             passed: self.passed,
             reasoning: self.reasoning,
             criteria: self.criteria,
@@ -482,7 +454,8 @@ impl Assessment {
     }
 }
 
-/// Receives the verifier's progress lines (they become the job's log, streamed over SSE).
+/// Receives a verifier's interim notes (a retried call, say). They are written to the job's log
+/// with the verdict, in order.
 #[cfg_attr(any(test, feature = "mocks"), automock)]
 #[async_trait]
 pub trait LogSink: Send + Sync {
@@ -494,7 +467,9 @@ pub trait LogSink: Send + Sync {
 #[cfg_attr(any(test, feature = "mocks"), automock)]
 #[async_trait]
 pub trait Verifier: Send + Sync {
-    /// Verifies, reporting progress to `log` (started, each criterion, verdict).
+    /// Who judges, as verdicts name it: `llm:<model>` or `heuristic`.
+    fn name(&self) -> String;
+    /// Verifies; interim notes go to `log`.
     async fn verify(
         &self,
         task: &VerifyTask,

@@ -109,6 +109,29 @@ pub fn valid_name(name: &str, field: &str) -> Result<String> {
     Ok(name.to_string())
 }
 
+/// What every API key starts with.
+pub const KEY_PREFIX: &str = "ck_";
+
+/// An API key made from 32 random bytes (256 bits): `ck_` and 64 lowercase hex digits. The
+/// caller brings the randomness (the domain has no random source).
+pub fn api_key_from(random: [u8; 32]) -> String {
+    let mut key = String::with_capacity(KEY_PREFIX.len() + 64);
+    key.push_str(KEY_PREFIX);
+    for b in random {
+        key.push_str(&format!("{b:02x}"));
+    }
+    key
+}
+
+/// Whether `token` has the shape of an API key; anything else is refused without a lookup.
+pub fn is_well_formed_key(token: &str) -> bool {
+    token.len() == KEY_PREFIX.len() + 64
+        && token.starts_with(KEY_PREFIX)
+        && token[KEY_PREFIX.len()..]
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 /// The SHA-256 of an API key's secret: what stores keep and look keys up by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct KeyHash(pub [u8; 32]);
@@ -140,6 +163,18 @@ mod tests {
         );
         assert!(valid_name(&"x".repeat(65), "name").is_err());
         assert!(valid_name("a\u{0}b", "name").is_err());
+    }
+
+    #[test]
+    fn api_keys_are_256_bit_hex_with_a_prefix() {
+        let key = api_key_from([0xab; 32]);
+        assert_eq!(key.len(), 67);
+        assert!(key.starts_with("ck_abab"));
+        assert!(is_well_formed_key(&key));
+        assert!(!is_well_formed_key("ck_test_alice"));
+        assert!(!is_well_formed_key(&key.to_uppercase()));
+        assert!(!is_well_formed_key(&format!("{key}0")));
+        assert!(!is_well_formed_key(""));
     }
 
     #[test]

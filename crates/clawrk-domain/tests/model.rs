@@ -2,7 +2,7 @@
 //!
 //! Random sequences of every operation (top-ups, withdrawals, confirmed runs, pay, cancel, pull,
 //! claim, accept, reject, submit on time or late, give up, verdicts, time passing, sweeps) run
-//! through the real `TxStore` operations over 20 wallets. After every step the money invariants of
+//! through the real `Marketplace` use cases over 20 wallets. After every step the money invariants of
 //! SPEC §4 are checked on the store's state: all accounts sum to zero; no wallet, escrow or the
 //! platform is negative; a job's escrow holds exactly its price while it is active and paid and
 //! nothing otherwise; each wallet's balance is the sum of its ledger; a job is paid and refunded at
@@ -10,16 +10,13 @@
 
 mod common;
 
-use clawrk_domain::job::{JobDraft, Structured};
-use clawrk_domain::memory::MemoryRunner;
-use clawrk_domain::ports::{Clock, Store};
-use clawrk_domain::store::TxStore;
+use clawrk_domain::memory::MemoryStore;
+use clawrk_domain::service::{AgentSelector, Marketplace, RunOutcome, RunRequest};
 use clawrk_domain::user::{Agent, NewAgent};
 use clawrk_domain::{
-    Account, Cents, JobId, JobStatus, Output, Price, RawJson, Reason, TimeLimit, Timestamp, UserId,
-    Verdict,
+    Account, Cents, DomainError, JobId, JobStatus, Output, Reason, Timestamp, UserId,
 };
-use common::SeqClock;
+use common::{SetVerifier, TestClock};
 use futures::executor::block_on;
 use proptest::prelude::*;
 use proptest_state_machine::{ReferenceStateMachine, StateMachineTest, prop_state_machine};
@@ -29,7 +26,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use uuid::Uuid;
 
 const USERS: usize = 20;
-const HOLD: u32 = 30;
 const LIMIT: i64 = 60;
 
 /// Who acts on a job: resolved against the job's state when the step runs, so that sequences walk
@@ -172,28 +168,19 @@ impl ReferenceStateMachine for Model {
 }
 
 struct Sut {
-    store: TxStore<MemoryRunner>,
+    market: Marketplace,
+    store: MemoryStore,
+    clock: Arc<TestClock>,
+    verifier: Arc<SetVerifier>,
     users: Vec<UserId>,
     agents: HashMap<UserId, Vec<Agent>>,
     jobs: Vec<JobId>,
 }
 
-fn draft(price: i64) -> JobDraft {
-    JobDraft {
-        prompt: "Summarise the rust book".into(),
-        structured: Structured {
-            title: "Summary".into(),
-            description: "Summarise".into(),
-            requirements: "A summary".into(),
-            acceptance_criteria: vec!["Mentions ownership".into()],
-            estimated_price: Price::clamped(price),
-            estimated_time_limit: TimeLimit::clamped(LIMIT),
-            structured_by: "heuristic".into(),
-        },
-        price: Price::clamped(price),
-        time_limit: TimeLimit::clamped(LIMIT),
-        env_vars: Default::default(),
-        attachments: RawJson::empty_array(),
+fn by(agent: &Agent) -> AgentSelector {
+    AgentSelector {
+        id: Some(agent.id),
+        name: None,
     }
 }
 
@@ -207,7 +194,7 @@ impl Sut {
     }
 
     fn user(&self, who: Who, job: JobId) -> UserId {
-        let snap = self.store.runner().snapshot();
+        let snap = self.store.snapshot();
         let j = snap.jobs.get(&job);
         match (who, j) {
             (Who::Sender, Some(j)) => j.sender,
@@ -220,6 +207,15 @@ impl Sut {
             (_, None) => self.users[0],
         }
     }
+
+    fn balance(&self, u: UserId) -> Cents {
+        self.store
+            .snapshot()
+            .balances
+            .get(&Account::Wallet(u))
+            .copied()
+            .unwrap_or_default()
+    }
 }
 
 impl StateMachineTest for Sut {
@@ -227,15 +223,15 @@ impl StateMachineTest for Sut {
     type Reference = Model;
 
     fn init_test(model: &Model) -> Sut {
-        let clock: Arc<dyn Clock> = Arc::new(SeqClock::default());
-        let store = TxStore::new(MemoryRunner::default(), clock);
-        let now = Timestamp::from_millis(model.now_ms);
+        let clock = TestClock::at(Timestamp::from_millis(model.now_ms));
+        let verifier = SetVerifier::passing(true);
+        let (market, store) = common::market(clock.clone(), verifier.clone());
         let mut users = Vec::new();
         let mut agents = HashMap::new();
         block_on(async {
             for i in 0..USERS {
-                let u = store.create_user(&format!("user{i}"), now).await.unwrap();
-                let second = store
+                let u = market.create_user(&format!("user{i}")).await.unwrap();
+                let second = market
                     .create_agent(
                         u.id,
                         NewAgent {
@@ -243,11 +239,10 @@ impl StateMachineTest for Sut {
                             personality: Some("summarise rust ownership".into()),
                             avatar_url: None,
                         },
-                        now,
                     )
                     .await
                     .unwrap();
-                let mut mine = store.agents(u.id).await.unwrap();
+                let mut mine = market.agents(u.id).await.unwrap();
                 assert!(mine[0].is_default);
                 assert_eq!(mine.len(), 2);
                 mine.retain(|a| a.id != second.id);
@@ -257,7 +252,10 @@ impl StateMachineTest for Sut {
             }
         });
         Sut {
+            market,
             store,
+            clock,
+            verifier,
             users,
             agents,
             jobs: Vec::new(),
@@ -266,25 +264,24 @@ impl StateMachineTest for Sut {
 
     fn apply(mut sut: Sut, model: &Model, op: Op) -> Sut {
         let now = Timestamp::from_millis(model.now_ms);
+        sut.clock.set(now);
         let mut created = None;
-        let s = &sut.store;
+        let m = &sut.market;
         block_on(async {
             match op {
                 Op::Topup { user, cents } => {
                     let u = sut.users[user];
-                    let before = s.user(u).await.unwrap().balance_cents;
-                    let after = s
-                        .adjust_balance(u, Cents(cents), Reason::Topup, now)
+                    let before = sut.balance(u);
+                    let after = m
+                        .adjust_balance(u, Cents(cents), Reason::Topup)
                         .await
                         .unwrap();
                     assert_eq!(after.get(), before.get() + cents);
                 }
                 Op::Withdraw { user, cents } => {
                     let u = sut.users[user];
-                    let before = s.user(u).await.unwrap().balance_cents;
-                    let r = s
-                        .adjust_balance(u, Cents(-cents), Reason::Withdrawal, now)
-                        .await;
+                    let before = sut.balance(u);
+                    let r = m.adjust_balance(u, Cents(-cents), Reason::Withdrawal).await;
                     assert_eq!(
                         r.is_ok(),
                         before.get() >= cents,
@@ -293,35 +290,50 @@ impl StateMachineTest for Sut {
                 }
                 Op::Run { user, price } => {
                     let u = sut.users[user];
-                    let before = s.user(u).await.unwrap().balance_cents;
-                    let (job, seen) = s.create_job(draft(price), u, now).await.unwrap();
-                    assert_eq!(seen, before);
-                    let expected = if before.get() >= job.price.cents().get() {
-                        JobStatus::Queued
-                    } else {
-                        JobStatus::PendingPayment
+                    let before = sut.balance(u);
+                    let req = RunRequest {
+                        prompt: "Summarise the rust book".into(),
+                        price_cents: Some(price.clamp(100, 100_000)),
+                        time_limit_seconds: Some(LIMIT),
+                        confirmed: true,
+                        ..RunRequest::default()
                     };
-                    assert_eq!(job.status, expected);
+                    let job = match m.run(u, req).await.unwrap() {
+                        RunOutcome::Queued(job) => {
+                            assert!(before >= job.price.cents(), "queued only when covered");
+                            job
+                        }
+                        RunOutcome::PendingPayment {
+                            job,
+                            required,
+                            available,
+                        } => {
+                            assert_eq!((required, available), (job.price.cents(), before));
+                            assert!(before < required, "pending only when short");
+                            job
+                        }
+                        RunOutcome::Estimate(_) => panic!("confirmed runs create jobs"),
+                    };
                     created = Some(job.id);
                 }
                 Op::Pay { who, job } => {
                     let (job, user) = (sut.job(job), sut.user(who, sut.job(job)));
-                    let _ = s.pay(job, user, now).await;
+                    let _ = m.pay(user, job).await;
                 }
                 Op::Cancel { who, job } => {
                     let (job, user) = (sut.job(job), sut.user(who, sut.job(job)));
-                    let _ = s.cancel(job, user, now).await;
+                    let _ = m.cancel(user, job).await;
                 }
                 Op::Pull { user, second_agent } => {
                     let u = sut.users[user];
                     let agent = sut.agents[&u][usize::from(second_agent)].clone();
-                    let snapshot = s.runner().snapshot();
+                    let snapshot = sut.store.snapshot();
                     let eligible = snapshot.jobs.values().any(|j| {
                         j.status == JobStatus::Queued
                             && j.sender != u
                             && !j.presented_to_agents.contains(&agent.id)
                     });
-                    let got = s.pull(agent.clone(), HOLD, now).await.unwrap();
+                    let got = m.pull(u, &by(&agent)).await.unwrap();
                     assert_eq!(
                         got.is_some(),
                         eligible,
@@ -339,92 +351,61 @@ impl StateMachineTest for Sut {
                 }
                 Op::Claim { who, job } => {
                     let (job, user) = (sut.job(job), sut.user(who, sut.job(job)));
-                    let agent = sut.agents[&user][0].as_ref();
-                    let _ = s.claim(job, agent, HOLD, now).await;
+                    let agent = sut.agents[&user][0].clone();
+                    let _ = m.claim(user, job, &by(&agent)).await;
                 }
                 Op::Accept { who, job } => {
                     let (job, user) = (sut.job(job), sut.user(who, sut.job(job)));
                     for a in sut.agents[&user].clone() {
-                        let _ = s.accept(job, a.as_ref(), now).await;
+                        let _ = m.accept(user, job, &by(&a)).await;
                     }
                 }
                 Op::Reject { who, job } => {
                     let (job, user) = (sut.job(job), sut.user(who, sut.job(job)));
                     for a in sut.agents[&user].clone() {
-                        let _ = s.reject(job, a.as_ref(), now).await;
+                        let _ = m.reject(user, job, &by(&a)).await;
                     }
                 }
                 Op::Submit { who, job } => {
                     let (job, user) = (sut.job(job), sut.user(who, sut.job(job)));
                     let out = Output::new(Some("ownership and borrowing".into()), None).unwrap();
-                    let _ = s.submit(job, user, out, now).await;
+                    let _ = m.submit(user, job, out).await;
                 }
                 Op::GiveUp { who, job } => {
                     let (job, user) = (sut.job(job), sut.user(who, sut.job(job)));
-                    let _ = s.give_up(job, user, now).await;
+                    let _ = m.give_up(user, job, None).await;
                 }
                 Op::Verdict { pass } => {
-                    let leased = s
-                        .lease_verification(now, std::time::Duration::from_secs(60))
-                        .await
-                        .unwrap();
-                    if let Some(j) = leased {
-                        let verdict = Verdict {
-                            passed: pass,
-                            reasoning: "model".into(),
-                            criteria: vec![],
-                            verifier: "model".into(),
-                            verified_at: now,
-                        };
-                        let after = s
-                            .apply_verdict(j.id, j.attempt_count, verdict.clone(), now)
-                            .await
-                            .unwrap();
+                    sut.verifier.set(pass);
+                    if let Some(after) = m.verify_next().await.unwrap() {
                         assert_ne!(after.status, JobStatus::Submitted);
-                        // A second verdict on the same attempt changes nothing.
-                        let again = s
-                            .apply_verdict(j.id, j.attempt_count, verdict, now)
-                            .await
-                            .unwrap();
-                        assert_eq!(again, after);
                     }
                 }
                 Op::Attempt { user, job, end } => {
                     let (job, user) = (sut.job(job), sut.users[user]);
-                    let agent = sut.agents[&user][0].as_ref();
-                    if s.claim(job, agent, HOLD, now).await.is_ok()
-                        && s.accept(job, agent, now).await.is_ok()
+                    let agent = sut.agents[&user][0].clone();
+                    if m.claim(user, job, &by(&agent)).await.is_ok()
+                        && m.accept(user, job, &by(&agent)).await.is_ok()
                     {
                         let out = || Output::new(Some("x".into()), None).unwrap();
-                        let lease = std::time::Duration::from_secs(60);
                         match end {
                             End::GiveUp => {
-                                s.give_up(job, user, now).await.unwrap();
+                                m.give_up(user, job, Some("stuck".into())).await.unwrap();
                             }
                             End::Late => {
-                                let late = now.plus_seconds(LIMIT as u32);
-                                let e = s.submit(job, user, out(), late).await.unwrap_err();
-                                assert_eq!(e, clawrk_domain::DomainError::DeadlinePassed);
+                                sut.clock.set(now.plus_seconds(LIMIT as u32));
+                                let e = m.submit(user, job, out()).await.unwrap_err();
+                                assert_eq!(e, DomainError::DeadlinePassed);
+                                sut.clock.set(now);
                             }
                             End::VerdictFail => {
-                                s.submit(job, user, out(), now).await.unwrap();
+                                m.submit(user, job, out()).await.unwrap();
                                 // Settle every waiting submission, this one included.
-                                while let Some(j) = s.lease_verification(now, lease).await.unwrap()
-                                {
-                                    let v = Verdict {
-                                        passed: false,
-                                        reasoning: "no".into(),
-                                        criteria: vec![],
-                                        verifier: "model".into(),
-                                        verified_at: now,
-                                    };
-                                    s.apply_verdict(j.id, j.attempt_count, v, now)
-                                        .await
-                                        .unwrap();
-                                }
+                                sut.verifier.set(false);
+                                while m.verify_next().await.unwrap().is_some() {}
                             }
                         }
-                        let after = s.job(job).await.unwrap();
+                        let after = sut.store.snapshot().jobs[&job].clone();
                         assert!(
                             matches!(
                                 after.status,
@@ -441,8 +422,8 @@ impl StateMachineTest for Sut {
                 }
                 Op::Wait { .. } => {}
                 Op::Sweep => {
-                    s.sweep(now).await.unwrap();
-                    let snap = s.runner().snapshot();
+                    m.sweep().await.unwrap();
+                    let snap = sut.store.snapshot();
                     for j in snap.jobs.values() {
                         assert!(
                             !(j.status == JobStatus::Held
@@ -463,13 +444,13 @@ impl StateMachineTest for Sut {
     }
 
     fn teardown(sut: Sut, _model: Model) {
-        for j in sut.store.runner().snapshot().jobs.values() {
+        for j in sut.store.snapshot().jobs.values() {
             REACHED[j.status as usize].fetch_add(1, Ordering::Relaxed);
         }
     }
 
     fn check_invariants(sut: &Sut, _model: &Model) {
-        let st = sut.store.runner().snapshot();
+        let st = sut.store.snapshot();
         let total: i64 = st.balances.values().map(|c| c.get()).sum();
         assert_eq!(total, 0, "all accounts sum to zero");
         for (acct, bal) in &st.balances {

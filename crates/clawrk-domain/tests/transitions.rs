@@ -1,5 +1,6 @@
 //! The (status × trigger) table of SPEC §3: every pair, legal and illegal, with the resulting status,
-//! the money it moves and the error it gives.
+//! the money it moves and the error it gives; and what each change records beside the job (the
+//! attempt it ends, its log lines, the version it moves the job to).
 
 mod common;
 
@@ -11,8 +12,8 @@ use common::*;
 #[derive(Clone, Copy, Debug)]
 enum Trigger {
     Pay,
-    PayShort,
     Hold,
+    ClaimVisible,
     Reject,
     AcceptInTime,
     AcceptLate,
@@ -28,8 +29,8 @@ enum Trigger {
 
 const TRIGGERS: [Trigger; 14] = [
     Trigger::Pay,
-    Trigger::PayShort,
     Trigger::Hold,
+    Trigger::ClaimVisible,
     Trigger::Reject,
     Trigger::AcceptInTime,
     Trigger::AcceptLate,
@@ -63,16 +64,18 @@ fn fire(job: &Job, t: Trigger) -> Result<Change, DomainError> {
     let late_deadline = T0.plus_seconds(LIMIT);
     let output = || Output::new(Some("three\nlines\nhere".into()), None).unwrap();
     match t {
-        Trigger::Pay => lifecycle::pay(job, SENDER, Cents(10_000), in_time),
-        Trigger::PayShort => lifecycle::pay(job, SENDER, Cents(PRICE - 1), in_time),
+        Trigger::Pay => lifecycle::pay(job, SENDER, in_time),
+        // A stranger's agent (sees nothing but queued jobs on the board)…
         Trigger::Hold => lifecycle::hold(job, other(), HOLD, in_time),
+        // …and the worker's agent, which sees the job once it held or accepted it.
+        Trigger::ClaimVisible => lifecycle::hold(job, worker(), HOLD, in_time),
         Trigger::Reject => lifecycle::reject(job, worker(), in_time),
         Trigger::AcceptInTime => lifecycle::accept(job, worker(), in_time),
         Trigger::AcceptLate => lifecycle::accept(job, worker(), late_hold),
         Trigger::ExpireHold => lifecycle::expire_hold(job, late_hold),
         Trigger::SubmitInTime => lifecycle::submit(job, WORKER, output(), in_time),
         Trigger::SubmitLate => lifecycle::submit(job, WORKER, output(), late_deadline),
-        Trigger::GiveUp => lifecycle::give_up(job, WORKER, in_time),
+        Trigger::GiveUp => lifecycle::give_up(job, WORKER, Some("stuck"), in_time),
         Trigger::ExpireDeadline => lifecycle::expire_deadline(job, late_deadline),
         Trigger::VerdictPass => lifecycle::apply_verdict(job, verdict(true), in_time),
         Trigger::VerdictFail => lifecycle::apply_verdict(job, verdict(false), in_time),
@@ -107,11 +110,13 @@ fn expect(status: JobStatus, t: Trigger) -> Expect {
     use Trigger::*;
     match (status, t) {
         (PendingPayment, Pay) => To(Queued, vec![Reason::JobPayment], None),
-        (PendingPayment, PayShort) => Err("insufficient"),
-        (_, Pay | PayShort) => Err("invalid_state"),
+        (_, Pay) => Err("invalid_state"),
 
-        (Queued, Hold) => To(Held, vec![], None),
-        (_, Hold) => Err("invalid_state"),
+        (Queued, Hold | ClaimVisible) => To(Held, vec![], None),
+        // A job that is not queued does not exist for a stranger.
+        (_, Hold) => Err("not_found"),
+        (Held | Accepted | Submitted | Verified, ClaimVisible) => Err("invalid_state"),
+        (_, ClaimVisible) => Err("not_found"),
 
         (Held, Reject) => To(Queued, vec![], None),
         (Held, AcceptInTime) => To(Accepted, vec![], None),
@@ -190,7 +195,7 @@ fn fail_job_rule_in_order() {
     let now = T0.plus_seconds(5);
     // Attempts 1 and 2: back to the queue, receiver kept, deadline cleared, nothing refunded.
     for n in 1..MAX_ATTEMPTS {
-        let c = lifecycle::give_up(&job_in(JobStatus::Accepted, n), WORKER, now).unwrap();
+        let c = lifecycle::give_up(&job_in(JobStatus::Accepted, n), WORKER, None, now).unwrap();
         assert_eq!(c.job.status, JobStatus::Queued, "attempt {n}");
         assert_eq!(c.job.attempt_count, n, "failJob never counts");
         assert_eq!(c.job.receiver, Some(WORKER));
@@ -198,7 +203,7 @@ fn fail_job_rule_in_order() {
         assert!(c.transfers.is_empty());
     }
     // Attempt 3: failed and refunded in full.
-    let c = lifecycle::give_up(&job_in(JobStatus::Accepted, 3), WORKER, now).unwrap();
+    let c = lifecycle::give_up(&job_in(JobStatus::Accepted, 3), WORKER, None, now).unwrap();
     assert_eq!(c.job.status, JobStatus::Failed);
     assert_eq!(c.job.completed_at, Some(now));
     assert_eq!(c.transfers.len(), 1);
@@ -210,7 +215,7 @@ fn fail_job_rule_in_order() {
         .unwrap()
         .job;
     assert!(flagged.cancellation_requested);
-    let c = lifecycle::give_up(&flagged, WORKER, now).unwrap();
+    let c = lifecycle::give_up(&flagged, WORKER, None, now).unwrap();
     assert_eq!(c.job.status, JobStatus::Cancelled);
     assert_eq!(c.transfers[0].reason, Reason::Refund);
 }
@@ -308,7 +313,7 @@ fn env_vars_visibility() {
     );
     assert!(!accepted.env_vars_visible_to(STRANGER));
     // Back in the queue after a failure, the old receiver no longer sees them.
-    let requeued = lifecycle::give_up(&accepted, WORKER, T0).unwrap().job;
+    let requeued = lifecycle::give_up(&accepted, WORKER, None, T0).unwrap().job;
     assert!(!requeued.env_vars_visible_to(WORKER));
 }
 
@@ -330,4 +335,58 @@ fn hold_presents_once_and_create_pays_or_waits() {
         vec![WORKER_AGENT],
         "claimed again, listed once"
     );
+}
+
+#[test]
+fn every_change_moves_the_version_once() {
+    for status in JobStatus::ALL {
+        for t in TRIGGERS {
+            let job = job_in(status, 1);
+            if let Ok(c) = fire(&job, t) {
+                let want = if c.is_noop(&job) { 0 } else { 1 };
+                assert_eq!(c.job.version - job.version, want, "{status} × {t:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn ended_attempts_are_recorded_with_their_log_lines() {
+    use clawrk_domain::LogLevel;
+    use clawrk_domain::ports::AttemptOutcome;
+    let now = T0.plus_seconds(5);
+    let c =
+        lifecycle::give_up(&job_in(JobStatus::Accepted, 1), WORKER, Some("no GPU"), now).unwrap();
+    let a = c.attempt.expect("a failed attempt is recorded");
+    assert_eq!(
+        (a.number, a.agent_id, a.outcome, a.earned),
+        (1, WORKER_AGENT, AttemptOutcome::Failed, Cents(0))
+    );
+    let lines: Vec<&str> = c.log.iter().map(|(_, m)| m.as_str()).collect();
+    assert_eq!(
+        lines,
+        [
+            "attempt 1 failed: given up by the agent: no GPU",
+            "re-queued for another agent (attempt 1/3 used)"
+        ]
+    );
+    let c = lifecycle::apply_verdict(&job_in(JobStatus::Submitted, 2), verdict(true), now).unwrap();
+    let a = c.attempt.unwrap();
+    assert_eq!(
+        (a.number, a.outcome, a.earned),
+        (2, AttemptOutcome::Verified, Cents(350))
+    );
+    // The verdict's lines first (one per criterion, then the verdict), then what it caused.
+    assert_eq!(c.log.len(), 3);
+    assert_eq!(
+        c.log[0],
+        (LogLevel::Info, "criterion 1/1 met: Has three lines".into())
+    );
+    assert!(c.log[1].1.starts_with("verdict: passed"));
+    assert!(c.log[2].1.contains("$3.50"));
+    // Holds, accepts and submissions touch nothing but the job.
+    let held = lifecycle::hold(&job_in(JobStatus::Queued, 0), worker(), HOLD, now).unwrap();
+    assert!(!held.has_effects());
+    let accepted = lifecycle::accept(&held.job, worker(), now).unwrap();
+    assert!(!accepted.has_effects() && accepted.attempt.is_none());
 }

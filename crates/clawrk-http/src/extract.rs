@@ -9,7 +9,7 @@ use actix_web::http::header::AUTHORIZATION;
 use actix_web::web::{Bytes, Data};
 use actix_web::{FromRequest, HttpRequest};
 use clawrk_domain::ports::Page;
-use clawrk_domain::user::{KeyHash, User};
+use clawrk_domain::service::Principal;
 use serde::de::DeserializeOwned;
 use std::future::Future;
 use std::pin::Pin;
@@ -18,8 +18,8 @@ use std::str::FromStr;
 /// The largest request body accepted (413 above).
 pub const MAX_BODY_BYTES: usize = 1 << 20;
 
-/// The caller, authenticated by `Authorization: Bearer <api key>` (looked up by its hash).
-pub struct Caller(pub User);
+/// The caller, authenticated by `Authorization: Bearer <api key>`.
+pub struct Caller(pub Principal);
 
 /// The bearer token of a request, if any (API keys; the cron route's secret).
 pub fn bearer_token(req: &HttpRequest) -> Option<String> {
@@ -40,12 +40,7 @@ impl FromRequest for Caller {
             let (Some(token), Some(state)) = (token, state) else {
                 return Err(ApiError::unauthorized());
             };
-            match state
-                .market
-                .store()
-                .authenticate(KeyHash::of(&token))
-                .await?
-            {
+            match state.market.authenticate(&token).await? {
                 Some(user) => {
                     tracing::Span::current().record("user", tracing::field::display(user.id));
                     Ok(Caller(user))
@@ -65,10 +60,32 @@ pub struct JsonBody<T> {
     pub raw: Bytes,
 }
 
-/// Parses a JSON body; the error names the offending field.
+impl<T> JsonBody<T> {
+    /// Whether the request had no body at all (routes whose body is required refuse it).
+    pub fn is_empty(&self) -> bool {
+        is_blank(&self.raw)
+    }
+}
+
+/// Whether a body is empty: nothing but JSON whitespace (space, tab, line feed, carriage return).
+pub fn is_blank(bytes: &[u8]) -> bool {
+    bytes
+        .iter()
+        .all(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+}
+
+/// Parses a JSON body, which must be an object (or empty: `T::default()`); the error names the
+/// offending field.
 pub fn parse<T: DeserializeOwned + Default>(bytes: &[u8]) -> ApiResult<T> {
-    if bytes.iter().all(u8::is_ascii_whitespace) {
+    if is_blank(bytes) {
         return Ok(T::default());
+    }
+    // Request bodies are objects; serde would otherwise read a struct from a JSON array too.
+    let first = bytes
+        .iter()
+        .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
+    if first != Some(&b'{') {
+        return Err(ApiError::bad_request("request body must be a JSON object"));
     }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|e| {

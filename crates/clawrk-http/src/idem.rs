@@ -7,13 +7,12 @@ use crate::error::{ApiError, ApiResult};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse};
 use clawrk_domain::ids::UserId;
-use clawrk_domain::ports::IdemState;
+use clawrk_domain::service::IdemState;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use std::future::Future;
 
 const HEADER: &str = "idempotency-key";
-const TTL_SECONDS: u32 = 24 * 3600;
 const MAX_KEY_CHARS: usize = 255;
 
 /// An answer before it becomes a response: what is stored for replay.
@@ -81,18 +80,7 @@ where
     h.update([0]);
     h.update(body);
     let digest: [u8; 32] = h.finalize().into();
-    let store = st.market.store();
-    let now = st.market.clock().now();
-    match store
-        .idem_reserve(
-            user,
-            key.clone(),
-            digest,
-            now,
-            now.plus_seconds(TTL_SECONDS),
-        )
-        .await?
-    {
+    match st.market.idem_begin(user, &key, digest).await? {
         IdemState::Reserved => {}
         IdemState::InProgress => {
             return Err(ApiError::new(
@@ -120,13 +108,13 @@ where
     }
     let reply = f().await.unwrap_or_else(Reply::from);
     if reply.status.is_server_error() {
-        if let Err(e) = store.idem_release(user, key).await {
+        if let Err(e) = st.market.idem_abandon(user, &key).await {
             tracing::warn!(error = %e, "could not release an idempotency key");
         }
     } else {
         let stored = json!({ "status": reply.status.as_u16(), "body": reply.body });
         let bytes = serde_json::to_vec(&stored).unwrap_or_default();
-        if let Err(e) = store.idem_complete(user, key, bytes).await {
+        if let Err(e) = st.market.idem_finish(user, &key, bytes).await {
             tracing::warn!(error = %e, "could not store an idempotent response");
         }
     }

@@ -36,6 +36,8 @@ pub struct AppState {
     pub market: Arc<Marketplace>,
     /// Wake-ups for log streams.
     pub watch: Arc<dyn LogWatch>,
+    /// The log streams' shared readers, one per followed job.
+    pub logs: Arc<sse::LogHub>,
     /// The cron route's bearer secret; `None` disables the route (404).
     pub cron_secret: Option<String>,
     /// Rung after a submission, so that idle verification workers start at once instead of at
@@ -93,13 +95,22 @@ async fn rate_limit(
         .app_data::<Data<AppState>>()
         .and_then(|st| st.rate_limit.clone());
     if let Some(limiter) = limiter {
-        let caller = extract::bearer_token(req.request()).unwrap_or_else(|| {
-            let ip = req
-                .peer_addr()
-                .map(|a| a.ip().to_string())
-                .unwrap_or_default();
-            format!("ip:{ip}")
+        // A caller is the user of a key this instance authenticated recently; anyone else (no key,
+        // a malformed, unknown or not yet seen key) counts against their address, so random
+        // tokens cannot buy fresh buckets.
+        let known = req.app_data::<Data<AppState>>().and_then(|st| {
+            extract::bearer_token(req.request()).and_then(|t| st.market.is_known_key(&t))
         });
+        let caller = match known {
+            Some(user) => format!("user:{user}"),
+            None => {
+                let ip = req
+                    .peer_addr()
+                    .map(|a| a.ip().to_string())
+                    .unwrap_or_default();
+                format!("ip:{ip}")
+            }
+        };
         if let Err(wait) = limiter.check(&caller) {
             let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
             let resp = HttpResponse::TooManyRequests()
@@ -111,46 +122,55 @@ async fn rate_limit(
     Ok(next.call(req).await?.map_into_left_body())
 }
 
-/// A resource whose other methods answer 405 in the error shape.
-fn res(path: &str) -> actix_web::Resource {
-    web::resource(path).default_service(web::to(routes::method_not_allowed))
+/// A resource with its methods: `GET` routes answer `HEAD` too (without a body), and any other
+/// method answers 405 in the error shape with an `Allow` header listing the methods it has.
+macro_rules! resource {
+    ($path:expr, $($method:ident => $handler:expr),+ $(,)?) => {{
+        let mut allow: Vec<&'static str> = Vec::new();
+        let mut r = web::resource($path);
+        $(
+            allow.push(stringify!($method));
+            r = r.route(web::method(actix_web::http::Method::$method).to($handler));
+            if stringify!($method) == "GET" {
+                allow.push("HEAD");
+                r = r.route(web::method(actix_web::http::Method::HEAD).to($handler));
+            }
+        )+
+        let allow = allow.join(", ");
+        r.default_service(web::to(move || routes::method_not_allowed(allow.clone())))
+    }};
 }
 
 /// The routes under `/api`.
 pub fn api_scope() -> actix_web::Scope {
     use routes::*;
     web::scope("/api")
-        .service(res("/jobs/run").post(run))
-        .service(res("/jobs/pull").post(pull))
-        .service(res("/jobs").get(list_jobs))
-        .service(res("/jobs/{id}").get(get_job))
-        .service(res("/jobs/{id}/pay").post(pay))
-        .service(res("/jobs/{id}/cancel").post(cancel))
-        .service(res("/jobs/{id}/claim").post(claim))
-        .service(res("/jobs/{id}/accept").post(accept))
-        .service(res("/jobs/{id}/reject").post(reject))
-        .service(res("/jobs/{id}/submit").post(submit))
-        .service(res("/jobs/{id}/fail").post(fail))
-        .service(res("/jobs/{id}/logs").get(sse::logs))
-        .service(res("/board").get(board))
-        .service(res("/board/stats").get(stats))
-        .service(res("/agents/directory").get(directory))
-        .service(res("/agents").get(list_agents).post(create_agent))
-        .service(
-            res("/agents/{id}")
-                .get(get_agent)
-                .patch(patch_agent)
-                .delete(delete_agent),
-        )
-        .service(res("/wallet/balance").get(balance))
-        .service(res("/wallet/topup").post(topup))
-        .service(res("/wallet/withdraw").post(withdraw))
-        .service(res("/whoami").get(whoami).post(whoami_post))
-        .service(res("/verify").post(verify))
-        .service(res("/cron/enforce-deadlines").get(cron))
-        .service(res("/health").get(health))
-        .service(res("/openapi.json").get(openapi::openapi_json))
-        .service(res("/docs").get(openapi::docs_page))
+        .service(resource!("/jobs/run", POST => run))
+        .service(resource!("/jobs/pull", POST => pull))
+        .service(resource!("/jobs", GET => list_jobs))
+        .service(resource!("/jobs/{id}", GET => get_job))
+        .service(resource!("/jobs/{id}/pay", POST => pay))
+        .service(resource!("/jobs/{id}/cancel", POST => cancel))
+        .service(resource!("/jobs/{id}/claim", POST => claim))
+        .service(resource!("/jobs/{id}/accept", POST => accept))
+        .service(resource!("/jobs/{id}/reject", POST => reject))
+        .service(resource!("/jobs/{id}/submit", POST => submit))
+        .service(resource!("/jobs/{id}/fail", POST => fail))
+        .service(resource!("/jobs/{id}/logs", GET => sse::logs))
+        .service(resource!("/board", GET => board))
+        .service(resource!("/board/stats", GET => stats))
+        .service(resource!("/agents/directory", GET => directory))
+        .service(resource!("/agents", GET => list_agents, POST => create_agent))
+        .service(resource!("/agents/{id}", GET => get_agent, PATCH => patch_agent, DELETE => delete_agent))
+        .service(resource!("/wallet/balance", GET => balance))
+        .service(resource!("/wallet/topup", POST => topup))
+        .service(resource!("/wallet/withdraw", POST => withdraw))
+        .service(resource!("/whoami", GET => whoami, POST => whoami_post))
+        .service(resource!("/verify", POST => verify))
+        .service(resource!("/cron/enforce-deadlines", GET => cron))
+        .service(resource!("/health", GET => health))
+        .service(resource!("/openapi.json", GET => openapi::openapi_json))
+        .service(resource!("/docs", GET => openapi::docs_page))
 }
 
 /// The whole application.

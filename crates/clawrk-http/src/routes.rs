@@ -12,7 +12,7 @@ use actix_web::{HttpRequest, HttpResponse};
 use clawrk_domain::ids::{AgentId, JobId, TransferId, UserId};
 use clawrk_domain::job::{Job, JobStatus, Output, RawJson};
 use clawrk_domain::money::Cents;
-use clawrk_domain::service::{AgentSelector, RunOutcome, RunRequest};
+use clawrk_domain::service::{AgentSelector, JobsOf, RunOutcome, RunRequest};
 use clawrk_domain::user::{AgentPatch, NewAgent};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -142,7 +142,10 @@ pub async fn list_jobs(
         })
         .transpose()?;
     let p = page::<JobId>(q.limit.as_deref(), q.before.as_deref())?;
-    let jobs = st.market.jobs(user, status, p).await?;
+    let jobs = st
+        .market
+        .jobs(user, JobsOf::Sender, status, None, p)
+        .await?;
     let views: Vec<JobView> = jobs.iter().map(|j| JobView::of(j, user)).collect();
     let last = jobs.last().map(|j| j.id.to_string());
     Ok(with_next(
@@ -351,7 +354,7 @@ pub async fn board(
     q: Query<PageQuery>,
 ) -> ApiResult<HttpResponse> {
     let p = page::<JobId>(q.limit.as_deref(), q.before.as_deref())?;
-    let jobs = st.market.store().board(p).await?;
+    let jobs = st.market.board(p).await?;
     let last = jobs.last().map(|j| j.id.to_string());
     let views: Vec<BoardJobView> = jobs.iter().map(BoardJobView::of).collect();
     Ok(with_next(HttpResponse::Ok(), &req, views.len(), p.limit, last, None).json(views))
@@ -360,14 +363,14 @@ pub async fn board(
 /// Public numbers.
 #[utoipa::path(get, path = "/api/board/stats", tag = "public", responses((status = 200, body = StatsView)))]
 pub async fn stats(st: Data<AppState>) -> ApiResult<HttpResponse> {
-    Ok(HttpResponse::Ok().json(StatsView::of(&st.market.store().stats().await?)))
+    Ok(HttpResponse::Ok().json(StatsView::of(&st.market.stats().await?)))
 }
 
 /// The caller's agents, default first.
 #[utoipa::path(get, path = "/api/agents", tag = "agents",
     responses((status = 200, body = Vec<AgentView>), (status = 401, body = ErrorView)), security(("api_key" = [])))]
 pub async fn list_agents(st: Data<AppState>, caller: Caller) -> ApiResult<HttpResponse> {
-    let agents = st.market.store().agents(caller.0.id).await?;
+    let agents = st.market.agents(caller.0.id).await?;
     Ok(HttpResponse::Ok().json(agents.iter().map(AgentView::of).collect::<Vec<_>>()))
 }
 
@@ -385,10 +388,8 @@ pub async fn create_agent(
         .name
         .filter(|n| !n.trim().is_empty())
         .ok_or_else(|| ApiError::bad_request("name is required"))?;
-    let now = st.market.clock().now();
     let agent = st
         .market
-        .store()
         .create_agent(
             caller.0.id,
             NewAgent {
@@ -396,7 +397,6 @@ pub async fn create_agent(
                 personality: b.personality,
                 avatar_url: b.avatar_url,
             },
-            now,
         )
         .await?;
     Ok(HttpResponse::Created().json(AgentView::of(&agent)))
@@ -414,7 +414,7 @@ pub async fn get_agent(
     caller: Caller,
     id: Path<String>,
 ) -> ApiResult<HttpResponse> {
-    let agent = st.market.store().agent(caller.0.id, agent_id(&id)?).await?;
+    let agent = st.market.agent(caller.0.id, agent_id(&id)?).await?;
     Ok(HttpResponse::Ok().json(AgentView::of(&agent)))
 }
 
@@ -429,10 +429,14 @@ pub async fn patch_agent(
     id: Path<String>,
     body: JsonBody<AgentPatchBody>,
 ) -> ApiResult<HttpResponse> {
+    if body.is_empty() {
+        return Err(ApiError::bad_request(
+            "request body is required: a JSON object with name, personality or avatar_url",
+        ));
+    }
     let b = body.value;
     let agent = st
         .market
-        .store()
         .update_agent(
             caller.0.id,
             agent_id(&id)?,
@@ -455,10 +459,7 @@ pub async fn delete_agent(
     caller: Caller,
     id: Path<String>,
 ) -> ApiResult<HttpResponse> {
-    st.market
-        .store()
-        .delete_agent(caller.0.id, agent_id(&id)?)
-        .await?;
+    st.market.delete_agent(caller.0.id, agent_id(&id)?).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -472,7 +473,7 @@ pub async fn directory(
     q: Query<PageQuery>,
 ) -> ApiResult<HttpResponse> {
     let p = page::<AgentId>(q.limit.as_deref(), q.before.as_deref())?;
-    let entries = st.market.store().directory(p).await?;
+    let entries = st.market.directory(p).await?;
     let last = entries.last().map(|e| e.agent.id.to_string());
     let views: Vec<ProfileView> = entries.iter().map(ProfileView::of).collect();
     Ok(with_next(HttpResponse::Ok(), &req, views.len(), p.limit, last, None).json(views))
@@ -575,15 +576,15 @@ pub async fn withdraw(
 /// Who the key belongs to.
 #[utoipa::path(get, path = "/api/whoami", tag = "wallet",
     responses((status = 200, body = WhoamiView), (status = 401, body = ErrorView)), security(("api_key" = [])))]
-pub async fn whoami(caller: Caller) -> ApiResult<HttpResponse> {
-    Ok(HttpResponse::Ok().json(WhoamiView::of(&caller.0)))
+pub async fn whoami(st: Data<AppState>, caller: Caller) -> ApiResult<HttpResponse> {
+    Ok(HttpResponse::Ok().json(WhoamiView::of(&st.market.whoami(&caller.0).await?)))
 }
 
 /// Same as `GET /api/whoami`.
 #[utoipa::path(post, path = "/api/whoami", tag = "wallet",
     responses((status = 200, body = WhoamiView), (status = 401, body = ErrorView)), security(("api_key" = [])))]
-pub async fn whoami_post(caller: Caller) -> ApiResult<HttpResponse> {
-    whoami(caller).await
+pub async fn whoami_post(st: Data<AppState>, caller: Caller) -> ApiResult<HttpResponse> {
+    whoami(st, caller).await
 }
 
 /// Standalone verification: nothing is stored or paid.
@@ -633,7 +634,7 @@ pub async fn cron(st: Data<AppState>, req: HttpRequest) -> ApiResult<HttpRespons
 #[utoipa::path(get, path = "/api/health", tag = "public",
     responses((status = 200, body = HealthView), (status = 503, body = ErrorView)))]
 pub async fn health(st: Data<AppState>) -> HttpResponse {
-    match st.market.store().health().await {
+    match st.market.health().await {
         Ok(()) => HttpResponse::Ok().json(json!({ "status": "ok" })),
         Err(e) => {
             tracing::warn!(error = %e, "health check failed");
@@ -647,10 +648,14 @@ pub async fn not_found() -> HttpResponse {
     actix_web::ResponseError::error_response(&ApiError::not_found("route"))
 }
 
-/// A known route with another method.
-pub async fn method_not_allowed() -> HttpResponse {
-    actix_web::ResponseError::error_response(&ApiError::new(
+/// A known route with another method: 405 with the methods it has in `Allow`.
+pub async fn method_not_allowed(allow: String) -> HttpResponse {
+    let mut resp = actix_web::ResponseError::error_response(&ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
-        "method not allowed",
-    ))
+        format!("method not allowed; this route accepts {allow}"),
+    ));
+    if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&allow) {
+        resp.headers_mut().insert(actix_web::http::header::ALLOW, v);
+    }
+    resp
 }

@@ -1,36 +1,89 @@
 //! `GET /api/jobs/:id/logs`: the verification log as server-sent events (SPEC §5).
 //!
 //! The stream replays the job's lines after `Last-Event-ID` (each `id: <seq>`, `event: log`), then
-//! follows new ones: it re-reads the store whenever the [`LogWatch`](clawrk_domain::ports::LogWatch)
-//! wakes it (a line or a status change on any instance) or after a short poll interval. Once the
-//! latest submission has a verdict, one `event: verdict` is sent and the stream ends. Keep-alive
-//! comments go out every 15 s.
+//! follows new ones. Once the latest submission has a verdict, one `event: verdict` is sent and the
+//! stream ends. Keep-alive comments go out every 15 s.
+//!
+//! **Fan-out.** All streams of one job on this instance share one [`Feed`]: one of them at a time
+//! (the driver) waits for the job's wake-up ([`LogWatch`](clawrk_domain::ports::LogWatch), fed by
+//! every instance) and reads the store; the others wait for the feed to move and copy what it read.
+//! So the store is read once per change per job per instance, however many clients follow it, and
+//! an idle subscriber costs a cursor and a watch receiver. When the driver's client leaves, another
+//! subscriber takes over. A store error is reported to the clients (`event: error`, with a retry
+//! hint) and the feed keeps trying: a stream ends only with the verdict or when its client goes.
 
 use crate::AppState;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::extract::{Caller, path_id};
 use crate::views::{ErrorView, LogLineView, VerdictView};
 use actix_web::HttpRequest;
-use actix_web::http::StatusCode;
 use actix_web::web::{Data, Path};
 use actix_web_lab::sse::{self, Sse};
 use clawrk_domain::ids::JobId;
-use clawrk_domain::job::{Job, JobStatus};
-use std::collections::VecDeque;
+use clawrk_domain::job::{LogLine, Verdict};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
+use tokio::sync::watch;
 
-/// How long the stream waits for a wake-up before it re-reads the store anyway.
+/// How long the driver waits for a wake-up before it re-reads the store anyway.
 const POLL: Duration = Duration::from_secs(2);
 /// Keep-alive comment period.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// Longest pause between two reads after store errors.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
-/// Whether the stream is over: the job's latest verdict is in (or it ended without one).
-/// While `submitted`, verification is pending; before the first verdict, the stream waits.
-fn finished(job: &Job) -> bool {
-    match job.status {
-        JobStatus::Submitted => false,
-        s if s.is_final() => true,
-        _ => job.verification.is_some(),
+/// What a feed has read of its job so far.
+#[derive(Default)]
+struct Seen {
+    /// Every line read, in order.
+    lines: Vec<LogLine>,
+    /// Set once the stream is over.
+    verdict: Option<Option<Verdict>>,
+    /// The last store error, while the store fails.
+    error: Option<String>,
+    /// Whether the store was read at least once.
+    read: bool,
+}
+
+/// One job's shared log reader on this instance.
+struct Feed {
+    job: JobId,
+    seen: Mutex<Seen>,
+    /// Bumped after each read; subscribers wait on it.
+    version: watch::Sender<u64>,
+    /// Held by the subscriber that reads the store for everyone.
+    driver: tokio::sync::Mutex<()>,
+}
+
+/// The feeds of this instance, by job; a feed lives as long as one of its subscribers.
+#[derive(Default)]
+pub struct LogHub {
+    feeds: Mutex<HashMap<JobId, Weak<Feed>>>,
+}
+
+impl LogHub {
+    fn feed(&self, job: JobId) -> Arc<Feed> {
+        let mut feeds = self.feeds.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(f) = feeds.get(&job).and_then(Weak::upgrade) {
+            return f;
+        }
+        // Forget feeds nobody follows any more.
+        feeds.retain(|_, f| f.strong_count() > 0);
+        let f = Arc::new(Feed {
+            job,
+            seen: Mutex::new(Seen::default()),
+            version: watch::channel(0).0,
+            driver: tokio::sync::Mutex::new(()),
+        });
+        feeds.insert(job, Arc::downgrade(&f));
+        f
+    }
+
+    /// How many jobs are followed on this instance.
+    pub fn feeds(&self) -> usize {
+        let feeds = self.feeds.lock().unwrap_or_else(|p| p.into_inner());
+        feeds.values().filter(|f| f.strong_count() > 0).count()
     }
 }
 
@@ -48,27 +101,24 @@ pub async fn logs(
     req: HttpRequest,
     id: Path<String>,
 ) -> ApiResult<impl actix_web::Responder> {
-    let user = caller.0.id;
     let id: JobId = path_id(&id, "job id")?;
-    let job = st.market.job(user, id).await?;
-    if job.sender != user && job.receiver != Some(user) {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "only the sender and the receiver may follow a job's log",
-        ));
-    }
+    st.market.follow_log(caller.0.id, id).await?;
     let after: i64 = req
         .headers()
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0);
-    // The stream is driven by the response body itself (no task, no channel): an idle subscriber
-    // costs one suspended future. It is dropped when the client goes away.
+    let feed = st.logs.feed(id);
+    let version = feed.version.subscribe();
+    // The stream is driven by the response body itself (no task, no channel per subscriber): an
+    // idle subscriber costs one suspended future. It is dropped when the client goes away.
     let state = Follow {
         st: st.into_inner(),
-        id,
+        feed,
+        version,
         after,
+        reported_error: None,
         queue: VecDeque::new(),
         done: false,
     };
@@ -86,61 +136,114 @@ pub async fn logs(
     Ok(Sse::from_infallible_stream(events).with_keep_alive(KEEP_ALIVE))
 }
 
-/// The state of one log stream.
+/// One subscriber.
 struct Follow {
-    st: std::sync::Arc<AppState>,
-    id: JobId,
+    st: Arc<AppState>,
+    feed: Arc<Feed>,
+    version: watch::Receiver<u64>,
+    /// The last seq sent.
     after: i64,
+    /// The error last reported to this client.
+    reported_error: Option<String>,
     queue: VecDeque<sse::Event>,
     done: bool,
 }
 
 impl Follow {
-    /// Queues the lines after `after`.
-    async fn read_lines(&mut self) -> bool {
-        match self.st.market.store().logs(self.id, self.after).await {
-            Ok(lines) => {
-                for line in lines {
-                    self.after = line.seq;
-                    if let Ok(data) = sse::Data::new_json(LogLineView::of(&line)) {
-                        self.queue
-                            .push_back(data.id(line.seq.to_string()).event("log").into());
-                    }
+    /// Queues what the feed has beyond this subscriber's cursor; `true` if anything was queued or
+    /// the stream is over.
+    fn take(&mut self) -> bool {
+        let seen = self.feed.seen.lock().unwrap_or_else(|p| p.into_inner());
+        if !seen.read {
+            return false;
+        }
+        let from = self.after;
+        for line in seen.lines.iter().filter(|l| l.seq > from) {
+            self.after = line.seq;
+            if let Ok(data) = sse::Data::new_json(LogLineView::of(line)) {
+                self.queue
+                    .push_back(data.id(line.seq.to_string()).event("log").into());
+            }
+        }
+        if seen.error != self.reported_error {
+            if let Some(e) = &seen.error {
+                let body =
+                    serde_json::json!({ "error": e, "retry_ms": MAX_BACKOFF.as_millis() as u64 });
+                if let Ok(data) = sse::Data::new_json(body) {
+                    self.queue.push_back(data.event("error").into());
                 }
-                true
             }
-            Err(e) => {
-                tracing::warn!(error = %e, job = %self.id, "log stream stopped");
-                false
-            }
+            self.reported_error = seen.error.clone();
         }
-    }
-
-    /// One round: new lines, then the end (with the verdict) or a wait for the next change.
-    async fn step(&mut self) {
-        if !self.read_lines().await {
-            self.done = true;
-            return;
-        }
-        let job = match self.st.market.store().job(self.id).await {
-            Ok(j) => j,
-            Err(e) => {
-                tracing::warn!(error = %e, job = %self.id, "log stream stopped");
-                self.done = true;
-                return;
-            }
-        };
-        if finished(&job) {
-            // Lines written just before the verdict go first.
-            self.read_lines().await;
-            if let Some(v) = &job.verification
+        if let Some(verdict) = &seen.verdict {
+            if let Some(v) = verdict
                 && let Ok(data) = sse::Data::new_json(VerdictView::of(v))
             {
                 self.queue.push_back(data.event("verdict").into());
             }
             self.done = true;
-        } else if self.queue.is_empty() {
-            self.st.watch.wait(self.id, POLL).await;
         }
+        !self.queue.is_empty() || self.done
+    }
+
+    /// Waits until the feed has something for this subscriber, reading the store when this
+    /// subscriber is the driver.
+    async fn step(&mut self) {
+        loop {
+            self.version.borrow_and_update();
+            if self.take() {
+                return;
+            }
+            let feed = self.feed.clone();
+            match feed.driver.try_lock() {
+                Ok(_driving) => self.drive().await,
+                Err(_) => {
+                    // Someone else reads: wait for their news, or for them to leave.
+                    tokio::select! {
+                        _ = self.version.changed() => {}
+                        _ = feed.driver.lock() => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads the store for every subscriber of the feed (after waiting for a change, unless the
+    /// feed never read), then publishes what it found.
+    async fn drive(&mut self) {
+        let (after, read, failing) = {
+            let seen = self.feed.seen.lock().unwrap_or_else(|p| p.into_inner());
+            (
+                seen.lines.last().map_or(0, |l| l.seq),
+                seen.read,
+                seen.error.is_some(),
+            )
+        };
+        if failing {
+            tokio::time::sleep(MAX_BACKOFF).await;
+        } else if read {
+            self.st.watch.wait(self.feed.job, POLL).await;
+        }
+        let update = self.st.market.log_update(self.feed.job, after).await;
+        {
+            let mut seen = self.feed.seen.lock().unwrap_or_else(|p| p.into_inner());
+            match update {
+                Ok(u) => {
+                    seen.lines.extend(u.lines);
+                    seen.read = true;
+                    seen.error = None;
+                    if u.finished {
+                        seen.verdict = Some(u.verdict);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, job = %self.feed.job, "log stream cannot read the store; retrying");
+                    seen.read = true;
+                    seen.error =
+                        Some("the log is unavailable right now; the stream retries".into());
+                }
+            }
+        }
+        self.feed.version.send_modify(|v| *v += 1);
     }
 }

@@ -10,10 +10,10 @@ use clawrk_domain::job::{CriterionResult, LogLevel, Structured};
 use clawrk_domain::money::{Cents, Price, Reason, TimeLimit};
 use clawrk_domain::ports::{
     Assessment, Clock, LlmError, LogSink, LogWatch, MockPaymentGateway, MockPayoutGateway,
-    MockStructurer, Store, Verifier, VerifyTask,
+    MockStructurer, Verifier, VerifyTask,
 };
 use clawrk_domain::service::{Config, Marketplace, Ports};
-use clawrk_domain::user::KeyHash;
+use clawrk_domain::user::{KeyHash, api_key_from};
 use clawrk_http::{AppState, app};
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -46,6 +46,9 @@ impl Clock for WallClock {
 struct Scripted(bool);
 #[async_trait]
 impl Verifier for Scripted {
+    fn name(&self) -> String {
+        "scripted".into()
+    }
     async fn verify(
         &self,
         task: &VerifyTask,
@@ -92,22 +95,23 @@ fn structured() -> Structured {
 
 struct World {
     state: AppState,
-    store: Arc<dyn Store>,
+    market: Arc<Marketplace>,
     clock: Arc<WallClock>,
 }
 
 /// A user with an API key and `cents` in the wallet.
 async fn user(w: &World, name: &str, cents: i64) -> (UserId, String) {
-    let now = w.clock.now();
-    let u = w.store.create_user(name, now).await.unwrap();
-    let key = format!("ck_test_{name}");
-    w.store
-        .create_api_key(u.id, KeyHash::of(&key), now)
-        .await
-        .unwrap();
+    let u = w.market.create_user(name).await.unwrap();
+    // A well-formed key, different per user.
+    let mut seed = [0u8; 32];
+    for (i, b) in name.bytes().enumerate().take(32) {
+        seed[i] = b;
+    }
+    let key = api_key_from(seed);
+    w.market.add_api_key(u.id, KeyHash::of(&key)).await.unwrap();
     if cents > 0 {
-        w.store
-            .adjust_balance(u.id, Cents(cents), Reason::Adjustment, now)
+        w.market
+            .adjust_balance(u.id, Cents(cents), Reason::Adjustment)
             .await
             .unwrap();
     }
@@ -117,7 +121,7 @@ async fn user(w: &World, name: &str, cents: i64) -> (UserId, String) {
 fn world_with(structurer_calls: usize, passes: bool) -> World {
     let wall = Arc::new(WallClock::default());
     let clock: Arc<dyn Clock> = wall.clone();
-    let store: Arc<dyn Store> = Arc::new(clawrk_domain::memory::store(clock.clone()));
+    let store = Arc::new(clawrk_domain::memory::MemoryStore::new());
     let mut structurer = MockStructurer::new();
     structurer
         .expect_structure()
@@ -128,7 +132,7 @@ fn world_with(structurer_calls: usize, passes: bool) -> World {
     let mut payouts = MockPayoutGateway::new();
     payouts.expect_available().returning(|| Ok(()));
     payouts.expect_send().returning(|_, _| Ok(()));
-    let market = Marketplace::new(
+    let market = Arc::new(Marketplace::new(
         Ports {
             store: store.clone(),
             structurer: Arc::new(structurer),
@@ -138,16 +142,17 @@ fn world_with(structurer_calls: usize, passes: bool) -> World {
             payouts: Arc::new(payouts),
         },
         Config::default(),
-    );
+    ));
     World {
         state: AppState {
-            market: Arc::new(market),
+            market: market.clone(),
             watch: Arc::new(NoWatch),
+            logs: Arc::default(),
             cron_secret: Some("cron-s3cret".into()),
             work: Arc::default(),
             rate_limit: None,
         },
-        store,
+        market,
         clock: wall,
     }
 }
@@ -216,12 +221,11 @@ async fn two_phase_run_then_402_then_pay() {
     );
     assert_eq!(s, StatusCode::PAYMENT_REQUIRED);
     assert_eq!(body["required_cents"], 500);
-    w.store
+    w.market
         .adjust_balance(
-            w.store.find_user("alice").await.unwrap().id,
+            w.market.find_user("alice").await.unwrap().id,
             Cents(700),
             Reason::Adjustment,
-            w.clock.now(),
         )
         .await
         .unwrap();
@@ -965,8 +969,9 @@ async fn role_matrix_over_every_job_route() {
         (
             "/claim",
             "POST",
-            [401, 401, 400, 400, 400],
-            [401, 401, 400, 400, 400],
+            // A job that is not queued does not exist for a stranger.
+            [401, 401, 404, 400, 400],
+            [401, 401, 404, 400, 400],
         ),
         (
             "/accept",
@@ -1134,7 +1139,10 @@ async fn routes_need_a_key_unless_public() {
     }
 }
 
-/// With a limit, a caller over its rate gets 429 with `Retry-After`; another caller is not affected.
+/// With a limit, a caller over its rate gets 429 with `Retry-After`; another caller is not
+/// affected. A key counts as its user once this instance authenticated it; before that, and for
+/// unknown or malformed tokens, requests count against the caller's address, so random tokens do
+/// not buy fresh buckets (nor a store lookup each, beyond the address's rate).
 #[actix_web::test]
 async fn callers_over_their_rate_get_429() {
     let mut w = world_with(0, true);
@@ -1142,16 +1150,114 @@ async fn callers_over_their_rate_get_429() {
     let (_, b) = user(&w, "bob", 0).await;
     w.state.rate_limit = clawrk_http::limit::RateLimit::per_second(2).map(Arc::new);
     let app = test::init_service(app(w.state.clone())).await;
-    let who = |k: &str| {
+    let from = |ip: &str| std::net::SocketAddr::new(ip.parse().unwrap(), 4000);
+    let who = |k: &str, ip: &str| {
         TestRequest::get()
             .uri("/api/whoami")
+            .peer_addr(from(ip))
             .insert_header(bearer(k))
     };
-    assert_eq!(call!(app, who(&a)).0, StatusCode::OK);
-    assert_eq!(call!(app, who(&a)).0, StatusCode::OK);
-    let (s, body, headers, _) = call!(app, who(&a));
+    // Alice's first request is counted against her address; then against her.
+    assert_eq!(call!(app, who(&a, "10.0.0.1")).0, StatusCode::OK);
+    assert_eq!(call!(app, who(&a, "10.0.0.1")).0, StatusCode::OK);
+    assert_eq!(call!(app, who(&a, "10.0.0.1")).0, StatusCode::OK);
+    let (s, body, headers, _) = call!(app, who(&a, "10.0.0.1"));
     assert_eq!(s, StatusCode::TOO_MANY_REQUESTS);
     assert!(body["error"].as_str().unwrap().starts_with("rate limited"));
     assert!(headers.get("retry-after").is_some());
-    assert_eq!(call!(app, who(&b)).0, StatusCode::OK);
+    assert_eq!(call!(app, who(&b, "10.0.0.2")).0, StatusCode::OK);
+    // Random tokens from one address: two get 401, the rest 429.
+    let mut statuses = vec![];
+    for i in 0..10u8 {
+        let token = api_key_from([i.wrapping_add(100); 32]);
+        statuses.push(call!(app, who(&token, "10.0.0.3")).0.as_u16());
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 401).count(),
+        2,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 429).count(),
+        8,
+        "{statuses:?}"
+    );
+    let garbage = call!(app, who("not-a-key", "10.0.0.3")).0;
+    assert_eq!(garbage, StatusCode::TOO_MANY_REQUESTS);
+}
+
+/// Bodies must be JSON objects; a PATCH needs one; a NUL in a stored text is refused naming the
+/// field; other methods answer 405 with `Allow`; HEAD answers as GET without a body.
+#[actix_web::test]
+async fn malformed_requests_are_refused_and_change_nothing() {
+    let w = world_with(0, true);
+    let (_, key) = user(&w, "alice", 1_000).await;
+    let app = test::init_service(app(w.state.clone())).await;
+    for (uri, body) in [
+        ("/api/jobs/run", "[\"Write a haiku\"]"),
+        ("/api/jobs/pull", "[null,null]"),
+        ("/api/jobs/run", "\u{c}"),
+        ("/api/agents", "\"poet\""),
+    ] {
+        let (s, b, ..) = call!(
+            app,
+            TestRequest::post()
+                .uri(uri)
+                .insert_header(bearer(&key))
+                .set_payload(body)
+        );
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{uri} {body:?}");
+        assert!(b["error"].is_string(), "{b}");
+    }
+    let agents = w
+        .market
+        .agents(w.market.find_user("alice").await.unwrap().id)
+        .await
+        .unwrap();
+    let agent = agents[0].id;
+    for body in ["", "\u{c}"] {
+        let (s, b, ..) = call!(
+            app,
+            TestRequest::patch()
+                .uri(&format!("/api/agents/{agent}"))
+                .insert_header(bearer(&key))
+                .set_payload(body)
+        );
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{body:?}");
+        assert!(b["error"].as_str().unwrap().contains("body"), "{b}");
+    }
+    let (s, b, ..) = call!(
+        app,
+        TestRequest::post()
+            .uri("/api/jobs/run")
+            .insert_header(bearer(&key))
+            .set_payload(r#"{"prompt": "a\u0000b", "confirmed": true}"#)
+    );
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(b["error"], "prompt must not contain NUL characters");
+    let (s, b, ..) = call!(
+        app,
+        TestRequest::post()
+            .uri("/api/agents")
+            .insert_header(bearer(&key))
+            .set_payload(r#"{"name": "poet", "personality": "\u0000"}"#)
+    );
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(b["error"], "personality must not contain NUL characters");
+    assert_eq!(w.market.agents(agents[0].owner_id).await.unwrap().len(), 1);
+    // 405 with the route's methods; HEAD on a GET route.
+    let (s, b, headers, _) = call!(app, TestRequest::delete().uri("/api/jobs/run"));
+    assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(headers.get("allow").unwrap(), "POST");
+    assert!(b["error"].as_str().unwrap().contains("POST"));
+    let (_, _, headers, _) = call!(app, TestRequest::put().uri(&format!("/api/agents/{agent}")));
+    assert_eq!(headers.get("allow").unwrap(), "GET, HEAD, PATCH, DELETE");
+    let (s, _, headers, _) = call!(
+        app,
+        TestRequest::default()
+            .method(actix_web::http::Method::HEAD)
+            .uri("/api/health")
+    );
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(headers.get("content-type").unwrap(), "application/json");
 }

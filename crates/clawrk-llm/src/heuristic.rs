@@ -7,7 +7,6 @@
 //! and sentences. Verifying: the output must be non-empty, and each criterion passes when the
 //! output contains at least half of the criterion's key terms.
 
-use crate::progress::{begin, report};
 use async_trait::async_trait;
 use clawrk_domain::job::CriterionResult;
 use clawrk_domain::matching::terms;
@@ -234,12 +233,16 @@ fn judge(criterion: &str, output_terms: &std::collections::BTreeSet<String>) -> 
 
 #[async_trait]
 impl Verifier for Heuristic {
+    fn name(&self) -> String {
+        LABEL.into()
+    }
+
     async fn verify(
         &self,
         task: &VerifyTask,
-        log: Arc<dyn LogSink>,
+        _log: Arc<dyn LogSink>,
     ) -> Result<Assessment, LlmError> {
-        let criteria = begin(task, &*log, LABEL).await;
+        let criteria = task.criteria();
         let has_output = !task.output.trim().is_empty() || task.attachments.is_some();
         let output_terms = terms(&task.output);
         let results: Vec<CriterionResult> = criteria
@@ -267,7 +270,6 @@ impl Verifier for Heuristic {
             criteria: results,
             verifier: LABEL.into(),
         };
-        report(&*log, &a).await;
         Ok(a)
     }
 }

@@ -13,7 +13,6 @@
 
 mod heuristic;
 mod openai;
-mod progress;
 mod schema;
 
 pub use heuristic::Heuristic;

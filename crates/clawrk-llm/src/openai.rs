@@ -11,7 +11,6 @@
 //! not pass.
 
 use crate::LlmConfig;
-use crate::progress::{begin, report};
 use crate::schema::{JobAnswer, VerdictAnswer, strict_schema};
 use async_openai::Client;
 use async_openai::config::OpenAIConfig;
@@ -25,7 +24,7 @@ use async_openai::types::chat::{
 use async_trait::async_trait;
 use clawrk_domain::job::CriterionResult;
 use clawrk_domain::ports::{Assessment, LlmError, LogSink, Structurer, Verifier, VerifyTask};
-use clawrk_domain::{LogLevel, Price, Structured, TimeLimit};
+use clawrk_domain::{Price, Structured, TimeLimit};
 use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
@@ -261,24 +260,20 @@ pub(crate) fn settle(criteria: &[String], answer: VerdictAnswer, verifier: Strin
 
 #[async_trait]
 impl Verifier for OpenAiLlm {
+    fn name(&self) -> String {
+        self.label()
+    }
+
     async fn verify(
         &self,
         task: &VerifyTask,
-        log: Arc<dyn LogSink>,
+        _log: Arc<dyn LogSink>,
     ) -> Result<Assessment, LlmError> {
-        let criteria = begin(task, &*log, &self.label()).await;
+        let criteria = task.criteria();
         let nonce = uuid::Uuid::new_v4().simple().to_string();
         let (system, user) = verify_prompts(task, &criteria, &nonce);
-        let answer: VerdictAnswer = match self.ask("verdict", system, user).await {
-            Ok(a) => a,
-            Err(e) => {
-                log.log(LogLevel::Warn, format!("verifier call failed: {e}"))
-                    .await;
-                return Err(e);
-            }
-        };
-        let assessment = settle(&criteria, answer, self.label());
-        report(&*log, &assessment).await;
-        Ok(assessment)
+        // A failure is the domain's to log, with what happens next.
+        let answer: VerdictAnswer = self.ask("verdict", system, user).await?;
+        Ok(settle(&criteria, answer, self.label()))
     }
 }

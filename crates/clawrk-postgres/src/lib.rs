@@ -1,25 +1,24 @@
-//! clawrk's PostgreSQL store: the domain's [`Tx`](clawrk_domain::ports::Tx) and
-//! [`TxRunner`](clawrk_domain::ports::TxRunner) with diesel on an r2d2 pool, the schema's embedded
-//! migrations (run under an advisory lock, so several instances may start at once), and a
+//! clawrk's PostgreSQL store: the domain's [`Store`] port over a pool of connections, the schema's
+//! embedded migrations (run under an advisory lock, so several instances may start at once), and a
 //! LISTEN/NOTIFY [`LogWatch`] so that a log stream on one instance sees lines written by another.
 //!
-//! Each business operation is one transaction on one pooled connection, run on tokio's blocking
-//! pool. Diesel errors never leave the crate: they become domain errors.
+//! The statements themselves are `clawrk-sql`'s, shared with the embedded store; this crate owns
+//! the connections. Each unit of work runs on one pooled connection on tokio's blocking pool.
 
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
-mod rows;
 pub mod testing;
-mod tx;
 
 use async_trait::async_trait;
 use clawrk_domain::error::{DomainError, Result};
 use clawrk_domain::ids::JobId;
-use clawrk_domain::ports::{LogWatch, TxFn, TxRunner};
+use clawrk_domain::ports::{LogWatch, Mode, Store, Work};
+use clawrk_sql::Db;
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
-use diesel::r2d2::{ConnectionManager, Pool, PooledConnection};
+use diesel::r2d2::{ManageConnection, Pool, PooledConnection, R2D2Connection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+use std::any::Any;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -34,32 +33,18 @@ const MIGRATION_LOCK: i64 = 0x636c_6177_726b; // "clawrk"
 /// How often the listener drains notifications from its socket.
 const LISTEN_POLL: Duration = Duration::from_millis(5);
 
-type PgPool = Pool<ConnectionManager<PgConnection>>;
-
-/// A transaction's error: the closure's domain error, or the database's.
-enum TxError {
-    Domain(DomainError),
-    Db(diesel::result::Error),
-}
-
-impl From<diesel::result::Error> for TxError {
-    fn from(e: diesel::result::Error) -> Self {
-        TxError::Db(e)
-    }
-}
-
 /// Brings the database's schema up to date, holding an advisory lock while doing so.
 pub fn migrate(url: &str) -> Result<usize> {
     let mut conn = PgConnection::establish(url).map_err(|e| unavailable(&e))?;
     conn.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"))
-        .map_err(tx::db_err)?;
+        .map_err(clawrk_sql::db_err)?;
     let ran = conn
         .run_pending_migrations(MIGRATIONS)
         .map(|v| v.len())
         .map_err(|e| DomainError::Internal(format!("migrations failed: {e}")));
     let unlock = conn
         .batch_execute(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})"))
-        .map_err(tx::db_err);
+        .map_err(clawrk_sql::db_err);
     let ran = ran?;
     unlock?;
     Ok(ran)
@@ -69,7 +54,34 @@ fn unavailable(e: &dyn std::fmt::Display) -> DomainError {
     DomainError::Unavailable(format!("cannot reach PostgreSQL: {e}"))
 }
 
-/// The PostgreSQL store: a [`TxRunner`] over a connection pool.
+/// Opens PostgreSQL connections as [`Db`]s for the pool.
+#[derive(Debug)]
+struct Connections {
+    url: String,
+}
+
+impl ManageConnection for Connections {
+    type Connection = Db;
+    type Error = diesel::r2d2::Error;
+
+    fn connect(&self) -> std::result::Result<Db, Self::Error> {
+        PgConnection::establish(&self.url)
+            .map(Db::Pg)
+            .map_err(diesel::r2d2::Error::ConnectionError)
+    }
+
+    fn is_valid(&self, conn: &mut Db) -> std::result::Result<(), Self::Error> {
+        conn.ping().map_err(diesel::r2d2::Error::QueryError)
+    }
+
+    fn has_broken(&self, conn: &mut Db) -> bool {
+        conn.is_broken()
+    }
+}
+
+type PgPool = Pool<Connections>;
+
+/// The PostgreSQL store.
 #[derive(Clone)]
 pub struct PgStore {
     pool: PgPool,
@@ -78,8 +90,8 @@ pub struct PgStore {
 }
 
 impl PgStore {
-    /// Connects (`pool_size` connections at most), runs pending migrations and starts listening
-    /// for log notifications.
+    /// Connects (`pool_size` connections at most), runs pending migrations and prepares the log
+    /// listener.
     pub fn connect(url: &str, pool_size: u32) -> Result<PgStore> {
         migrate(url)?;
         let pool = Pool::builder()
@@ -87,8 +99,13 @@ impl PgStore {
             // No background connects: connections open on demand and stay idle for reuse. A
             // connect in flight on r2d2's thread while the process exits crashes libpq's cleanup.
             .min_idle(Some(0))
+            // No test query on every checkout (a round trip per operation): a broken connection
+            // fails its statement, is reported unavailable, and is dropped on its return.
+            .test_on_check_out(false)
             .connection_timeout(Duration::from_secs(5))
-            .build(ConnectionManager::<PgConnection>::new(url))
+            .build(Connections {
+                url: url.to_string(),
+            })
             .map_err(|e| unavailable(&e))?;
         Ok(PgStore {
             pool,
@@ -113,14 +130,14 @@ impl PgStore {
         }
     }
 
-    fn conn(pool: &PgPool) -> Result<PooledConnection<ConnectionManager<PgConnection>>> {
+    fn conn(pool: &PgPool) -> Result<PooledConnection<Connections>> {
         pool.get().map_err(|e| unavailable(&e))
     }
 
     /// Runs `f` on a pooled connection, outside any transaction (tests check invariants in SQL).
     pub async fn with_connection<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&mut PgConnection) -> T + Send + 'static,
+        f: impl FnOnce(&mut Db) -> T + Send + 'static,
     ) -> Result<T> {
         let pool = self.pool.clone();
         tokio::task::spawn_blocking(move || Self::conn(&pool).map(|mut c| f(&mut c)))
@@ -130,19 +147,13 @@ impl PgStore {
 }
 
 #[async_trait]
-impl TxRunner for PgStore {
-    async fn run<T: Send + 'static>(&self, f: TxFn<T>) -> Result<T> {
+impl Store for PgStore {
+    async fn run(&self, mode: Mode, work: Work) -> Result<Box<dyn Any + Send>> {
         let pool = self.pool.clone();
         tokio::task::spawn_blocking(move || {
             let mut conn = Self::conn(&pool)?;
-            let out = conn.transaction::<T, TxError, _>(|c| {
-                f(&mut tx::PgTx { conn: c }).map_err(TxError::Domain)
-            });
-            match out {
-                Ok(v) => Ok(v),
-                Err(TxError::Domain(e)) => Err(e),
-                Err(TxError::Db(e)) => Err(tx::db_err(e)),
-            }
+            // Watchers on every instance, this one included, hear of changed jobs by NOTIFY.
+            clawrk_sql::run(&mut conn, mode, work).map(|(out, _)| out)
         })
         .await
         .map_err(|e| DomainError::Internal(format!("store task failed: {e}")))?
@@ -198,7 +209,7 @@ fn listen_loop(url: &str, watch: &std::sync::Weak<PgWatch>, stopping: &AtomicBoo
                 continue;
             }
         };
-        if let Err(e) = conn.batch_execute(&format!("LISTEN {}", tx::CHANNEL)) {
+        if let Err(e) = conn.batch_execute(&format!("LISTEN {}", clawrk_sql::dialect::CHANNEL)) {
             tracing::warn!(error = %e, "LISTEN failed; retrying");
             std::thread::sleep(Duration::from_secs(1));
             continue;

@@ -1,10 +1,11 @@
-//! The store contract suite on a real PostgreSQL server (one fresh database per test).
+//! The store contract suite on a real PostgreSQL server (one fresh database per test), plus what
+//! only this store does: wake-ups across instances.
 
 use async_trait::async_trait;
-use clawrk_domain::ports::{TxFn, TxRunner};
+use clawrk_domain::ports::Store;
 use clawrk_postgres::PgStore;
 use clawrk_postgres::testing::TestDatabase;
-use clawrk_store_tests::{Harness, contract_tests};
+use clawrk_store_tests::Harness;
 use diesel::prelude::*;
 use diesel::sql_query;
 use diesel::sql_types::{BigInt, Text};
@@ -14,17 +15,10 @@ struct Postgres;
 
 /// The store with the database it lives in (dropped with the last clone).
 #[derive(Clone)]
-struct TestStore {
+struct Handle {
     store: PgStore,
     url: String,
     _db: Arc<TestDatabase>,
-}
-
-#[async_trait]
-impl TxRunner for TestStore {
-    async fn run<T: Send + 'static>(&self, f: TxFn<T>) -> clawrk_domain::error::Result<T> {
-        self.store.run(f).await
-    }
 }
 
 #[derive(QueryableByName)]
@@ -39,42 +33,41 @@ struct Total {
     n: i64,
 }
 
-fn names(c: &mut PgConnection, sql: &str) -> Vec<String> {
-    sql_query(sql)
-        .load::<Name>(c)
-        .unwrap()
-        .into_iter()
-        .map(|n| n.name)
-        .collect()
-}
-
 #[async_trait]
 impl Harness for Postgres {
-    type Runner = TestStore;
+    type Handle = Handle;
 
-    async fn fresh(&self) -> TestStore {
+    async fn fresh(&self) -> (Arc<dyn Store>, Handle) {
         let db = tokio::task::spawn_blocking(TestDatabase::create)
             .await
             .unwrap()
             .unwrap_or_else(|e| panic!("{e}"));
         let store = PgStore::connect(&db.url, 16).unwrap();
-        TestStore {
-            store,
+        let handle = Handle {
+            store: store.clone(),
             url: db.url.clone(),
             _db: Arc::new(db),
-        }
+        };
+        (Arc::new(store), handle)
     }
 
-    async fn number(&self, s: &TestStore, sql: String) -> i64 {
-        s.store
+    async fn number(&self, h: &Handle, sql: String) -> i64 {
+        h.store
             .with_connection(move |c| sql_query(sql).get_result::<Total>(c).unwrap().n)
             .await
             .unwrap()
     }
 
-    async fn names(&self, s: &TestStore, sql: String) -> Vec<String> {
-        s.store
-            .with_connection(move |c| names(c, &sql))
+    async fn names(&self, h: &Handle, sql: String) -> Vec<String> {
+        h.store
+            .with_connection(move |c| {
+                sql_query(sql)
+                    .load::<Name>(c)
+                    .unwrap()
+                    .into_iter()
+                    .map(|n| n.name)
+                    .collect()
+            })
             .await
             .unwrap()
     }
@@ -82,34 +75,31 @@ impl Harness for Postgres {
 
 static HARNESS: Postgres = Postgres;
 
-contract_tests!(&HARNESS);
+include!("../../clawrk-store-tests/src/contracts.rs");
 
-/// A log line appended through one instance wakes a watcher of another instance on the same
+/// A log line written through one instance wakes a watcher of another instance on the same
 /// database (LISTEN/NOTIFY), long before the watcher's timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn log_lines_reach_other_instances() {
-    use clawrk_domain::job::LogLevel;
-    use clawrk_domain::ports::{LogWatch, Store};
-    use clawrk_store_tests::Fixture;
-    use std::time::{Duration, Instant};
+    use clawrk_domain::ports::LogWatch;
+    use std::time::Instant;
     let f = Fixture::new(&HARNESS).await;
     let u = f.user("sender", 1_000).await;
     let job = f.job(u.id, 500).await.id;
     // A second instance: its own pool and listener on the same database.
-    let other = PgStore::connect(&f.store.runner().url, 2).unwrap();
+    let other = PgStore::connect(&f.db.url, 2).unwrap();
     let watch = other.watch();
     // Let the listener connect and LISTEN.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let started = Instant::now();
     let waiter = tokio::spawn(async move { watch.wait(job, Duration::from_secs(20)).await });
     tokio::time::sleep(Duration::from_millis(100)).await;
-    f.store
-        .append_log(job, LogLevel::Info, "hello".into(), f.now())
-        .await
-        .unwrap();
+    // Cancelling writes a log line, which notifies.
+    f.market.cancel(u.id, job).await.unwrap();
     waiter.await.unwrap();
     assert!(
         started.elapsed() < Duration::from_secs(5),
         "the watcher was not woken by the notification"
     );
+    other.shutdown();
 }

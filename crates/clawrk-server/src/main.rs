@@ -57,7 +57,9 @@ fn main() -> ExitCode {
                 Ok(o) => o,
                 Err(e) => return fail(e),
             };
-            let result = admin::run(&*opened.store, cmd).await;
+            // Admin commands need no LLM and move no money through the payment ports.
+            let market = wiring::marketplace(opened.store.clone(), &ServeArgs::defaults());
+            let result = admin::run(&market, cmd).await;
             opened.shutdown();
             match result {
                 Ok(v) => {
@@ -98,6 +100,7 @@ async fn serve(store_args: StoreArgs, args: ServeArgs) -> ExitCode {
         rate_limit: clawrk_http::limit::RateLimit::per_second(args.rate_limit).map(Arc::new),
         market: market.clone(),
         watch: opened.watch(),
+        logs: Arc::default(),
         cron_secret: args.cron_secret.clone().filter(|s| !s.is_empty()),
     };
     let mut server =

@@ -8,7 +8,6 @@ use clawrk_domain::ids::{Timestamp, UserId};
 use clawrk_domain::money::Cents;
 use clawrk_domain::ports::{Clock, LogWatch, PaymentGateway, PayoutGateway, Store};
 use clawrk_domain::service::{Config, Marketplace, Ports};
-use clawrk_domain::store::TxStore;
 use clawrk_postgres::PgStore;
 use clawrk_sqlite::SqliteStore;
 use std::sync::Arc;
@@ -62,21 +61,123 @@ impl Opened {
     }
 }
 
-/// A PostgreSQL URL without its password, for logs.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let creds = &url[s + 3..at];
-            let user = creds.split(':').next().unwrap_or("");
-            format!("{}{}@{}", &url[..s + 3], user, &url[at + 1..])
-        }
-        _ => url.to_string(),
+/// Connection-string keys whose values are secrets (libpq's names).
+const SECRET_KEYS: [&str; 2] = ["password", "sslpassword"];
+
+/// A PostgreSQL connection string without its secrets, for logs and output. Both libpq forms are
+/// handled: the URL (`postgres://user:pw@host/db?password=…`) and `key=value` pairs
+/// (`host=db password='…'`); a secret becomes `***`.
+pub fn redact(conn: &str) -> String {
+    let conn = conn.trim();
+    if let Some(scheme_end) = conn.find("://") {
+        let (scheme, rest) = conn.split_at(scheme_end + 3);
+        let (before_query, query) = match rest.split_once('?') {
+            Some((b, q)) => (b, Some(q)),
+            None => (rest, None),
+        };
+        // The user info ends at the last '@' before the path.
+        let authority_end = before_query.find('/').unwrap_or(before_query.len());
+        let (authority, path) = before_query.split_at(authority_end);
+        let authority = match authority.rsplit_once('@') {
+            Some((info, host)) => match info.split_once(':') {
+                Some((user, _)) => format!("{user}:***@{host}"),
+                None => format!("{info}@{host}"),
+            },
+            None => authority.to_string(),
+        };
+        let query = query.map(|q| {
+            q.split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((k, _)) if SECRET_KEYS.iter().any(|s| k.eq_ignore_ascii_case(s)) => {
+                        format!("{k}=***")
+                    }
+                    _ => pair.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join("&")
+        });
+        return match query {
+            Some(q) => format!("{scheme}{authority}{path}?{q}"),
+            None => format!("{scheme}{authority}{path}"),
+        };
     }
+    redact_pairs(conn)
+}
+
+/// `key=value` pairs with secret values replaced; values may be single-quoted with `\'` escapes.
+fn redact_pairs(conn: &str) -> String {
+    let mut out = String::with_capacity(conn.len());
+    let mut chars = conn.chars().peekable();
+    while let Some(&c) = chars.peek() {
+        if c.is_whitespace() {
+            out.push(c);
+            chars.next();
+            continue;
+        }
+        let mut key = String::new();
+        while let Some(&c) = chars.peek() {
+            if c == '=' || c.is_whitespace() {
+                break;
+            }
+            key.push(c);
+            chars.next();
+        }
+        // Spaces are allowed around '='.
+        let mut sep = String::new();
+        while let Some(&c) = chars.peek() {
+            if c == '=' || c.is_whitespace() {
+                sep.push(c);
+                chars.next();
+                if c == '=' {
+                    break;
+                }
+            } else {
+                break;
+            }
+        }
+        while let Some(&c) = chars.peek() {
+            if !c.is_whitespace() {
+                break;
+            }
+            sep.push(c);
+            chars.next();
+        }
+        let mut value = String::new();
+        if chars.peek() == Some(&'\'') {
+            value.push('\'');
+            chars.next();
+            while let Some(c) = chars.next() {
+                value.push(c);
+                if c == '\\' {
+                    if let Some(n) = chars.next() {
+                        value.push(n);
+                    }
+                } else if c == '\'' {
+                    break;
+                }
+            }
+        } else {
+            while let Some(&c) = chars.peek() {
+                if c.is_whitespace() {
+                    break;
+                }
+                value.push(c);
+                chars.next();
+            }
+        }
+        out.push_str(&key);
+        out.push_str(&sep);
+        if SECRET_KEYS.iter().any(|s| key.eq_ignore_ascii_case(s)) {
+            out.push_str("***");
+        } else {
+            out.push_str(&value);
+        }
+    }
+    out
 }
 
 /// Opens the configured store (running pending migrations) on the blocking pool.
 pub async fn open_store(args: &StoreArgs) -> Result<Opened> {
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let args = args.clone();
     let url = args.database_url.clone().filter(|u| !u.trim().is_empty());
     match url {
@@ -89,7 +190,7 @@ pub async fn open_store(args: &StoreArgs) -> Result<Opened> {
                     .map_err(|e| DomainError::Internal(e.to_string()))??
             };
             Ok(Opened {
-                store: Arc::new(TxStore::new(pg.clone(), clock)),
+                store: Arc::new(pg.clone()),
                 describe: format!("PostgreSQL {}", redact(&url)),
                 backend: Backend::Postgres(pg),
             })
@@ -101,7 +202,7 @@ pub async fn open_store(args: &StoreArgs) -> Result<Opened> {
                 .map_err(|e| DomainError::Internal(e.to_string()))??;
             Ok(Opened {
                 describe: format!("embedded SQLite {}", db.path().display()),
-                store: Arc::new(TxStore::new(db.clone(), clock)),
+                store: Arc::new(db.clone()),
                 backend: Backend::Sqlite(db),
             })
         }
@@ -218,10 +319,33 @@ mod tests {
 
     #[test]
     fn passwords_are_not_logged() {
-        assert_eq!(
-            redact("postgres://app:s3cret@db:5432/clawrk"),
-            "postgres://app@db:5432/clawrk"
-        );
-        assert_eq!(redact("postgres://db/clawrk"), "postgres://db/clawrk");
+        let cases = [
+            (
+                "postgres://app:s3cret@db:5432/clawrk",
+                "postgres://app:***@db:5432/clawrk",
+            ),
+            ("postgres://db/clawrk", "postgres://db/clawrk"),
+            ("postgresql://app@db/clawrk", "postgresql://app@db/clawrk"),
+            (
+                "postgres://app:p@ss@db/clawrk?sslmode=require&password=s3cret",
+                "postgres://app:***@db/clawrk?sslmode=require&password=***",
+            ),
+            (
+                "postgres:///clawrk?host=/run/pg&PASSWORD=s3cret&sslpassword=k3y",
+                "postgres:///clawrk?host=/run/pg&PASSWORD=***&sslpassword=***",
+            ),
+            (
+                "host=db user=app password=s3cret dbname=clawrk",
+                "host=db user=app password=*** dbname=clawrk",
+            ),
+            (
+                "host=db password = 'it\\'s secret' dbname=clawrk",
+                "host=db password = *** dbname=clawrk",
+            ),
+        ];
+        for (given, want) in cases {
+            assert_eq!(redact(given), want, "{given}");
+            assert!(!redact(given).contains("s3cret"), "{given}");
+        }
     }
 }

@@ -1,52 +1,56 @@
-//! clawrk's embedded store: the domain's [`Tx`](clawrk_domain::ports::Tx) and
-//! [`TxRunner`](clawrk_domain::ports::TxRunner) on one SQLite file, used when no `DATABASE_URL` is
-//! configured, so that the server runs on a fresh machine with nothing installed.
+//! clawrk's embedded store: the domain's [`Store`] port on one SQLite file, used when no
+//! `DATABASE_URL` is configured, so that the server runs on a fresh machine with nothing installed.
 //!
-//! - One connection, one writer: every transaction is `BEGIN IMMEDIATE` on a single connection
-//!   behind a mutex, run on tokio's blocking pool. Writers are serialized, so no job can be held
-//!   twice and no wallet overdrawn; other processes (the `admin` commands) wait on `busy_timeout`.
+//! - One writer: every write (single statements and transactions, `BEGIN IMMEDIATE`) runs on one
+//!   connection behind a mutex, on tokio's blocking pool, so no job is held twice and no wallet
+//!   overdrawn. Reads run on a small pool of read-only connections beside it (WAL lets them read
+//!   while the writer writes). Other processes (the `admin` commands, a second server) wait on
+//!   `busy_timeout`.
 //! - WAL journal with `synchronous = FULL`: an acknowledged commit survives a crash.
-//! - Log watchers ([`LocalWatch`]) are woken in-process after a commit touching a job's log or row.
-//! - Migrations (`migrations/sqlite`) are embedded and run by [`SqliteStore::open`].
+//! - Log watchers ([`LocalWatch`]) are woken in-process after a commit touching a job's log.
+//! - Migrations (`migrations/sqlite`) are embedded and run by [`SqliteStore::open`], with foreign
+//!   keys off while tables are rebuilt and checked afterwards, as SQLite's procedure asks.
+//!
+//! The statements themselves are `clawrk-sql`'s, shared with the PostgreSQL store.
 
 #![warn(clippy::unwrap_used, clippy::expect_used)]
-
-mod rows;
-mod tx;
 
 use async_trait::async_trait;
 use clawrk_domain::error::{DomainError, Result};
 use clawrk_domain::ids::JobId;
-use clawrk_domain::ports::{LogWatch, TxFn, TxRunner};
+use clawrk_domain::ports::{LogWatch, Mode, Store, Work};
+use clawrk_sql::Db;
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+use std::any::Any;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::broadcast;
 
-const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/sqlite");
+/// The schema, embedded in the binary.
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/sqlite");
 
-/// How long a transaction waits for another process's write lock before giving up.
+/// How long a statement waits for another process's write lock before giving up.
 const BUSY_TIMEOUT_MS: u32 = 10_000;
 
-/// A transaction's error: the closure's domain error, or the database's.
-enum TxError {
-    Domain(DomainError),
-    Db(diesel::result::Error),
+/// Read-only connections beside the writer.
+const READERS: usize = 4;
+
+fn open_connection(path: &Path) -> Result<SqliteConnection> {
+    let url = path.to_string_lossy().into_owned();
+    SqliteConnection::establish(&url)
+        .map_err(|e| DomainError::Unavailable(format!("cannot open {}: {e}", path.display())))
 }
 
-impl From<diesel::result::Error> for TxError {
-    fn from(e: diesel::result::Error) -> Self {
-        TxError::Db(e)
-    }
-}
-
-/// The embedded store: a [`TxRunner`] over one SQLite file.
+/// The embedded store over one SQLite file.
 #[derive(Clone)]
 pub struct SqliteStore {
-    conn: Arc<Mutex<SqliteConnection>>,
+    writer: Arc<Mutex<Db>>,
+    readers: Arc<Vec<Mutex<Db>>>,
+    next_reader: Arc<AtomicUsize>,
     watch: Arc<LocalWatch>,
     path: PathBuf,
 }
@@ -55,19 +59,44 @@ impl SqliteStore {
     /// Opens (creating it if needed) the database file and brings its schema up to date.
     pub fn open(path: impl AsRef<Path>) -> Result<SqliteStore> {
         let path = path.as_ref().to_path_buf();
-        let url = path.to_string_lossy().into_owned();
-        let mut conn = SqliteConnection::establish(&url).map_err(|e| {
-            DomainError::Unavailable(format!("cannot open {}: {e}", path.display()))
-        })?;
+        let mut conn = open_connection(&path)?;
         conn.batch_execute(&format!(
             "PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}; PRAGMA journal_mode = WAL; \
-             PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;"
+             PRAGMA synchronous = FULL; PRAGMA foreign_keys = OFF;"
         ))
-        .map_err(tx::db_err)?;
+        .map_err(clawrk_sql::db_err)?;
         conn.run_pending_migrations(MIGRATIONS)
             .map_err(|e| DomainError::Internal(format!("migrations failed: {e}")))?;
+        #[derive(QueryableByName)]
+        struct Violation {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            #[allow(dead_code)]
+            table: String,
+        }
+        let broken = diesel::sql_query("PRAGMA foreign_key_check")
+            .load::<Violation>(&mut conn)
+            .map_err(clawrk_sql::db_err)?;
+        if !broken.is_empty() {
+            return Err(DomainError::Internal(format!(
+                "{} rows break a foreign key after migrating",
+                broken.len()
+            )));
+        }
+        conn.batch_execute("PRAGMA foreign_keys = ON;")
+            .map_err(clawrk_sql::db_err)?;
+        let mut readers = Vec::with_capacity(READERS);
+        for _ in 0..READERS {
+            let mut r = open_connection(&path)?;
+            r.batch_execute(&format!(
+                "PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}; PRAGMA query_only = ON;"
+            ))
+            .map_err(clawrk_sql::db_err)?;
+            readers.push(Mutex::new(Db::Sqlite(r)));
+        }
         Ok(SqliteStore {
-            conn: Arc::new(Mutex::new(conn)),
+            writer: Arc::new(Mutex::new(Db::Sqlite(conn))),
+            readers: Arc::new(readers),
+            next_reader: Arc::default(),
             watch: Arc::new(LocalWatch::new()),
             path,
         })
@@ -83,12 +112,12 @@ impl SqliteStore {
         self.watch.clone()
     }
 
-    /// Runs `f` on the raw connection (tests check invariants in SQL with it).
+    /// Runs `f` on the writer's connection (tests check invariants in SQL with it).
     pub async fn with_connection<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&mut SqliteConnection) -> T + Send + 'static,
+        f: impl FnOnce(&mut Db) -> T + Send + 'static,
     ) -> Result<T> {
-        let conn = self.conn.clone();
+        let conn = self.writer.clone();
         tokio::task::spawn_blocking(move || {
             let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());
             f(&mut guard)
@@ -99,39 +128,45 @@ impl SqliteStore {
 }
 
 #[async_trait]
-impl TxRunner for SqliteStore {
-    async fn run<T: Send + 'static>(&self, f: TxFn<T>) -> Result<T> {
-        let conn = self.conn.clone();
+impl Store for SqliteStore {
+    async fn run(&self, mode: Mode, work: Work) -> Result<Box<dyn Any + Send>> {
+        let conn = match mode {
+            Mode::Read => {
+                let i = self.next_reader.fetch_add(1, Ordering::Relaxed) % self.readers.len();
+                Conn::Reader(self.readers.clone(), i)
+            }
+            Mode::Single | Mode::Transaction => Conn::Writer(self.writer.clone()),
+        };
         let watch = self.watch.clone();
         tokio::task::spawn_blocking(move || {
-            // A panic inside a transaction poisons the mutex; diesel has rolled back by then
-            // (the transaction guard's error path), so the connection is still usable.
-            let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());
-            let mut touched = Vec::new();
-            let out = guard.immediate_transaction::<T, TxError, _>(|c| {
-                let mut tx = tx::SqliteTx {
-                    conn: c,
-                    touched: &mut touched,
-                };
-                f(&mut tx).map_err(TxError::Domain)
-            });
-            drop(guard);
-            match out {
-                Ok(v) => {
-                    watch.notify(&touched);
-                    Ok(v)
+            // A panic inside a transaction poisons the mutex after the rollback ran, so the
+            // connection is still usable.
+            let (out, woken) = match conn {
+                Conn::Writer(w) => {
+                    let mut guard = w.lock().unwrap_or_else(|p| p.into_inner());
+                    clawrk_sql::run(&mut guard, mode, work)
                 }
-                Err(TxError::Domain(e)) => Err(e),
-                Err(TxError::Db(e)) => Err(tx::db_err(e)),
-            }
+                Conn::Reader(r, i) => {
+                    let mut guard = r[i].lock().unwrap_or_else(|p| p.into_inner());
+                    clawrk_sql::run(&mut guard, mode, work)
+                }
+            }?;
+            watch.notify(&woken);
+            Ok(out)
         })
         .await
         .map_err(|e| DomainError::Internal(format!("store task failed: {e}")))?
     }
 }
 
-/// In-process wake-ups for log streams: one broadcast of the ids of jobs whose log lines or row
-/// changed. The embedded store has one process writing, so no cross-process channel is needed.
+/// The connection a unit of work runs on.
+enum Conn {
+    Writer(Arc<Mutex<Db>>),
+    Reader(Arc<Vec<Mutex<Db>>>, usize),
+}
+
+/// In-process wake-ups for log streams: one broadcast of the ids of jobs whose log changed. The
+/// embedded store has one process writing, so no cross-process channel is needed.
 pub struct LocalWatch {
     tx: broadcast::Sender<JobId>,
 }

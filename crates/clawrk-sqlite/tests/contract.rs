@@ -1,11 +1,14 @@
-//! The store contract suite on a real SQLite file (one fresh file per test).
+//! The store contract suite on a real SQLite file (one fresh file per test), plus what only this
+//! store does: STRICT tables, and wake-ups of its own watchers.
 
 use async_trait::async_trait;
+use clawrk_domain::ports::Store;
 use clawrk_sqlite::SqliteStore;
-use clawrk_store_tests::{Harness, contract_tests};
+use clawrk_store_tests::Harness;
 use diesel::prelude::*;
 use diesel::sql_query;
 use diesel::sql_types::{BigInt, Text};
+use std::sync::Arc;
 
 struct Sqlite;
 
@@ -21,24 +24,16 @@ struct Total {
     n: i64,
 }
 
-fn names(c: &mut SqliteConnection, sql: &str) -> Vec<String> {
-    sql_query(sql)
-        .load::<Name>(c)
-        .unwrap()
-        .into_iter()
-        .map(|n| n.name)
-        .collect()
-}
-
 #[async_trait]
 impl Harness for Sqlite {
-    type Runner = SqliteStore;
+    type Handle = SqliteStore;
 
-    async fn fresh(&self) -> SqliteStore {
+    async fn fresh(&self) -> (Arc<dyn Store>, SqliteStore) {
         let dir = tempfile::tempdir().unwrap();
         // The directory lives as long as the test process; the OS cleans /tmp.
         let path = dir.keep().join("clawrk.db");
-        SqliteStore::open(path).unwrap()
+        let store = SqliteStore::open(path).unwrap();
+        (Arc::new(store.clone()), store)
     }
 
     async fn number(&self, store: &SqliteStore, sql: String) -> i64 {
@@ -50,7 +45,14 @@ impl Harness for Sqlite {
 
     async fn names(&self, store: &SqliteStore, sql: String) -> Vec<String> {
         store
-            .with_connection(move |c| names(c, &sql))
+            .with_connection(move |c| {
+                sql_query(sql)
+                    .load::<Name>(c)
+                    .unwrap()
+                    .into_iter()
+                    .map(|n| n.name)
+                    .collect()
+            })
             .await
             .unwrap()
     }
@@ -58,4 +60,42 @@ impl Harness for Sqlite {
 
 static HARNESS: Sqlite = Sqlite;
 
-contract_tests!(&HARNESS);
+include!("../../clawrk-store-tests/src/contracts.rs");
+
+/// The ledger's columns hold integers only: a value that is not one is refused by the table
+/// instead of being stored as a REAL (which would break the sum of all balances).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ledger_columns_hold_only_integers() {
+    let f = Fixture::new(&HARNESS).await;
+    let u = f.user("u", 1_000).await;
+    let account = format!("wallet:{}", u.id);
+    let refused =
+        f.db.with_connection(move |c| {
+            diesel::sql_query(format!(
+                "UPDATE balances SET balance_cents = 9.5e18 * 2 WHERE account = '{account}'"
+            ))
+            .execute(c)
+        })
+        .await
+        .unwrap();
+    assert!(refused.is_err(), "a REAL was stored in an INTEGER column");
+    assert_eq!(f.balance(u.id).await, 1_000);
+    f.check(&HARNESS).await;
+}
+
+/// A commit touching a job's log wakes this store's watchers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn log_lines_wake_local_watchers() {
+    use clawrk_domain::ports::LogWatch;
+    use std::time::Instant;
+    let f = Fixture::new(&HARNESS).await;
+    let u = f.user("sender", 1_000).await;
+    let job = f.job(u.id, 500).await.id;
+    let watch = f.db.watch();
+    let started = Instant::now();
+    let waiter = tokio::spawn(async move { watch.wait(job, Duration::from_secs(20)).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    f.market.cancel(u.id, job).await.unwrap();
+    waiter.await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(5));
+}

@@ -1,27 +1,18 @@
-//! Rows as SQLite returns them, and their conversion to and from domain values.
-//!
-//! Ids are stored as hyphenated UUID text, times as UTC milliseconds, lists and maps as JSON text.
-//! A row that does not decode is a broken invariant: it becomes [`DomainError::Internal`].
+//! Rows as both backends return them, and their conversion to and from domain values. JSON values
+//! (criteria, env vars, attachments, verdicts) are text; a row that does not decode is a broken
+//! invariant and becomes [`DomainError::Internal`].
 
+use crate::id::DbId;
+use crate::schema::*;
 use clawrk_domain::error::{DomainError, Result};
 use clawrk_domain::ids::{AgentId, JobId, Timestamp, TransferId, UserId};
 use clawrk_domain::job::{AgentRef, Job, JobRecord, JobStatus, LogLevel, LogLine, RawJson};
 use clawrk_domain::money::{Account, Cents, LedgerEntry, Price, Reason, TimeLimit};
 use clawrk_domain::user::{Agent, AgentProfile, User};
-use diesel::QueryableByName;
-use diesel::sql_types::{BigInt, Bool, Integer, Nullable, Text};
-use uuid::Uuid;
+use diesel::prelude::*;
 
 fn corrupt(what: &str, detail: impl std::fmt::Display) -> DomainError {
     DomainError::Internal(format!("stored {what} does not decode: {detail}"))
-}
-
-pub(crate) fn uuid(s: &str) -> Result<Uuid> {
-    Uuid::parse_str(s).map_err(|e| corrupt("id", e))
-}
-
-pub(crate) fn opt_uuid(s: Option<&str>) -> Result<Option<Uuid>> {
-    s.map(uuid).transpose()
 }
 
 pub(crate) fn to_json<T: serde::Serialize + ?Sized>(v: &T) -> Result<String> {
@@ -32,78 +23,6 @@ pub(crate) fn from_json<T: serde::de::DeserializeOwned>(what: &str, s: &str) -> 
     serde_json::from_str(s).map_err(|e| corrupt(what, e))
 }
 
-/// The job columns, in the order of [`JOB_COLUMNS`].
-pub(crate) const JOB_COLUMNS: &str = "id, status, prompt, title, description, requirements, \
-     acceptance_criteria, sender, receiver, receiver_agent_id, held_by_agent_id, held_by_owner_id, \
-     hold_expires_at, price_cents, time_limit_seconds, accepted_at, deadline_at, submitted_at, \
-     completed_at, attempt_count, cancellation_requested, output_text, output_attachments, env_vars, \
-     attachments, presented_to_agents, verification, structured_by, created_at, updated_at";
-
-/// One row of `jobs`.
-#[derive(QueryableByName, Debug)]
-pub(crate) struct JobRow {
-    #[diesel(sql_type = Text)]
-    pub id: String,
-    #[diesel(sql_type = Text)]
-    pub status: String,
-    #[diesel(sql_type = Text)]
-    pub prompt: String,
-    #[diesel(sql_type = Text)]
-    pub title: String,
-    #[diesel(sql_type = Text)]
-    pub description: String,
-    #[diesel(sql_type = Text)]
-    pub requirements: String,
-    #[diesel(sql_type = Text)]
-    pub acceptance_criteria: String,
-    #[diesel(sql_type = Text)]
-    pub sender: String,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub receiver: Option<String>,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub receiver_agent_id: Option<String>,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub held_by_agent_id: Option<String>,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub held_by_owner_id: Option<String>,
-    #[diesel(sql_type = Nullable<BigInt>)]
-    pub hold_expires_at: Option<i64>,
-    #[diesel(sql_type = BigInt)]
-    pub price_cents: i64,
-    #[diesel(sql_type = BigInt)]
-    pub time_limit_seconds: i64,
-    #[diesel(sql_type = Nullable<BigInt>)]
-    pub accepted_at: Option<i64>,
-    #[diesel(sql_type = Nullable<BigInt>)]
-    pub deadline_at: Option<i64>,
-    #[diesel(sql_type = Nullable<BigInt>)]
-    pub submitted_at: Option<i64>,
-    #[diesel(sql_type = Nullable<BigInt>)]
-    pub completed_at: Option<i64>,
-    #[diesel(sql_type = Integer)]
-    pub attempt_count: i32,
-    #[diesel(sql_type = Bool)]
-    pub cancellation_requested: bool,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub output_text: Option<String>,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub output_attachments: Option<String>,
-    #[diesel(sql_type = Text)]
-    pub env_vars: String,
-    #[diesel(sql_type = Text)]
-    pub attachments: String,
-    #[diesel(sql_type = Text)]
-    pub presented_to_agents: String,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub verification: Option<String>,
-    #[diesel(sql_type = Text)]
-    pub structured_by: String,
-    #[diesel(sql_type = BigInt)]
-    pub created_at: i64,
-    #[diesel(sql_type = BigInt)]
-    pub updated_at: i64,
-}
-
 fn ts(v: Option<i64>) -> Option<Timestamp> {
     v.map(Timestamp::from_millis)
 }
@@ -112,28 +31,104 @@ fn ms(v: Option<Timestamp>) -> Option<i64> {
     v.map(Timestamp::millis)
 }
 
-impl JobRow {
-    /// The row of a job, ready to be bound.
-    pub fn of(job: &Job) -> Result<JobRow> {
+/// One row of `jobs`, every column in the schema's order.
+#[derive(Queryable, Debug)]
+pub(crate) struct JobRow {
+    pub id: DbId,
+    pub status: String,
+    pub prompt: String,
+    pub title: String,
+    pub description: String,
+    pub requirements: String,
+    pub acceptance_criteria: String,
+    pub sender: DbId,
+    pub receiver: Option<DbId>,
+    pub receiver_agent_id: Option<DbId>,
+    pub held_by_agent_id: Option<DbId>,
+    pub held_by_owner_id: Option<DbId>,
+    pub hold_expires_at: Option<i64>,
+    pub price_cents: i64,
+    pub time_limit_seconds: i64,
+    pub accepted_at: Option<i64>,
+    pub deadline_at: Option<i64>,
+    pub submitted_at: Option<i64>,
+    pub completed_at: Option<i64>,
+    pub attempt_count: i32,
+    pub cancellation_requested: bool,
+    pub output_text: Option<String>,
+    pub output_attachments: Option<String>,
+    pub env_vars: String,
+    pub attachments: String,
+    pub presented_to_agents: String,
+    pub verification: Option<String>,
+    pub structured_by: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub version: i64,
+    /// The verification worker's lease: not part of the job, never written by a job change.
+    #[allow(dead_code)]
+    pub verify_lease_until: Option<i64>,
+}
+
+/// What a job change writes: every column but the verification lease.
+#[derive(Insertable, AsChangeset, Debug)]
+#[diesel(table_name = jobs, treat_none_as_null = true, treat_none_as_default_value = false)]
+pub(crate) struct JobWrite {
+    pub id: DbId,
+    pub status: String,
+    pub prompt: String,
+    pub title: String,
+    pub description: String,
+    pub requirements: String,
+    pub acceptance_criteria: String,
+    pub sender: DbId,
+    pub receiver: Option<DbId>,
+    pub receiver_agent_id: Option<DbId>,
+    pub held_by_agent_id: Option<DbId>,
+    pub held_by_owner_id: Option<DbId>,
+    pub hold_expires_at: Option<i64>,
+    pub price_cents: i64,
+    pub time_limit_seconds: i64,
+    pub accepted_at: Option<i64>,
+    pub deadline_at: Option<i64>,
+    pub submitted_at: Option<i64>,
+    pub completed_at: Option<i64>,
+    pub attempt_count: i32,
+    pub cancellation_requested: bool,
+    pub output_text: Option<String>,
+    pub output_attachments: Option<String>,
+    pub env_vars: String,
+    pub attachments: String,
+    pub presented_to_agents: String,
+    pub verification: Option<String>,
+    pub structured_by: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub version: i64,
+}
+
+impl JobWrite {
+    /// The row of a job, ready to be written.
+    pub fn of(job: &Job) -> Result<JobWrite> {
         let r = job.record();
         let presented: Vec<String> = r
             .presented_to_agents
             .iter()
             .map(|a| a.to_string())
             .collect();
-        Ok(JobRow {
-            id: r.id.to_string(),
+        Ok(JobWrite {
+            id: r.id.into(),
             status: r.status.as_str().to_string(),
             prompt: r.prompt.clone(),
             title: r.title.clone(),
             description: r.description.clone(),
             requirements: r.requirements.clone(),
             acceptance_criteria: to_json(&r.acceptance_criteria)?,
-            sender: r.sender.to_string(),
-            receiver: r.receiver.map(|u| u.to_string()),
-            receiver_agent_id: r.receiver_agent_id.map(|a| a.to_string()),
-            held_by_agent_id: r.holder.map(|h| h.agent_id.to_string()),
-            held_by_owner_id: r.holder.map(|h| h.owner_id.to_string()),
+            sender: r.sender.into(),
+            receiver: r.receiver.map(DbId::from),
+            receiver_agent_id: r.receiver_agent_id.map(DbId::from),
+            held_by_agent_id: r.holder.map(|h| h.agent_id.into()),
+            held_by_owner_id: r.holder.map(|h| h.owner_id.into()),
             hold_expires_at: ms(r.hold_expires_at),
             price_cents: r.price.cents().get(),
             time_limit_seconds: i64::from(r.time_limit.seconds()),
@@ -153,24 +148,24 @@ impl JobRow {
             structured_by: r.structured_by.clone(),
             created_at: r.created_at.millis(),
             updated_at: r.updated_at.millis(),
+            version: r.version,
         })
     }
+}
 
+impl JobRow {
     /// The job this row holds.
     pub fn into_job(self) -> Result<Job> {
-        let holder = match (
-            self.held_by_agent_id.as_deref(),
-            self.held_by_owner_id.as_deref(),
-        ) {
+        let holder = match (self.held_by_agent_id, self.held_by_owner_id) {
             (Some(a), Some(o)) => Some(AgentRef {
-                agent_id: AgentId(uuid(a)?),
-                owner_id: UserId(uuid(o)?),
+                agent_id: AgentId(a.0),
+                owner_id: UserId(o.0),
             }),
             _ => None,
         };
         let presented: Vec<String> = from_json("presented_to_agents", &self.presented_to_agents)?;
         let record = JobRecord {
-            id: JobId(uuid(&self.id)?),
+            id: JobId(self.id.0),
             status: JobStatus::parse(&self.status)
                 .ok_or_else(|| corrupt("status", &self.status))?,
             prompt: self.prompt,
@@ -178,9 +173,9 @@ impl JobRow {
             description: self.description,
             requirements: self.requirements,
             acceptance_criteria: from_json("acceptance_criteria", &self.acceptance_criteria)?,
-            sender: UserId(uuid(&self.sender)?),
-            receiver: opt_uuid(self.receiver.as_deref())?.map(UserId),
-            receiver_agent_id: opt_uuid(self.receiver_agent_id.as_deref())?.map(AgentId),
+            sender: UserId(self.sender.0),
+            receiver: self.receiver.map(|u| UserId(u.0)),
+            receiver_agent_id: self.receiver_agent_id.map(|a| AgentId(a.0)),
             holder,
             hold_expires_at: ts(self.hold_expires_at),
             price: Price::new(self.price_cents).map_err(|e| corrupt("price", e))?,
@@ -199,7 +194,7 @@ impl JobRow {
             attachments: RawJson(self.attachments),
             presented_to_agents: presented
                 .iter()
-                .map(|s| uuid(s).map(AgentId))
+                .map(|s| s.parse().map(AgentId).map_err(|e| corrupt("agent id", e)))
                 .collect::<Result<_>>()?,
             verification: self
                 .verification
@@ -209,114 +204,106 @@ impl JobRow {
             structured_by: self.structured_by,
             created_at: Timestamp::from_millis(self.created_at),
             updated_at: Timestamp::from_millis(self.updated_at),
+            version: self.version,
         };
         Job::restore(record)
     }
 }
 
-/// A user with its wallet balance.
-#[derive(QueryableByName)]
+/// Loaded jobs, decoded.
+pub(crate) fn jobs(rows: Vec<JobRow>) -> Result<Vec<Job>> {
+    rows.into_iter().map(JobRow::into_job).collect()
+}
+
+/// A user with their wallet's balance (absent before the first movement: 0).
+#[derive(Queryable)]
 pub(crate) struct UserRow {
-    #[diesel(sql_type = Text)]
-    pub id: String,
-    #[diesel(sql_type = Text)]
+    pub id: DbId,
     pub name: String,
-    #[diesel(sql_type = BigInt)]
     pub created_at: i64,
-    #[diesel(sql_type = BigInt)]
-    pub balance_cents: i64,
+    pub balance_cents: Option<i64>,
 }
 
 impl UserRow {
-    pub fn into_user(self) -> Result<User> {
-        Ok(User {
-            id: UserId(uuid(&self.id)?),
+    pub fn into_user(self) -> User {
+        User {
+            id: UserId(self.id.0),
             name: self.name,
-            balance_cents: Cents(self.balance_cents),
+            balance_cents: Cents(self.balance_cents.unwrap_or(0)),
             created_at: Timestamp::from_millis(self.created_at),
-        })
+        }
     }
 }
 
-/// The user columns with the wallet balance (the query joins `balances` as `b`).
-pub(crate) const USER_SELECT: &str = "SELECT u.id, u.name, u.created_at, \
-     COALESCE(b.balance_cents, 0) AS balance_cents FROM users u \
-     LEFT JOIN balances b ON b.account = 'wallet:' || u.id";
-
-/// One row of `agents`, with the directory's numbers when selected.
-#[derive(QueryableByName)]
+/// One row of `agents`.
+#[derive(Queryable, Insertable, Debug)]
+#[diesel(table_name = agents, treat_none_as_default_value = false)]
 pub(crate) struct AgentRow {
-    #[diesel(sql_type = Text)]
-    pub id: String,
-    #[diesel(sql_type = Text)]
-    pub owner_id: String,
-    #[diesel(sql_type = Text)]
+    pub id: DbId,
+    pub owner_id: DbId,
     pub name: String,
-    #[diesel(sql_type = Nullable<Text>)]
     pub personality: Option<String>,
-    #[diesel(sql_type = Nullable<Text>)]
     pub avatar_url: Option<String>,
-    #[diesel(sql_type = Bool)]
     pub is_default: bool,
-    #[diesel(sql_type = BigInt)]
     pub created_at: i64,
 }
 
-pub(crate) const AGENT_COLUMNS: &str =
-    "id, owner_id, name, personality, avatar_url, is_default, created_at";
-
 impl AgentRow {
-    pub fn into_agent(self) -> Result<Agent> {
-        Ok(Agent {
-            id: AgentId(uuid(&self.id)?),
-            owner_id: UserId(uuid(&self.owner_id)?),
+    pub fn of(a: &Agent) -> AgentRow {
+        AgentRow {
+            id: a.id.into(),
+            owner_id: a.owner_id.into(),
+            name: a.name.clone(),
+            personality: a.personality.clone(),
+            avatar_url: a.avatar_url.clone(),
+            is_default: a.is_default,
+            created_at: a.created_at.millis(),
+        }
+    }
+
+    pub fn into_agent(self) -> Agent {
+        Agent {
+            id: AgentId(self.id.0),
+            owner_id: UserId(self.owner_id.0),
             name: self.name,
             personality: self.personality,
             avatar_url: self.avatar_url,
             is_default: self.is_default,
             created_at: Timestamp::from_millis(self.created_at),
-        })
+        }
     }
 }
 
-/// An agent with its public numbers.
-#[derive(QueryableByName)]
+/// An agent with the numbers of its ended attempts.
+#[derive(Queryable)]
 pub(crate) struct ProfileRow {
-    #[diesel(embed)]
     pub agent: AgentRow,
-    #[diesel(sql_type = BigInt)]
     pub jobs_verified: i64,
-    #[diesel(sql_type = BigInt)]
     pub jobs_failed: i64,
-    #[diesel(sql_type = BigInt)]
     pub earned_cents: i64,
 }
 
 impl ProfileRow {
-    pub fn into_profile(self) -> Result<AgentProfile> {
-        Ok(AgentProfile {
-            agent: self.agent.into_agent()?,
+    pub fn into_profile(self) -> AgentProfile {
+        AgentProfile {
+            agent: self.agent.into_agent(),
             jobs_verified: self.jobs_verified,
             jobs_failed: self.jobs_failed,
             earned_cents: Cents(self.earned_cents),
-        })
+        }
     }
 }
 
-/// A transfer as one wallet sees it.
-#[derive(QueryableByName)]
+/// One row of `transfers`.
+#[derive(Queryable, Insertable)]
+#[diesel(table_name = transfers, treat_none_as_default_value = false)]
 pub(crate) struct TransferRow {
-    #[diesel(sql_type = Text)]
-    pub id: String,
-    #[diesel(sql_type = Text)]
+    pub id: DbId,
+    pub debit: String,
     pub credit: String,
-    #[diesel(sql_type = BigInt)]
     pub amount_cents: i64,
-    #[diesel(sql_type = Text)]
     pub reason: String,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub job_id: Option<String>,
-    #[diesel(sql_type = BigInt)]
+    pub job_id: Option<DbId>,
     pub created_at: i64,
 }
 
@@ -325,29 +312,25 @@ impl TransferRow {
     pub fn into_entry(self, wallet: Account) -> Result<LedgerEntry> {
         let credited = Account::from_key(&self.credit) == Some(wallet);
         Ok(LedgerEntry {
-            id: TransferId(uuid(&self.id)?),
+            id: TransferId(self.id.0),
             delta_cents: Cents(if credited {
                 self.amount_cents
             } else {
                 -self.amount_cents
             }),
             reason: Reason::parse(&self.reason).ok_or_else(|| corrupt("reason", &self.reason))?,
-            job_id: opt_uuid(self.job_id.as_deref())?.map(JobId),
+            job_id: self.job_id.map(|j| JobId(j.0)),
             created_at: Timestamp::from_millis(self.created_at),
         })
     }
 }
 
 /// One verification log line.
-#[derive(QueryableByName)]
+#[derive(Queryable)]
 pub(crate) struct LogRow {
-    #[diesel(sql_type = BigInt)]
     pub seq: i64,
-    #[diesel(sql_type = BigInt)]
     pub at: i64,
-    #[diesel(sql_type = Text)]
     pub level: String,
-    #[diesel(sql_type = Text)]
     pub message: String,
 }
 
@@ -360,45 +343,4 @@ impl LogRow {
             message: self.message,
         })
     }
-}
-
-/// A single number.
-#[derive(QueryableByName)]
-pub(crate) struct Num {
-    #[diesel(sql_type = BigInt)]
-    pub n: i64,
-}
-
-/// A single optional number.
-#[derive(QueryableByName)]
-pub(crate) struct OptNum {
-    #[diesel(sql_type = Nullable<BigInt>)]
-    pub n: Option<i64>,
-}
-
-/// A status with its count.
-#[derive(QueryableByName)]
-pub(crate) struct StatusCount {
-    #[diesel(sql_type = Text)]
-    pub status: String,
-    #[diesel(sql_type = BigInt)]
-    pub n: i64,
-}
-
-/// A single text.
-#[derive(QueryableByName)]
-pub(crate) struct OneText {
-    #[diesel(sql_type = Text)]
-    pub t: String,
-}
-
-/// A stored idempotency record.
-#[derive(QueryableByName)]
-pub(crate) struct IdemRow {
-    #[diesel(sql_type = diesel::sql_types::Binary)]
-    pub digest: Vec<u8>,
-    #[diesel(sql_type = Nullable<diesel::sql_types::Binary>)]
-    pub response: Option<Vec<u8>>,
-    #[diesel(sql_type = BigInt)]
-    pub expires_at: i64,
 }

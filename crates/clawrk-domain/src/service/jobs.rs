@@ -1,0 +1,419 @@
+//! The job use cases: run (two phases), read and list, pay, cancel, pull, claim, accept, reject,
+//! submit, give up, and what a log stream reads.
+
+use super::{MAX_PROMPT_CHARS, Marketplace, apply};
+use crate::error::{DomainError, Result};
+use crate::ids::{AgentId, JobId, UserId};
+use crate::job::{
+    AgentRef, Job, JobDraft, JobStatus, LogLine, Output, RawJson, Structured, Verdict,
+};
+use crate::lifecycle;
+use crate::matching;
+use crate::money::{Cents, Price, TimeLimit};
+use crate::ports::{BoardStats, JobFilter, Page, Tx};
+use crate::text::{no_nul, no_nul_opt};
+use crate::user::{self, Agent};
+use std::collections::BTreeMap;
+
+/// How many queued jobs a pull considers at once (the oldest eligible ones), among which matching
+/// picks the best. Bounded so that a pull locks little and stays fast whatever the queue's size.
+pub const PULL_CANDIDATES: u32 = 32;
+
+/// A `run` request (SPEC §5).
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct RunRequest {
+    /// Natural-language task (required, non-blank).
+    pub prompt: String,
+    /// Secrets for the worker.
+    pub env_vars: BTreeMap<String, String>,
+    /// Attachments (a JSON array).
+    pub attachments: RawJson,
+    /// Price override in cents.
+    pub price_cents: Option<i64>,
+    /// Time limit override in seconds.
+    pub time_limit_seconds: Option<i64>,
+    /// Phase 2: create and pay.
+    pub confirmed: bool,
+}
+
+/// What `run` produced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RunOutcome {
+    /// Phase 1: the structured job with the price and time limit that phase 2 will use.
+    Estimate(Structured),
+    /// Phase 2, paid: the job is `queued`.
+    Queued(Job),
+    /// Phase 2, wallet short: the job is `pending_payment`.
+    PendingPayment {
+        /// The job.
+        job: Job,
+        /// Its price.
+        required: Cents,
+        /// The wallet's balance.
+        available: Cents,
+    },
+}
+
+/// Which of the caller's agents acts: by id, by name, or (neither) the natural default.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct AgentSelector {
+    /// By id.
+    pub id: Option<AgentId>,
+    /// By name.
+    pub name: Option<String>,
+}
+
+/// Whose jobs a listing shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum JobsOf {
+    /// The jobs the caller sent.
+    #[default]
+    Sender,
+    /// The jobs the caller's agents hold or worked on.
+    Agent,
+}
+
+/// What a log stream reads in one round: the new lines, and whether the stream is over.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogUpdate {
+    /// Lines after the stream's cursor, in order.
+    pub lines: Vec<LogLine>,
+    /// The latest verdict, once the stream is over ([`Job::log_finished`]).
+    pub verdict: Option<Verdict>,
+    /// Whether the stream is over.
+    pub finished: bool,
+}
+
+/// The caller's agent named by `sel`, or their default agent.
+fn agent_for(tx: &mut dyn Tx, user: UserId, sel: &AgentSelector) -> Result<Agent> {
+    if let Some(id) = sel.id {
+        return match tx.agent(id)? {
+            Some(a) if a.owner_id == user => Ok(a),
+            _ => Err(DomainError::NotFound("agent")),
+        };
+    }
+    let agents = tx.agents_of(user)?;
+    let found = match &sel.name {
+        Some(name) => {
+            let name = name.trim();
+            agents.into_iter().find(|a| a.name == name)
+        }
+        None => agents.into_iter().find(|a| a.is_default),
+    };
+    found.ok_or(DomainError::NotFound("agent"))
+}
+
+/// The agent acting on a specific job: the one named, else the caller's agent that holds the job,
+/// else the caller's agent it was last presented to, else the default.
+fn acting_agent(tx: &mut dyn Tx, user: UserId, job: &Job, sel: &AgentSelector) -> Result<AgentRef> {
+    if sel.id.is_some() || sel.name.is_some() {
+        return agent_for(tx, user, sel).map(|a| a.as_ref());
+    }
+    if let Some(h) = job.holder.filter(|h| h.owner_id == user) {
+        return Ok(h);
+    }
+    let mine = tx.agents_of(user)?;
+    if let Some(a) = job
+        .presented_to_agents
+        .iter()
+        .rev()
+        .find_map(|p| mine.iter().find(|a| a.id == *p))
+    {
+        return Ok(a.as_ref());
+    }
+    mine.iter()
+        .find(|a| a.is_default)
+        .map(Agent::as_ref)
+        .ok_or(DomainError::NotFound("agent"))
+}
+
+fn no_context(_: &mut dyn Tx, _: &Job) -> Result<()> {
+    Ok(())
+}
+
+impl Marketplace {
+    /// Two-phase `run`. Input is checked before anything else; the structurer is called at most
+    /// once per sender and prompt within the quote's lifetime, so phase 2 charges exactly what
+    /// phase 1 showed.
+    pub async fn run(&self, sender: UserId, req: RunRequest) -> Result<RunOutcome> {
+        let prompt = req.prompt.trim().to_string();
+        if prompt.is_empty() {
+            return Err(DomainError::invalid("prompt is required"));
+        }
+        if prompt.chars().count() > MAX_PROMPT_CHARS {
+            return Err(DomainError::invalid(format!(
+                "prompt must be at most {MAX_PROMPT_CHARS} characters"
+            )));
+        }
+        no_nul("prompt", &prompt)?;
+        for (k, v) in &req.env_vars {
+            no_nul("envVars", k)?;
+            no_nul(&format!("envVars.{k}"), v)?;
+        }
+        let price = req.price_cents.map(Price::new).transpose()?;
+        let time_limit = req.time_limit_seconds.map(TimeLimit::new).transpose()?;
+        let now = self.now();
+        let digest = user::prompt_digest(&prompt);
+        let cached = self
+            .store()
+            .read(move |tx| tx.quote(sender, &digest, now))
+            .await?;
+        let mut structured = match cached {
+            Some(q) => q,
+            None => {
+                let s = self.ports.structurer.structure(&prompt).await?;
+                let expires = now.plus_seconds(self.config.quote_ttl_seconds);
+                let quote = s.clone();
+                self.store()
+                    .single(move |tx| tx.put_quote(sender, &digest, &quote, expires))
+                    .await?;
+                s
+            }
+        };
+        if let Some(p) = price {
+            structured.estimated_price = p;
+        }
+        if let Some(t) = time_limit {
+            structured.estimated_time_limit = t;
+        }
+        if !req.confirmed {
+            return Ok(RunOutcome::Estimate(structured));
+        }
+        let draft = JobDraft {
+            prompt,
+            price: structured.estimated_price,
+            time_limit: structured.estimated_time_limit,
+            structured,
+            env_vars: req.env_vars,
+            attachments: req.attachments,
+        };
+        self.create_job(draft, sender).await
+    }
+
+    /// Creates a confirmed job: paid and `queued` if the wallet covers the price, else
+    /// `pending_payment` (the ledger decides, atomically with the job's creation).
+    async fn create_job(&self, draft: JobDraft, sender: UserId) -> Result<RunOutcome> {
+        let id = JobId(self.ports.clock.new_id());
+        let now = self.now();
+        let paid = lifecycle::create(draft.clone(), id, sender, true, now);
+        let clock = self.ports.clock.clone();
+        let job = paid.job.clone();
+        let attempt = self
+            .store()
+            .transaction(move |tx| {
+                tx.insert_job(&paid.job)?;
+                super::post(tx, &*clock, &paid.transfers, now)
+            })
+            .await;
+        match attempt {
+            Ok(()) => Ok(RunOutcome::Queued(job)),
+            Err(DomainError::InsufficientBalance { available, .. }) => {
+                let unpaid = lifecycle::create(draft, id, sender, false, now).job;
+                let row = unpaid.clone();
+                self.store().single(move |tx| tx.insert_job(&row)).await?;
+                Ok(RunOutcome::PendingPayment {
+                    required: unpaid.price.cents(),
+                    available,
+                    job: unpaid,
+                })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A job the caller may see. NotFound otherwise.
+    pub async fn job(&self, user: UserId, id: JobId) -> Result<Job> {
+        let job = self
+            .store()
+            .read(move |tx| tx.job(id))
+            .await?
+            .filter(|j| j.visible_to(user));
+        job.ok_or(DomainError::NotFound("job"))
+    }
+
+    /// The caller's jobs, newest first: those they sent, or those their agents hold or worked on
+    /// (of one of their agents, with `agent`).
+    pub async fn jobs(
+        &self,
+        user: UserId,
+        of: JobsOf,
+        status: Option<JobStatus>,
+        agent: Option<AgentId>,
+        page: Page<JobId>,
+    ) -> Result<Vec<Job>> {
+        self.store()
+            .read(move |tx| {
+                if let Some(a) = agent {
+                    match tx.agent(a)? {
+                        Some(found) if found.owner_id == user => {}
+                        _ => return Err(DomainError::NotFound("agent")),
+                    }
+                }
+                let filter = JobFilter {
+                    sender: (of == JobsOf::Sender).then_some(user),
+                    worker: (of == JobsOf::Agent).then_some(user),
+                    agent,
+                    statuses: status.into_iter().collect(),
+                };
+                tx.jobs(&filter, page)
+            })
+            .await
+    }
+
+    /// The public board: `queued` jobs, newest first.
+    pub async fn board(&self, page: Page<JobId>) -> Result<Vec<Job>> {
+        let filter = JobFilter {
+            statuses: vec![JobStatus::Queued],
+            ..JobFilter::default()
+        };
+        self.store().read(move |tx| tx.jobs(&filter, page)).await
+    }
+
+    /// The marketplace's public numbers.
+    pub async fn stats(&self) -> Result<BoardStats> {
+        self.store()
+            .read(|tx| {
+                let found = tx.count_by_status()?;
+                let count =
+                    |s: JobStatus| found.iter().find(|(x, _)| *x == s).map_or(0, |(_, n)| *n);
+                let counts: Vec<(JobStatus, i64)> =
+                    JobStatus::ALL.iter().map(|s| (*s, count(*s))).collect();
+                let queued = count(JobStatus::Queued);
+                // The lower middle for an even count.
+                let median = if queued > 0 {
+                    tx.queued_price_at((queued - 1) / 2)?
+                } else {
+                    None
+                };
+                Ok(BoardStats {
+                    jobs_verified: count(JobStatus::Verified),
+                    counts,
+                    total_paid_out: tx.transfer_total(crate::money::Reason::Earning)?,
+                    median_queued_price: median,
+                    agents: tx.count_agents()?,
+                })
+            })
+            .await
+    }
+
+    /// Pays a `pending_payment` job.
+    pub async fn pay(&self, user: UserId, id: JobId) -> Result<Job> {
+        self.transition(id, no_context, move |job, _, now| {
+            lifecycle::pay(job, user, now)
+        })
+        .await
+    }
+
+    /// Cancels a job (SPEC §3 table).
+    pub async fn cancel(&self, user: UserId, id: JobId) -> Result<Job> {
+        self.transition(id, no_context, move |job, _, now| {
+            lifecycle::cancel(job, user, now)
+        })
+        .await
+    }
+
+    /// Holds the best matching queued job for the caller's agent; `None` when nothing matches.
+    /// One transaction: the agent, the candidates (locked, skipping those other pullers hold), the
+    /// hold.
+    pub async fn pull(&self, user: UserId, sel: &AgentSelector) -> Result<Option<Job>> {
+        let sel = sel.clone();
+        let hold = self.config.hold_seconds;
+        let now = self.now();
+        let clock = self.ports.clock.clone();
+        self.store()
+            .transaction(move |tx| {
+                let agent = agent_for(tx, user, &sel)?;
+                let candidates = tx.queued_candidates(agent.owner_id, agent.id, PULL_CANDIDATES)?;
+                let Some(best) = matching::pick(&agent, &candidates) else {
+                    return Ok(None);
+                };
+                let change = lifecycle::hold(best, agent.as_ref(), hold, now)?;
+                if !apply(tx, &*clock, best, &change)? {
+                    return Err(DomainError::Internal("a locked candidate changed".into()));
+                }
+                Ok(Some(change.job))
+            })
+            .await
+    }
+
+    /// Holds one specific queued job.
+    pub async fn claim(&self, user: UserId, id: JobId, sel: &AgentSelector) -> Result<Job> {
+        let sel = sel.clone();
+        let hold = self.config.hold_seconds;
+        self.transition(
+            id,
+            move |tx, _| agent_for(tx, user, &sel).map(|a| a.as_ref()),
+            move |job, agent, now| lifecycle::hold(job, *agent, hold, now),
+        )
+        .await
+    }
+
+    /// Accepts a held job: the attempt starts.
+    pub async fn accept(&self, user: UserId, id: JobId, sel: &AgentSelector) -> Result<Job> {
+        let sel = sel.clone();
+        self.transition(
+            id,
+            move |tx, job| acting_agent(tx, user, job, &sel),
+            |job, agent, now| lifecycle::accept(job, *agent, now),
+        )
+        .await
+    }
+
+    /// Rejects a held job.
+    pub async fn reject(&self, user: UserId, id: JobId, sel: &AgentSelector) -> Result<Job> {
+        let sel = sel.clone();
+        self.transition(
+            id,
+            move |tx, job| acting_agent(tx, user, job, &sel),
+            |job, agent, now| lifecycle::reject(job, *agent, now),
+        )
+        .await
+    }
+
+    /// Submits output for the caller's running attempt.
+    pub async fn submit(&self, user: UserId, id: JobId, output: Output) -> Result<Job> {
+        no_nul_opt("output", output.text())?;
+        self.transition(id, no_context, move |job, _, now| {
+            lifecycle::submit(job, user, output.clone(), now)
+        })
+        .await
+    }
+
+    /// Gives up the caller's running attempt; the reason goes into the job's log.
+    pub async fn give_up(&self, user: UserId, id: JobId, reason: Option<String>) -> Result<Job> {
+        no_nul_opt("reason", reason.as_deref())?;
+        self.transition(id, no_context, move |job, _, now| {
+            lifecycle::give_up(job, user, reason.as_deref(), now)
+        })
+        .await
+    }
+
+    /// Checks that `user` may follow the job's log ([`Job::ensure_log_access`]).
+    pub async fn follow_log(&self, user: UserId, id: JobId) -> Result<()> {
+        let job = self.store().read(move |tx| tx.job(id)).await?;
+        job.ok_or(DomainError::NotFound("job"))?
+            .ensure_log_access(user)
+    }
+
+    /// The job's log lines after `after`, and whether its stream is over. The job is read before
+    /// the lines: a verdict commits together with its lines, so a stream that sees it over has all
+    /// of them.
+    pub async fn log_update(&self, id: JobId, after: i64) -> Result<LogUpdate> {
+        self.store()
+            .read(move |tx| {
+                let job = tx.job(id)?.ok_or(DomainError::NotFound("job"))?;
+                let lines = tx.logs(id, after)?;
+                let finished = job.log_finished();
+                Ok(LogUpdate {
+                    lines,
+                    verdict: if finished {
+                        job.verification.clone()
+                    } else {
+                        None
+                    },
+                    finished,
+                })
+            })
+            .await
+    }
+}

@@ -1,0 +1,205 @@
+//! [`Marketplace`]: the use cases of SPEC §5–§6 — the only way into the domain.
+//!
+//! Each use case reads what it needs through the [`Store`] port, decides with the pure rules of
+//! [`crate::lifecycle`], [`crate::matching`] and [`crate::money`], and writes the outcome back as
+//! one unit of work. A job change is written by compare-and-set on the job's version: a use case
+//! reads the job without a transaction, computes the change, and writes it only over the version it
+//! read (one statement when the change touches nothing but the job's row; one transaction when it
+//! also moves money, ends an attempt or writes log lines). A writer that lost the race reads again.
+//!
+//! Nothing here knows about HTTP or SQL; the HTTP adapter calls one method per route and the
+//! server's background tasks call [`Marketplace::verify_next`] and [`Marketplace::sweep`].
+
+mod accounts;
+mod auth;
+mod idempotency;
+mod jobs;
+mod verification;
+
+pub use auth::Principal;
+pub use idempotency::IdemState;
+pub use jobs::{AgentSelector, JobsOf, LogUpdate, PULL_CANDIDATES, RunOutcome, RunRequest};
+pub use verification::SWEEP_BATCH;
+
+use crate::error::{DomainError, Result};
+use crate::ids::{JobId, Timestamp, TransferId};
+use crate::job::Job;
+use crate::lifecycle::Change;
+use crate::money::Transfer;
+use crate::ports::{Clock, PaymentGateway, PayoutGateway, Store, Structurer, Tx, Verifier};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Longest prompt accepted, in characters.
+pub const MAX_PROMPT_CHARS: usize = 20_000;
+
+/// How many times a use case re-reads a job that another writer changed between its read and its
+/// write before it gives up with "retry".
+const MAX_WRITE_ATTEMPTS: usize = 8;
+
+/// Tunables of the marketplace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// How long a pulled or claimed job is held (SPEC default 30 s).
+    pub hold_seconds: u32,
+    /// How long a phase-1 estimate is reused for the same sender and prompt (SPEC: 15 minutes).
+    pub quote_ttl_seconds: u32,
+    /// How long a verification worker owns a submitted job before another may take it over; also the
+    /// delay before a failed verification is retried.
+    pub verification_lease: Duration,
+    /// How long an authenticated API key is remembered in-process: a key removed from the store
+    /// keeps working on an instance for at most this long.
+    pub key_cache_ttl: Duration,
+    /// How long an idempotency key's answer is kept (SPEC: 24 hours).
+    pub idempotency_ttl_seconds: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            hold_seconds: 30,
+            quote_ttl_seconds: 15 * 60,
+            verification_lease: Duration::from_secs(60),
+            key_cache_ttl: Duration::from_secs(10),
+            idempotency_ttl_seconds: 24 * 3600,
+        }
+    }
+}
+
+/// The ports the marketplace runs on.
+#[derive(Clone)]
+pub struct Ports {
+    /// Persistence.
+    pub store: Arc<dyn Store>,
+    /// Prompt → structured job.
+    pub structurer: Arc<dyn Structurer>,
+    /// Output → verdict.
+    pub verifier: Arc<dyn Verifier>,
+    /// Time and ids.
+    pub clock: Arc<dyn Clock>,
+    /// Top-ups.
+    pub payments: Arc<dyn PaymentGateway>,
+    /// Withdrawals.
+    pub payouts: Arc<dyn PayoutGateway>,
+}
+
+/// The marketplace's use cases.
+pub struct Marketplace {
+    ports: Ports,
+    config: Config,
+    keys: auth::KeyCache,
+}
+
+impl Marketplace {
+    /// A marketplace over `ports`.
+    pub fn new(ports: Ports, config: Config) -> Self {
+        let keys = auth::KeyCache::new(config.key_cache_ttl);
+        Marketplace {
+            ports,
+            config,
+            keys,
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Whether the store answers.
+    pub async fn health(&self) -> Result<()> {
+        self.store().read(|tx| tx.ping()).await
+    }
+
+    fn store(&self) -> &dyn Store {
+        &*self.ports.store
+    }
+
+    fn now(&self) -> Timestamp {
+        self.ports.clock.now()
+    }
+
+    /// Runs a job transition: reads the job (and whatever `context` reads beside it, in the same
+    /// unit of work), computes the change with `decide`, and writes it over the version it read.
+    /// When another writer changed the job in between, it starts again from the read. A refusal
+    /// that still changes the job (an accept after the hold lapsed, a late submit) is written first
+    /// and returned after.
+    async fn transition<C, R, D>(&self, id: JobId, context: R, decide: D) -> Result<Job>
+    where
+        C: Send + 'static,
+        R: Fn(&mut dyn Tx, &Job) -> Result<C> + Clone + Send + 'static,
+        D: Fn(&Job, &C, Timestamp) -> Result<Change>,
+    {
+        for _ in 0..MAX_WRITE_ATTEMPTS {
+            let read = context.clone();
+            let (job, ctx) = self
+                .store()
+                .read(move |tx| {
+                    let job = tx.job(id)?.ok_or(DomainError::NotFound("job"))?;
+                    let ctx = read(tx, &job)?;
+                    Ok((job, ctx))
+                })
+                .await?;
+            let change = decide(&job, &ctx, self.now())?;
+            if change.is_noop(&job) {
+                return change.refusal.map_or(Ok(change.job), Err);
+            }
+            if let Some(change) = self.write_change(job, change).await? {
+                return change.refusal.map_or(Ok(change.job), Err);
+            }
+        }
+        Err(DomainError::Unavailable(
+            "the job kept changing while this request was applied; retry".into(),
+        ))
+    }
+
+    /// Writes a change computed from `before`; `None` if the job moved on since it was read.
+    async fn write_change(&self, before: Job, change: Change) -> Result<Option<Change>> {
+        let clock = self.ports.clock.clone();
+        let in_transaction = change.has_effects();
+        let write = move |tx: &mut dyn Tx| {
+            let written = apply(tx, &*clock, &before, &change)?;
+            Ok(written.then_some(change))
+        };
+        if in_transaction {
+            self.store().transaction(write).await
+        } else {
+            self.store().single(write).await
+        }
+    }
+}
+
+/// Writes a change computed from `before` inside the caller's unit of work: the job's row by
+/// compare-and-set, then its transfers, the attempt it ended and its log lines (waking the job's
+/// log watchers). `false` when the job is no longer at the version the change was computed from.
+fn apply(tx: &mut dyn Tx, clock: &dyn Clock, before: &Job, change: &Change) -> Result<bool> {
+    if change.is_noop(before) {
+        return Ok(true);
+    }
+    // Every change that is not a no-op moved the job one version on.
+    if !tx.update_job(&change.job, before.version)? {
+        return Ok(false);
+    }
+    let now = change.job.updated_at;
+    post(tx, clock, &change.transfers, now)?;
+    if let Some(a) = &change.attempt {
+        tx.record_attempt(a)?;
+    }
+    if !change.log.is_empty() {
+        tx.append_logs(change.job.id, &change.log, now)?;
+        tx.notify(change.job.id)?;
+    }
+    Ok(true)
+}
+
+/// Posts transfers with fresh ids.
+fn post(tx: &mut dyn Tx, clock: &dyn Clock, transfers: &[Transfer], now: Timestamp) -> Result<()> {
+    if transfers.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<(TransferId, Transfer)> = transfers
+        .iter()
+        .map(|t| (TransferId(clock.new_id()), t.clone()))
+        .collect();
+    tx.post(&rows, now)
+}

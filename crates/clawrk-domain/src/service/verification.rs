@@ -1,0 +1,204 @@
+//! Background work (SPEC §6): verifying submissions, and the deadline sweep; plus standalone
+//! verification, which judges an output and stores nothing.
+//!
+//! A verification is two units of work around the LLM call, never one held open across it: the
+//! lease with its first log line, then the verdict with its log lines and the payout.
+
+use super::{Marketplace, apply};
+use crate::error::{DomainError, Result};
+use crate::ids::Timestamp;
+use crate::job::{Job, JobStatus, LogLevel, Verdict};
+use crate::lifecycle::{self, Change};
+use crate::ports::{LogSink, NewLogLine, SweepReport, VerifyTask};
+use async_trait::async_trait;
+use std::sync::{Arc, Mutex};
+
+/// How many jobs one sweep transaction handles before it commits and takes the next batch.
+pub const SWEEP_BATCH: u32 = 200;
+
+/// Keeps a verifier's interim notes until they are written with the verdict.
+#[derive(Default)]
+struct Notes(Mutex<Vec<NewLogLine>>);
+
+impl Notes {
+    fn take(&self) -> Vec<NewLogLine> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+#[async_trait]
+impl LogSink for Notes {
+    async fn log(&self, level: LogLevel, message: String) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((level, message));
+    }
+}
+
+/// Drops notes (standalone verification stores nothing).
+struct NoLog;
+
+#[async_trait]
+impl LogSink for NoLog {
+    async fn log(&self, _level: LogLevel, _message: String) {}
+}
+
+impl Marketplace {
+    /// Standalone verification: judges an output, stores and pays nothing.
+    pub async fn verify_standalone(
+        &self,
+        requirements: String,
+        acceptance_criteria: Vec<String>,
+        output: String,
+    ) -> Result<Verdict> {
+        if requirements.trim().is_empty() {
+            return Err(DomainError::invalid("requirements is required"));
+        }
+        if output.trim().is_empty() {
+            return Err(DomainError::invalid("output is required"));
+        }
+        let task = VerifyTask {
+            title: String::new(),
+            description: String::new(),
+            requirements,
+            acceptance_criteria,
+            output,
+            attachments: None,
+        };
+        let a = self.ports.verifier.verify(&task, Arc::new(NoLog)).await?;
+        Ok(a.at(self.now()))
+    }
+
+    /// Verifies the oldest submitted job awaiting a verdict, if any, and applies the verdict.
+    /// Returns the job after the verdict, or `None` when there was nothing to verify. A verifier
+    /// error is logged on the job and returned; the job stays `submitted` and is taken up again when
+    /// its lease lapses.
+    pub async fn verify_next(&self) -> Result<Option<Job>> {
+        let now = self.now();
+        let until = now.plus_millis(
+            i64::try_from(self.config.verification_lease.as_millis()).unwrap_or(i64::MAX),
+        );
+        let verifier = self.ports.verifier.name();
+        let Some(job) = self
+            .store()
+            .transaction(move |tx| {
+                let Some(job) = tx.lease_submitted(now, until)? else {
+                    return Ok(None);
+                };
+                let criteria = VerifyTask::for_job(&job).criteria().len();
+                let line = format!(
+                    "verification of attempt {} started ({verifier}): {criteria} criteria",
+                    job.attempt_count
+                );
+                tx.append_logs(job.id, &[(LogLevel::Info, line)], now)?;
+                tx.notify(job.id)?;
+                Ok(Some(job))
+            })
+            .await?
+        else {
+            return Ok(None);
+        };
+        let notes = Arc::new(Notes::default());
+        let task = VerifyTask::for_job(&job);
+        let attempt = job.attempt_count;
+        match self.ports.verifier.verify(&task, notes.clone()).await {
+            Ok(assessment) => {
+                let verdict = assessment.at(self.now());
+                let interim = notes.take();
+                let after = self
+                    .transition(
+                        job.id,
+                        |_, _| Ok(()),
+                        move |j, _, now| {
+                            if j.status != JobStatus::Submitted || j.attempt_count != attempt {
+                                // Settled already (by another worker, or the attempt ended).
+                                return Ok(Change::unchanged(j));
+                            }
+                            let mut change = lifecycle::apply_verdict(j, verdict.clone(), now)?;
+                            change.log.splice(0..0, interim.iter().cloned());
+                            Ok(change)
+                        },
+                    )
+                    .await?;
+                Ok(Some(after))
+            }
+            Err(e) => {
+                let retry = self.config.verification_lease.as_secs();
+                let mut lines = notes.take();
+                lines.push((
+                    LogLevel::Error,
+                    format!("verifier error: {e}; retrying in {retry} s"),
+                ));
+                let id = job.id;
+                let at = self.now();
+                self.store()
+                    .transaction(move |tx| match tx.lock_job(id)? {
+                        Some(j)
+                            if j.status == JobStatus::Submitted && j.attempt_count == attempt =>
+                        {
+                            tx.append_logs(id, &lines, at)?;
+                            tx.notify(id)
+                        }
+                        _ => Ok(()),
+                    })
+                    .await?;
+                Err(e.into())
+            }
+        }
+    }
+
+    /// One deadline sweep: releases every lapsed hold and fails every attempt past its deadline
+    /// (in batches, each a transaction over rows it locked), then forgets expired quotes and
+    /// idempotency records. Idempotent and safe to run concurrently: each job is handled once.
+    pub async fn sweep(&self) -> Result<SweepReport> {
+        let now = self.now();
+        let report = SweepReport {
+            released_holds: self
+                .sweep_batches(
+                    now,
+                    |tx, now| tx.expired_holds(now, SWEEP_BATCH),
+                    lifecycle::expire_hold,
+                )
+                .await?,
+            failed_deadlines: self
+                .sweep_batches(
+                    now,
+                    |tx, now| tx.overdue(now, SWEEP_BATCH),
+                    lifecycle::expire_deadline,
+                )
+                .await?,
+        };
+        // Housekeeping: expired quotes and idempotency records would otherwise pile up.
+        self.store().single(move |tx| tx.purge_expired(now)).await?;
+        Ok(report)
+    }
+
+    async fn sweep_batches(
+        &self,
+        now: Timestamp,
+        find: fn(&mut dyn crate::ports::Tx, Timestamp) -> Result<Vec<Job>>,
+        change: fn(&Job, Timestamp) -> Result<Change>,
+    ) -> Result<u64> {
+        let mut total = 0;
+        loop {
+            let clock = self.ports.clock.clone();
+            let n = self
+                .store()
+                .transaction(move |tx| {
+                    let jobs = find(tx, now)?;
+                    for j in &jobs {
+                        if !apply(tx, &*clock, j, &change(j, now)?)? {
+                            return Err(DomainError::Internal("a locked job changed".into()));
+                        }
+                    }
+                    Ok(jobs.len())
+                })
+                .await?;
+            total += n as u64;
+            if n < SWEEP_BATCH as usize {
+                return Ok(total);
+            }
+        }
+    }
+}

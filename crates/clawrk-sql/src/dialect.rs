@@ -1,0 +1,84 @@
+//! Where PostgreSQL and SQLite differ, and nowhere else: how a write transaction begins, row
+//! locks, upserts, and the change notification.
+//!
+//! - **Transactions**: PostgreSQL `BEGIN` (READ COMMITTED, row locks do the rest); SQLite
+//!   `BEGIN IMMEDIATE`, which takes the database's write lock up front, so a transaction that
+//!   reads and then writes never fails to upgrade its lock.
+//! - **Row locks**: on PostgreSQL a locked read appends `FOR UPDATE`, and candidate queries
+//!   (pull, sweeps, verification) `FOR UPDATE SKIP LOCKED`, so concurrent workers never wait on each
+//!   other nor take the same job. SQLite has one writer at a time: its write transaction already
+//!   excludes every other, so locked reads are plain reads.
+//! - **Upserts**: `ON CONFLICT` is the same SQL on both, but diesel builds it per backend.
+//! - **Notification**: PostgreSQL announces a job on the `clawrk_job_events` channel with
+//!   `pg_notify`, delivered at commit to every instance listening; SQLite has no such channel, and
+//!   its adapter wakes its own watchers after the commit.
+
+use crate::Db;
+
+/// The channel log watchers listen on; the payload is the job id.
+pub const CHANNEL: &str = "clawrk_job_events";
+
+/// The statement that begins a write transaction.
+pub(crate) fn begin(db: &Db) -> &'static str {
+    match db {
+        Db::Pg(_) => "BEGIN",
+        Db::Sqlite(_) => "BEGIN IMMEDIATE",
+    }
+}
+
+/// The row-lock suffix of a SELECT inside a write transaction (`skip_locked` for candidate
+/// queries), for statements written as SQL fragments.
+pub(crate) fn lock_suffix(db: &Db, skip_locked: bool) -> &'static str {
+    match (db, skip_locked) {
+        (Db::Pg(_), true) => " FOR UPDATE SKIP LOCKED",
+        (Db::Pg(_), false) => " FOR UPDATE",
+        (Db::Sqlite(_), _) => "",
+    }
+}
+
+/// Loads a DSL query's rows, locked for the rest of the transaction (skipping rows locked
+/// elsewhere with `skip_locked`).
+macro_rules! load_locked {
+    ($db:expr, $query:expr, skip_locked) => {
+        match $db {
+            $crate::Db::Pg(c) => $query.for_update().skip_locked().load(c),
+            $crate::Db::Sqlite(c) => $query.load(c),
+        }
+    };
+    ($db:expr, $query:expr) => {
+        match $db {
+            $crate::Db::Pg(c) => $query.for_update().load(c),
+            $crate::Db::Sqlite(c) => $query.load(c),
+        }
+    };
+}
+
+/// Runs a statement that diesel builds per backend (upserts), written once.
+macro_rules! per_backend {
+    ($db:expr, |$c:ident| $body:expr) => {
+        match $db {
+            $crate::Db::Pg($c) => $body,
+            $crate::Db::Sqlite($c) => $body,
+        }
+    };
+}
+
+pub(crate) use {load_locked, per_backend};
+
+/// Announces changed jobs to every instance's watchers (PostgreSQL: on commit of the surrounding
+/// transaction, or at once outside one). SQLite's adapter wakes its own watchers instead.
+pub(crate) fn announce(db: &mut Db, jobs: &[clawrk_domain::ids::JobId]) -> diesel::QueryResult<()> {
+    use diesel::RunQueryDsl;
+    use diesel::sql_types::{Text, Untyped};
+    if let Db::Pg(_) = db {
+        for job in jobs {
+            diesel::dsl::sql::<Untyped>("SELECT pg_notify(")
+                .bind::<Text, _>(CHANNEL)
+                .sql(", ")
+                .bind::<Text, _>(job.to_string())
+                .sql(")")
+                .execute(db)?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,65 @@
+//! A statement assembled at run time (its number of rows varies), whose bind values render as each
+//! backend's placeholders (`$n` or `?`): diesel writes the placeholders, never string formatting.
+
+use crate::id::{DbId, Id};
+use crate::{Db, MultiBackend};
+use diesel::QueryResult;
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+use diesel::sql_types::{BigInt, Text, Untyped};
+
+enum Part {
+    Sql(&'static str),
+    Id(DbId),
+    BigInt(i64),
+    Text(String),
+}
+
+/// SQL text interleaved with bind values.
+#[derive(Default)]
+pub(crate) struct Statement(Vec<Part>);
+
+impl Statement {
+    pub fn sql(mut self, s: &'static str) -> Self {
+        self.0.push(Part::Sql(s));
+        self
+    }
+    pub fn id(mut self, v: impl Into<DbId>) -> Self {
+        self.0.push(Part::Id(v.into()));
+        self
+    }
+    pub fn bigint(mut self, v: i64) -> Self {
+        self.0.push(Part::BigInt(v));
+        self
+    }
+    pub fn text(mut self, v: impl Into<String>) -> Self {
+        self.0.push(Part::Text(v.into()));
+        self
+    }
+}
+
+impl QueryFragment<MultiBackend> for Statement {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, MultiBackend>) -> QueryResult<()> {
+        // Its text depends on its length: not worth a prepared statement per shape.
+        out.unsafe_to_cache_prepared();
+        for p in &self.0 {
+            match p {
+                Part::Sql(s) => out.push_sql(s),
+                Part::Id(v) => out.push_bind_param::<Id, _>(v)?,
+                Part::BigInt(v) => out.push_bind_param::<BigInt, _>(v)?,
+                Part::Text(v) => out.push_bind_param::<Text, _>(v)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+impl QueryId for Statement {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl Query for Statement {
+    type SqlType = Untyped;
+}
+
+impl diesel::RunQueryDsl<Db> for Statement {}

@@ -1,0 +1,808 @@
+//! [`SqlTx`]: the domain's [`Tx`] on a [`Db`], every statement written once for both backends;
+//! and [`run`], which runs a unit of work in its mode.
+
+use crate::Db;
+use crate::dialect::{self, load_locked, per_backend};
+use crate::errors::db_err;
+use crate::id::{DbId, Id};
+use crate::rows::{self, AgentRow, JobRow, JobWrite, LogRow, ProfileRow, TransferRow, UserRow};
+use crate::schema::*;
+use crate::statement::Statement;
+use clawrk_domain::error::{DomainError, Result};
+use clawrk_domain::ids::{AgentId, ApiKeyId, JobId, Timestamp, TransferId, UserId};
+use clawrk_domain::job::{Job, JobStatus, LogLine, Structured};
+use clawrk_domain::money::{Account, Cents, LedgerEntry, Reason, Transfer};
+use clawrk_domain::ports::{
+    AttemptRecord, IdemRecord, JobFilter, Mode, NewLogLine, Page, Tx, Work,
+};
+use clawrk_domain::user::{Agent, AgentProfile, KeyHash, User};
+use diesel::connection::SimpleConnection;
+use diesel::dsl::{count_star, exists, not, sql};
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Bool};
+use std::any::Any;
+use std::collections::BTreeMap;
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+
+/// The largest balance a wallet may hold; a credit beyond it is refused rather than overflowing.
+const MAX_BALANCE: i64 = i64::MAX / 2;
+
+/// Runs `work` on `db` in `mode`. Returns its result and the jobs whose watchers it asked to wake;
+/// on PostgreSQL those were announced with the commit already, the SQLite adapter wakes them.
+/// A transaction that fails, or panics, is rolled back.
+pub fn run(db: &mut Db, mode: Mode, work: Work) -> Result<(Box<dyn Any + Send>, Vec<JobId>)> {
+    let mut woken = Vec::new();
+    let out = match mode {
+        Mode::Read | Mode::Single => {
+            let out = work(&mut SqlTx {
+                db: &mut *db,
+                woken: &mut woken,
+            })?;
+            dialect::announce(db, &woken).map_err(db_err)?;
+            out
+        }
+        Mode::Transaction => {
+            db.batch_execute(dialect::begin(db)).map_err(db_err)?;
+            let done = catch_unwind(AssertUnwindSafe(|| {
+                let out = work(&mut SqlTx {
+                    db: &mut *db,
+                    woken: &mut woken,
+                })?;
+                dialect::announce(db, &woken).map_err(db_err)?;
+                Ok(out)
+            }));
+            match done {
+                Ok(Ok(out)) => {
+                    db.batch_execute("COMMIT").map_err(db_err)?;
+                    out
+                }
+                Ok(Err(e)) => {
+                    rollback(db);
+                    return Err(e);
+                }
+                Err(panic) => {
+                    rollback(db);
+                    resume_unwind(panic);
+                }
+            }
+        }
+    };
+    Ok((out, woken))
+}
+
+fn rollback(db: &mut Db) {
+    // A connection that cannot roll back is broken; its pool notices and drops it.
+    let _ = db.batch_execute("ROLLBACK");
+}
+
+/// The domain's data access on one connection.
+pub struct SqlTx<'a> {
+    db: &'a mut Db,
+    woken: &'a mut Vec<JobId>,
+}
+
+/// Renames a unique-violation conflict (the domain words it for the caller).
+fn unique(e: diesel::result::Error) -> DomainError {
+    db_err(e)
+}
+
+fn id(v: impl Into<DbId>) -> DbId {
+    v.into()
+}
+
+/// Users with their wallet's balance (the row exists from the user's creation on).
+macro_rules! users_with_balance {
+    () => {
+        users::table
+            .left_join(balances::table.on(sql::<Bool>(
+                "balances.account = 'wallet:' || CAST(users.id AS TEXT)",
+            )))
+            .select((
+                users::id,
+                users::name,
+                users::created_at,
+                balances::balance_cents.nullable(),
+            ))
+    };
+}
+
+impl SqlTx<'_> {
+    /// Applies one account's net delta: a debit only if the balance covers it, a credit only up to
+    /// [`MAX_BALANCE`]; escrow rows are created by their first credit. `Ok(false)` when the guard
+    /// refused (or the row is missing).
+    fn apply_delta(&mut self, account: &str, delta: i64, create: bool) -> Result<bool> {
+        let target = balances::table.filter(balances::account.eq(account));
+        let n = if delta < 0 {
+            diesel::update(target.filter(balances::balance_cents.ge(-delta)))
+                .set(balances::balance_cents.eq(balances::balance_cents + delta))
+                .execute(self.db)
+        } else if create {
+            per_backend!(self.db, |c| diesel::insert_into(balances::table)
+                .values((
+                    balances::account.eq(account),
+                    balances::balance_cents.eq(delta)
+                ))
+                .on_conflict(balances::account)
+                .do_update()
+                .set(balances::balance_cents.eq(balances::balance_cents + delta))
+                .execute(c))
+        } else {
+            diesel::update(target.filter(balances::balance_cents.le(MAX_BALANCE - delta)))
+                .set(balances::balance_cents.eq(balances::balance_cents + delta))
+                .execute(self.db)
+        }
+        .map_err(db_err)?;
+        Ok(n == 1)
+    }
+
+    fn balance_of(&mut self, account: &str) -> Result<Option<i64>> {
+        balances::table
+            .filter(balances::account.eq(account))
+            .select(balances::balance_cents)
+            .first::<i64>(self.db)
+            .optional()
+            .map_err(db_err)
+    }
+}
+
+impl Tx for SqlTx<'_> {
+    fn insert_user(&mut self, user: &User) -> Result<()> {
+        diesel::insert_into(users::table)
+            .values((
+                users::id.eq(id(user.id)),
+                users::name.eq(&user.name),
+                users::created_at.eq(user.created_at.millis()),
+            ))
+            .execute(self.db)
+            .map_err(unique)?;
+        diesel::insert_into(balances::table)
+            .values((
+                balances::account.eq(Account::Wallet(user.id).key()),
+                balances::balance_cents.eq(0),
+            ))
+            .execute(self.db)
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    fn user(&mut self, uid: UserId) -> Result<Option<User>> {
+        Ok(users_with_balance!()
+            .filter(users::id.eq(id(uid)))
+            .first::<UserRow>(self.db)
+            .optional()
+            .map_err(db_err)?
+            .map(UserRow::into_user))
+    }
+
+    fn user_by_name(&mut self, name: &str) -> Result<Option<User>> {
+        Ok(users_with_balance!()
+            .filter(users::name.eq(name))
+            .first::<UserRow>(self.db)
+            .optional()
+            .map_err(db_err)?
+            .map(UserRow::into_user))
+    }
+
+    fn insert_api_key(
+        &mut self,
+        key: ApiKeyId,
+        user: UserId,
+        hash: &KeyHash,
+        now: Timestamp,
+    ) -> Result<()> {
+        diesel::insert_into(api_keys::table)
+            .values((
+                api_keys::id.eq(id(key)),
+                api_keys::user_id.eq(id(user)),
+                api_keys::key_hash.eq(hash.0.to_vec()),
+                api_keys::created_at.eq(now.millis()),
+            ))
+            .execute(self.db)
+            .map_err(unique)?;
+        Ok(())
+    }
+
+    fn user_by_key(&mut self, hash: &KeyHash) -> Result<Option<User>> {
+        let owner = api_keys::table
+            .filter(api_keys::key_hash.eq(hash.0.to_vec()))
+            .select(api_keys::user_id);
+        Ok(users_with_balance!()
+            .filter(users::id.eq_any(owner))
+            .first::<UserRow>(self.db)
+            .optional()
+            .map_err(db_err)?
+            .map(UserRow::into_user))
+    }
+
+    fn insert_agent(&mut self, agent: &Agent) -> Result<()> {
+        diesel::insert_into(agents::table)
+            .values(AgentRow::of(agent))
+            .execute(self.db)
+            .map_err(unique)?;
+        Ok(())
+    }
+
+    fn update_agent(&mut self, agent: &Agent) -> Result<()> {
+        diesel::update(agents::table.find(id(agent.id)))
+            .set((
+                agents::name.eq(&agent.name),
+                agents::personality.eq(&agent.personality),
+                agents::avatar_url.eq(&agent.avatar_url),
+            ))
+            .execute(self.db)
+            .map_err(unique)?;
+        Ok(())
+    }
+
+    fn delete_agent(&mut self, agent: AgentId) -> Result<()> {
+        diesel::delete(agents::table.find(id(agent)))
+            .execute(self.db)
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    fn agent(&mut self, agent: AgentId) -> Result<Option<Agent>> {
+        Ok(agents::table
+            .find(id(agent))
+            .first::<AgentRow>(self.db)
+            .optional()
+            .map_err(db_err)?
+            .map(AgentRow::into_agent))
+    }
+
+    fn agents_of(&mut self, owner: UserId) -> Result<Vec<Agent>> {
+        Ok(agents::table
+            .filter(agents::owner_id.eq(id(owner)))
+            .order((
+                agents::is_default.desc(),
+                agents::created_at.asc(),
+                agents::id.asc(),
+            ))
+            .load::<AgentRow>(self.db)
+            .map_err(db_err)?
+            .into_iter()
+            .map(AgentRow::into_agent)
+            .collect())
+    }
+
+    fn directory(&mut self, page: Page<AgentId>) -> Result<Vec<AgentProfile>> {
+        let mut q = agents::table
+            .select((
+                agents::all_columns,
+                sql::<BigInt>(
+                    "(SELECT COUNT(*) FROM attempts t WHERE t.agent_id = agents.id \
+                     AND t.outcome = 'verified')",
+                ),
+                sql::<BigInt>(
+                    "(SELECT COUNT(*) FROM attempts t WHERE t.agent_id = agents.id \
+                     AND t.outcome = 'failed')",
+                ),
+                sql::<BigInt>(
+                    "(SELECT CAST(COALESCE(SUM(t.earned_cents), 0) AS BIGINT) FROM attempts t \
+                     WHERE t.agent_id = agents.id)",
+                ),
+            ))
+            .order(agents::id.desc())
+            .limit(i64::from(page.limit))
+            .into_boxed();
+        if let Some(b) = page.before {
+            q = q.filter(agents::id.lt(id(b)));
+        }
+        Ok(q.load::<ProfileRow>(self.db)
+            .map_err(db_err)?
+            .into_iter()
+            .map(ProfileRow::into_profile)
+            .collect())
+    }
+
+    fn count_agents(&mut self) -> Result<i64> {
+        agents::table
+            .select(count_star())
+            .first(self.db)
+            .map_err(db_err)
+    }
+
+    fn record_attempt(&mut self, a: &AttemptRecord) -> Result<()> {
+        let number = i32::try_from(a.number)
+            .map_err(|_| DomainError::Internal("attempt number out of range".into()))?;
+        let (outcome, earned) = (a.outcome.as_str(), a.earned.get());
+        per_backend!(self.db, |c| diesel::insert_into(attempts::table)
+            .values((
+                attempts::job_id.eq(id(a.job_id)),
+                attempts::attempt.eq(number),
+                attempts::agent_id.eq(id(a.agent_id)),
+                attempts::outcome.eq(outcome),
+                attempts::earned_cents.eq(earned),
+            ))
+            .on_conflict((attempts::job_id, attempts::attempt))
+            .do_update()
+            .set((
+                attempts::outcome.eq(outcome),
+                attempts::earned_cents.eq(earned),
+            ))
+            .execute(c))
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    fn post(&mut self, transfers: &[(TransferId, Transfer)], now: Timestamp) -> Result<()> {
+        if transfers.is_empty() {
+            return Ok(());
+        }
+        let rows: Vec<TransferRow> = transfers
+            .iter()
+            .map(|(tid, t)| TransferRow {
+                id: id(*tid),
+                debit: t.from.key(),
+                credit: t.to.key(),
+                amount_cents: t.amount.get(),
+                reason: t.reason.as_str().into(),
+                job_id: t.job_id.map(DbId::from),
+                created_at: now.millis(),
+            })
+            .collect();
+        per_backend!(self.db, |c| diesel::insert_into(transfers::table)
+            .values(&rows)
+            .execute(c))
+        .map_err(db_err)?;
+        // Net deltas per account, applied in account-key order: the order every writer takes
+        // balance locks in, so two postings never wait on each other in a cycle. The world and
+        // the platform have no balance row (their balances are their ledger sums).
+        let mut deltas: BTreeMap<String, (Account, i64)> = BTreeMap::new();
+        for (_, t) in transfers {
+            let amount = t.amount.get();
+            for (account, d) in [(t.from, -amount), (t.to, amount)] {
+                if matches!(account, Account::World | Account::Platform) {
+                    continue;
+                }
+                let e = deltas.entry(account.key()).or_insert((account, 0));
+                e.1 = e.1.checked_add(d).ok_or_else(|| {
+                    DomainError::invalid("amount_cents is larger than a wallet can hold")
+                })?;
+            }
+        }
+        for (key, (account, delta)) in deltas {
+            if delta == 0 {
+                continue;
+            }
+            let escrow = matches!(account, Account::Escrow(_));
+            if self.apply_delta(&key, delta, escrow && delta > 0)? {
+                continue;
+            }
+            // The guard refused: say why, with what the account holds.
+            return Err(match (self.balance_of(&key)?, account) {
+                (None, Account::Wallet(_)) => DomainError::NotFound("user"),
+                (found, _) if delta < 0 => DomainError::InsufficientBalance {
+                    required: Cents(-delta),
+                    available: Cents(found.unwrap_or(0)),
+                },
+                _ => DomainError::invalid("amount_cents is larger than a wallet can hold"),
+            });
+        }
+        Ok(())
+    }
+
+    fn ledger(&mut self, user: UserId, page: Page<TransferId>) -> Result<Vec<LedgerEntry>> {
+        let wallet = Account::Wallet(user);
+        let key = wallet.key();
+        let mut q = transfers::table
+            .filter(
+                transfers::debit
+                    .eq(key.clone())
+                    .or(transfers::credit.eq(key)),
+            )
+            .order(transfers::id.desc())
+            .limit(i64::from(page.limit))
+            .into_boxed();
+        if let Some(b) = page.before {
+            q = q.filter(transfers::id.lt(id(b)));
+        }
+        q.load::<TransferRow>(self.db)
+            .map_err(db_err)?
+            .into_iter()
+            .map(|r| r.into_entry(wallet))
+            .collect()
+    }
+
+    fn transfer_total(&mut self, reason: Reason) -> Result<Cents> {
+        let total = transfers::table
+            .filter(transfers::reason.eq(reason.as_str()))
+            .select(sql::<BigInt>(
+                "CAST(COALESCE(SUM(amount_cents), 0) AS BIGINT)",
+            ))
+            .first::<i64>(self.db)
+            .map_err(db_err)?;
+        Ok(Cents(total))
+    }
+
+    fn insert_job(&mut self, job: &Job) -> Result<()> {
+        diesel::insert_into(jobs::table)
+            .values(JobWrite::of(job)?)
+            .execute(self.db)
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    fn update_job(&mut self, job: &Job, expected_version: i64) -> Result<bool> {
+        let row = JobWrite::of(job)?;
+        let target = jobs::table
+            .filter(jobs::id.eq(id(job.id)))
+            .filter(jobs::version.eq(expected_version));
+        // The verification lease belongs to the worker; it outlives a job change only while the
+        // job stays `submitted`.
+        let n = if job.status == JobStatus::Submitted {
+            diesel::update(target).set(&row).execute(self.db)
+        } else {
+            diesel::update(target)
+                .set((&row, jobs::verify_lease_until.eq(None::<i64>)))
+                .execute(self.db)
+        }
+        .map_err(db_err)?;
+        Ok(n == 1)
+    }
+
+    fn job(&mut self, job: JobId) -> Result<Option<Job>> {
+        jobs::table
+            .find(id(job))
+            .first::<JobRow>(self.db)
+            .optional()
+            .map_err(db_err)?
+            .map(JobRow::into_job)
+            .transpose()
+    }
+
+    fn lock_job(&mut self, job: JobId) -> Result<Option<Job>> {
+        let q = jobs::table.filter(jobs::id.eq(id(job)));
+        let rows: Vec<JobRow> = load_locked!(self.db, q).map_err(db_err)?;
+        Ok(rows::jobs(rows)?.pop())
+    }
+
+    fn queued_candidates(&mut self, owner: UserId, agent: AgentId, limit: u32) -> Result<Vec<Job>> {
+        let presented = presentations::table
+            .filter(presentations::agent_id.eq(id(agent)))
+            .filter(presentations::job_id.eq(jobs::id));
+        // A literal status (not a bind) lets PostgreSQL's planner use the partial index of queued
+        // jobs, whose key order is this ORDER BY.
+        let q = jobs::table
+            .filter(sql::<Bool>("jobs.status = 'queued'"))
+            .filter(jobs::sender.ne(id(owner)))
+            .filter(not(exists(presented)))
+            .order((jobs::created_at.asc(), jobs::id.asc()))
+            .limit(i64::from(limit));
+        let rows: Vec<JobRow> = load_locked!(self.db, q, skip_locked).map_err(db_err)?;
+        rows::jobs(rows)
+    }
+
+    fn expired_holds(&mut self, now: Timestamp, limit: u32) -> Result<Vec<Job>> {
+        let q = jobs::table
+            .filter(sql::<Bool>("jobs.status = 'held'"))
+            .filter(jobs::hold_expires_at.le(now.millis()))
+            .order(jobs::hold_expires_at.asc())
+            .limit(i64::from(limit));
+        let rows: Vec<JobRow> = load_locked!(self.db, q, skip_locked).map_err(db_err)?;
+        rows::jobs(rows)
+    }
+
+    fn overdue(&mut self, now: Timestamp, limit: u32) -> Result<Vec<Job>> {
+        let q = jobs::table
+            .filter(sql::<Bool>("jobs.status = 'accepted'"))
+            .filter(jobs::deadline_at.le(now.millis()))
+            .order(jobs::deadline_at.asc())
+            .limit(i64::from(limit));
+        let rows: Vec<JobRow> = load_locked!(self.db, q, skip_locked).map_err(db_err)?;
+        rows::jobs(rows)
+    }
+
+    fn lease_submitted(&mut self, now: Timestamp, until: Timestamp) -> Result<Option<Job>> {
+        // One statement: pick the oldest free submission (skipping rows other workers lock) and
+        // lease it.
+        let pick = sql::<Bool>(
+            "jobs.id = (SELECT j.id FROM jobs j WHERE j.status = 'submitted' \
+             AND (j.verify_lease_until IS NULL OR j.verify_lease_until <= ",
+        )
+        .bind::<BigInt, _>(now.millis())
+        .sql(") ORDER BY j.submitted_at, j.id LIMIT 1")
+        .sql(dialect::lock_suffix(self.db, true))
+        .sql(")");
+        diesel::update(jobs::table.filter(pick))
+            .set(jobs::verify_lease_until.eq(Some(until.millis())))
+            .returning(jobs::all_columns)
+            .get_result::<JobRow>(self.db)
+            .optional()
+            .map_err(db_err)?
+            .map(JobRow::into_job)
+            .transpose()
+    }
+
+    fn jobs(&mut self, filter: &JobFilter, page: Page<JobId>) -> Result<Vec<Job>> {
+        let mut q = jobs::table
+            .order((jobs::created_at.desc(), jobs::id.desc()))
+            .limit(i64::from(page.limit))
+            .into_boxed();
+        // Only the filters that apply, so that the planner sees plain equalities and walks the
+        // matching index backwards.
+        if let Some(s) = filter.sender {
+            q = q.filter(jobs::sender.eq(id(s)));
+        }
+        if let Some(w) = filter.worker {
+            q = q.filter(
+                jobs::held_by_owner_id
+                    .eq(id(w))
+                    .or(jobs::receiver.eq(id(w))),
+            );
+        }
+        if let Some(a) = filter.agent {
+            q = q.filter(
+                jobs::held_by_agent_id
+                    .eq(id(a))
+                    .or(jobs::receiver_agent_id.eq(id(a))),
+            );
+        }
+        if !filter.statuses.is_empty() {
+            // Literals from the fixed set of statuses: the planner can use the partial indexes.
+            let list: Vec<String> = filter
+                .statuses
+                .iter()
+                .map(|s| format!("'{}'", s.as_str()))
+                .collect();
+            q = q.filter(sql::<Bool>(&format!(
+                "jobs.status IN ({})",
+                list.join(", ")
+            )));
+        }
+        if let Some(b) = page.before {
+            // Strictly older than the cursor job; no rows for an unknown cursor.
+            q = q.filter(
+                sql::<Bool>("(jobs.created_at, jobs.id) < (SELECT c.created_at, c.id FROM jobs c WHERE c.id = ")
+                    .bind::<Id, _>(id(b))
+                    .sql(")"),
+            );
+        }
+        rows::jobs(q.load::<JobRow>(self.db).map_err(db_err)?)
+    }
+
+    fn count_by_status(&mut self) -> Result<Vec<(JobStatus, i64)>> {
+        let rows: Vec<(String, i64)> = jobs::table
+            .group_by(jobs::status)
+            .select((jobs::status, count_star()))
+            .load(self.db)
+            .map_err(db_err)?;
+        rows.into_iter()
+            .map(|(s, n)| {
+                JobStatus::parse(&s)
+                    .map(|st| (st, n))
+                    .ok_or_else(|| DomainError::Internal(format!("stored status {s:?}")))
+            })
+            .collect()
+    }
+
+    fn queued_price_at(&mut self, offset: i64) -> Result<Option<Cents>> {
+        Ok(jobs::table
+            .filter(sql::<Bool>("jobs.status = 'queued'"))
+            .select(jobs::price_cents)
+            .order(jobs::price_cents.asc())
+            .offset(offset)
+            .first::<i64>(self.db)
+            .optional()
+            .map_err(db_err)?
+            .map(Cents))
+    }
+
+    fn append_logs(
+        &mut self,
+        job: JobId,
+        lines: &[NewLogLine],
+        at: Timestamp,
+    ) -> Result<Vec<LogLine>> {
+        if lines.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One statement: the lines numbered after the job's last one (the caller holds the job's
+        // row, so no other append to this job runs meanwhile).
+        let mut q = Statement::default()
+            .sql("INSERT INTO log_lines (job_id, seq, at, level, message) SELECT ")
+            .id(job)
+            .sql(", m.n + v.column1, ")
+            .bigint(at.millis())
+            .sql(", v.column2, v.column3 FROM (SELECT COALESCE(MAX(seq), 0) AS n FROM log_lines WHERE job_id = ")
+            .id(job)
+            .sql(") m CROSS JOIN (VALUES ");
+        for (i, (level, message)) in lines.iter().enumerate() {
+            let k = i64::try_from(i + 1)
+                .map_err(|_| DomainError::Internal("too many log lines".into()))?;
+            q = q
+                .sql(if i == 0 { "(" } else { ", (" })
+                .bigint(k)
+                .sql(", ")
+                .text(level.as_str())
+                .sql(", ")
+                .text(message.clone())
+                .sql(")");
+        }
+        #[derive(QueryableByName)]
+        struct Seq {
+            #[diesel(sql_type = BigInt)]
+            seq: i64,
+        }
+        let mut seqs: Vec<i64> = q
+            .sql(") AS v RETURNING seq")
+            .load::<Seq>(self.db)
+            .map_err(db_err)?
+            .into_iter()
+            .map(|s| s.seq)
+            .collect();
+        seqs.sort_unstable();
+        Ok(seqs
+            .into_iter()
+            .zip(lines)
+            .map(|(seq, (level, message))| LogLine {
+                seq,
+                at,
+                level: *level,
+                message: message.clone(),
+            })
+            .collect())
+    }
+
+    fn logs(&mut self, job: JobId, after: i64) -> Result<Vec<LogLine>> {
+        log_lines::table
+            .filter(log_lines::job_id.eq(id(job)))
+            .filter(log_lines::seq.gt(after))
+            .order(log_lines::seq.asc())
+            .select((
+                log_lines::seq,
+                log_lines::at,
+                log_lines::level,
+                log_lines::message,
+            ))
+            .load::<LogRow>(self.db)
+            .map_err(db_err)?
+            .into_iter()
+            .map(LogRow::into_line)
+            .collect()
+    }
+
+    fn notify(&mut self, job: JobId) -> Result<()> {
+        if !self.woken.contains(&job) {
+            self.woken.push(job);
+        }
+        Ok(())
+    }
+
+    fn put_quote(
+        &mut self,
+        sender: UserId,
+        digest: &[u8; 32],
+        structured: &Structured,
+        expires_at: Timestamp,
+    ) -> Result<()> {
+        let text = rows::to_json(structured)?;
+        per_backend!(self.db, |c| diesel::insert_into(quotes::table)
+            .values((
+                quotes::sender.eq(id(sender)),
+                quotes::digest.eq(digest.to_vec()),
+                quotes::structured.eq(&text),
+                quotes::expires_at.eq(expires_at.millis()),
+            ))
+            .on_conflict((quotes::sender, quotes::digest))
+            .do_update()
+            .set((
+                quotes::structured.eq(&text),
+                quotes::expires_at.eq(expires_at.millis()),
+            ))
+            .execute(c))
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    fn quote(
+        &mut self,
+        sender: UserId,
+        digest: &[u8; 32],
+        now: Timestamp,
+    ) -> Result<Option<Structured>> {
+        quotes::table
+            .filter(quotes::sender.eq(id(sender)))
+            .filter(quotes::digest.eq(digest.to_vec()))
+            .filter(quotes::expires_at.gt(now.millis()))
+            .select(quotes::structured)
+            .first::<String>(self.db)
+            .optional()
+            .map_err(db_err)?
+            .map(|t| rows::from_json("quote", &t))
+            .transpose()
+    }
+
+    fn idem_insert(
+        &mut self,
+        user: UserId,
+        key: &str,
+        digest: &[u8; 32],
+        expires_at: Timestamp,
+    ) -> Result<bool> {
+        // Insert-if-absent is one atomic statement: of concurrent claims, exactly one inserts.
+        let n = per_backend!(self.db, |c| diesel::insert_into(idempotency::table)
+            .values((
+                idempotency::user_id.eq(id(user)),
+                idempotency::key.eq(key),
+                idempotency::digest.eq(digest.to_vec()),
+                idempotency::response.eq(None::<Vec<u8>>),
+                idempotency::expires_at.eq(expires_at.millis()),
+            ))
+            .on_conflict_do_nothing()
+            .execute(c))
+        .map_err(db_err)?;
+        Ok(n == 1)
+    }
+
+    fn idem_get(&mut self, user: UserId, key: &str) -> Result<Option<IdemRecord>> {
+        let row: Option<(Vec<u8>, Option<Vec<u8>>, i64)> = idempotency::table
+            .filter(idempotency::user_id.eq(id(user)))
+            .filter(idempotency::key.eq(key))
+            .select((
+                idempotency::digest,
+                idempotency::response,
+                idempotency::expires_at,
+            ))
+            .first(self.db)
+            .optional()
+            .map_err(db_err)?;
+        row.map(|(digest, response, expires_at)| {
+            Ok(IdemRecord {
+                digest: digest
+                    .try_into()
+                    .map_err(|_| DomainError::Internal("stored digest is not 32 bytes".into()))?,
+                response,
+                expires_at: Timestamp::from_millis(expires_at),
+            })
+        })
+        .transpose()
+    }
+
+    fn idem_complete(&mut self, user: UserId, key: &str, response: &[u8]) -> Result<()> {
+        diesel::update(
+            idempotency::table
+                .filter(idempotency::user_id.eq(id(user)))
+                .filter(idempotency::key.eq(key)),
+        )
+        .set(idempotency::response.eq(Some(response.to_vec())))
+        .execute(self.db)
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    fn idem_delete(
+        &mut self,
+        user: UserId,
+        key: &str,
+        expired_by: Option<Timestamp>,
+    ) -> Result<()> {
+        let target = idempotency::table
+            .filter(idempotency::user_id.eq(id(user)))
+            .filter(idempotency::key.eq(key));
+        match expired_by {
+            Some(t) => diesel::delete(target.filter(idempotency::expires_at.le(t.millis())))
+                .execute(self.db),
+            None => diesel::delete(target).execute(self.db),
+        }
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    fn purge_expired(&mut self, now: Timestamp) -> Result<u64> {
+        let q = diesel::delete(quotes::table.filter(quotes::expires_at.le(now.millis())))
+            .execute(self.db)
+            .map_err(db_err)?;
+        let i = diesel::delete(idempotency::table.filter(idempotency::expires_at.le(now.millis())))
+            .execute(self.db)
+            .map_err(db_err)?;
+        Ok((q + i) as u64)
+    }
+
+    fn ping(&mut self) -> Result<()> {
+        diesel::select(sql::<BigInt>("CAST(1 AS BIGINT)"))
+            .get_result::<i64>(self.db)
+            .map_err(db_err)?;
+        Ok(())
+    }
+}

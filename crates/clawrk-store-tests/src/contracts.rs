@@ -1,0 +1,948 @@
+// The store contracts. Not a module of this crate: each store's `tests/contract.rs` defines
+// `static HARNESS` and includes this file, so every contract below runs on every store.
+
+use clawrk_domain::error::DomainError;
+use clawrk_domain::job::{JobStatus, Output};
+use clawrk_domain::money::{Cents, MAX_AMOUNT, Reason};
+use clawrk_domain::ports::Page;
+use clawrk_domain::service::{IdemState, JobsOf, RunOutcome, RunRequest};
+use clawrk_domain::user::{AgentPatch, KeyHash, NewAgent, api_key_from};
+use clawrk_store_tests::*;
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+/// Paid, held, accepted, submitted, verified: the worker gets price − fee, the platform the fee.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn verified_path() {
+    let h = &HARNESS;
+    let f = Fixture::new(h).await;
+    let m = &f.market;
+    let sender = f.user("sender", 1_000).await;
+    let worker = f.user("worker", 0).await;
+    let agent = f.agent(worker.id).await;
+    let job = f.job(sender.id, 500).await;
+    assert_eq!(job.status, JobStatus::Queued);
+    assert_eq!(f.balance(sender.id).await, 500);
+    f.check(h).await;
+
+    let held = m.pull(worker.id, &DEFAULT).await.unwrap().unwrap();
+    assert_eq!((held.id, held.status), (job.id, JobStatus::Held));
+    assert_eq!(held.presented_to_agents, vec![agent.id]);
+    let accepted = m.accept(worker.id, job.id, &DEFAULT).await.unwrap();
+    assert_eq!(
+        (accepted.status, accepted.attempt_count),
+        (JobStatus::Accepted, 1)
+    );
+    assert!(accepted.deadline_at.is_some());
+    let submitted = m.submit(worker.id, job.id, output()).await.unwrap();
+    assert_eq!(submitted.status, JobStatus::Submitted);
+    let done = m.verify_next().await.unwrap().unwrap();
+    assert_eq!(done.id, job.id);
+    assert_eq!(done.status, JobStatus::Verified);
+    assert!(done.verification.as_ref().unwrap().passed);
+    // $5.00: fee $1.50, worker $3.50.
+    assert_eq!(f.balance(worker.id).await, 350);
+    assert_eq!(f.balance(sender.id).await, 500);
+    let (_, ledger) = m.wallet(worker.id, Page::first()).await.unwrap();
+    assert_eq!(ledger.len(), 1);
+    assert_eq!(
+        (ledger[0].delta_cents, ledger[0].reason, ledger[0].job_id),
+        (Cents(350), Reason::Earning, Some(job.id))
+    );
+    let (_, sender_ledger) = m.wallet(sender.id, Page::first()).await.unwrap();
+    assert_eq!(
+        (sender_ledger[0].delta_cents, sender_ledger[0].reason),
+        (Cents(-500), Reason::JobPayment)
+    );
+    let stats = m.stats().await.unwrap();
+    assert_eq!((stats.jobs_verified, stats.total_paid_out), (1, Cents(350)));
+    let dir = m.directory(Page::first()).await.unwrap();
+    let me = dir.iter().find(|p| p.agent.id == agent.id).unwrap();
+    assert_eq!(
+        (me.jobs_verified, me.jobs_failed, me.earned_cents),
+        (1, 0, Cents(350))
+    );
+    // The lease's line, the verifier's note, the criterion, the verdict, the payout: numbered 1…
+    let lines = m.log_update(job.id, 0).await.unwrap();
+    assert_eq!(
+        lines.lines.iter().map(|l| l.seq).collect::<Vec<_>>(),
+        [1, 2, 3, 4, 5]
+    );
+    assert!(lines.finished && lines.verdict.is_some());
+    assert!(m.verify_next().await.unwrap().is_none());
+    f.check(h).await;
+}
+
+/// 402 then pay; cancel from every status with the right refund.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn payment_and_cancel_in_every_status() {
+    let h = &HARNESS;
+    let f = Fixture::new(h).await;
+    let m = &f.market;
+    let sender = f.user("sender", 0).await;
+    let worker = f.user("worker", 0).await;
+    let RunOutcome::PendingPayment {
+        job: pending,
+        required,
+        available,
+    } = f.try_job(sender.id, 300).await
+    else {
+        panic!("short")
+    };
+    assert_eq!(pending.status, JobStatus::PendingPayment);
+    assert_eq!((required, available), (Cents(300), Cents(0)));
+    let short = m.pay(sender.id, pending.id).await.unwrap_err();
+    assert!(
+        matches!(short, DomainError::InsufficientBalance { .. }),
+        "{short:?}"
+    );
+    m.adjust_balance(sender.id, Cents(2_000), Reason::Topup)
+        .await
+        .unwrap();
+    let paid = m.pay(sender.id, pending.id).await.unwrap();
+    assert_eq!(paid.status, JobStatus::Queued);
+    assert_eq!(f.balance(sender.id).await, 1_700);
+    let twice = m.pay(sender.id, pending.id).await.unwrap_err();
+    assert!(
+        matches!(twice, DomainError::InvalidState { .. }),
+        "{twice:?}"
+    );
+    // Cancel queued: refunded.
+    let c = m.cancel(sender.id, paid.id).await.unwrap();
+    assert_eq!(c.status, JobStatus::Cancelled);
+    assert_eq!(f.balance(sender.id).await, 2_000);
+    // Cancel a pending job: nothing to refund.
+    let RunOutcome::PendingPayment { job: p2, .. } = f.try_job(sender.id, 5_000).await else {
+        panic!("short")
+    };
+    assert_eq!(
+        m.cancel(sender.id, p2.id).await.unwrap().status,
+        JobStatus::Cancelled
+    );
+    assert_eq!(f.balance(sender.id).await, 2_000);
+    // Cancel held: refunded.
+    let j3 = f.job(sender.id, 400).await;
+    m.claim(worker.id, j3.id, &DEFAULT).await.unwrap();
+    assert_eq!(
+        m.cancel(sender.id, j3.id).await.unwrap().status,
+        JobStatus::Cancelled
+    );
+    assert_eq!(f.balance(sender.id).await, 2_000);
+    // Cancel accepted: only requested; the next failure cancels and refunds.
+    let j4 = f.job(sender.id, 400).await;
+    m.claim(worker.id, j4.id, &DEFAULT).await.unwrap();
+    m.accept(worker.id, j4.id, &DEFAULT).await.unwrap();
+    let c4 = m.cancel(sender.id, j4.id).await.unwrap();
+    assert_eq!(c4.status, JobStatus::Accepted);
+    assert!(c4.cancellation_requested);
+    assert_eq!(f.balance(sender.id).await, 1_600);
+    let failed = m.give_up(worker.id, j4.id, None).await.unwrap();
+    assert_eq!(failed.status, JobStatus::Cancelled);
+    assert_eq!(f.balance(sender.id).await, 2_000);
+    // Cancel a final job: a no-op.
+    let again = m.cancel(sender.id, j4.id).await.unwrap();
+    assert_eq!(again.status, JobStatus::Cancelled);
+    assert_eq!(f.balance(sender.id).await, 2_000);
+    // Only the sender cancels.
+    let j5 = f.job(sender.id, 400).await;
+    let e = m.cancel(worker.id, j5.id).await.unwrap_err();
+    assert!(matches!(e, DomainError::NotFound(_)), "{e:?}");
+    assert_eq!(f.read(sender.id, j5.id).await.status, JobStatus::Queued);
+    f.check(h).await;
+}
+
+/// Give-up, failed verdict, missed deadline: the third failure fails the job and refunds it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_failed_attempts_refund() {
+    let h = &HARNESS;
+    let f = Fixture::new(h).await;
+    let m = &f.market;
+    let sender = f.user("sender", 1_000).await;
+    let job = f.job(sender.id, 1_000).await;
+    let mut workers = vec![];
+    for n in 0..3 {
+        let w = f.user(&format!("worker{n}"), 0).await;
+        workers.push((w.id, f.agent(w.id).await));
+    }
+    // 1: gives up.
+    let w = workers[0].0;
+    m.pull(w, &DEFAULT).await.unwrap().unwrap();
+    m.accept(w, job.id, &DEFAULT).await.unwrap();
+    let j = m.give_up(w, job.id, Some("no GPU".into())).await.unwrap();
+    assert_eq!((j.status, j.attempt_count), (JobStatus::Queued, 1));
+    // 2: fails verification.
+    let w = workers[1].0;
+    m.pull(w, &DEFAULT).await.unwrap().unwrap();
+    m.accept(w, job.id, &DEFAULT).await.unwrap();
+    m.submit(w, job.id, output()).await.unwrap();
+    f.verifier.set(false);
+    let j = m.verify_next().await.unwrap().unwrap();
+    assert_eq!((j.status, j.attempt_count), (JobStatus::Queued, 2));
+    assert!(!j.verification.as_ref().unwrap().passed);
+    // 3: misses the deadline; the sweeper fails it for good.
+    let w = workers[2].0;
+    m.pull(w, &DEFAULT).await.unwrap().unwrap();
+    m.accept(w, job.id, &DEFAULT).await.unwrap();
+    f.clock.advance(Duration::from_secs(601));
+    assert_eq!(m.sweep().await.unwrap().failed_deadlines, 1);
+    let j = f.read(sender.id, job.id).await;
+    assert_eq!((j.status, j.attempt_count), (JobStatus::Failed, 3));
+    assert_eq!(f.balance(sender.id).await, 1_000);
+    let (_, ledger) = m.wallet(sender.id, Page::first()).await.unwrap();
+    assert_eq!(
+        ledger.iter().filter(|e| e.reason == Reason::Refund).count(),
+        1
+    );
+    let dir = m.directory(Page::first()).await.unwrap();
+    for (_, a) in &workers {
+        let p = dir.iter().find(|p| p.agent.id == a.id).unwrap();
+        assert_eq!((p.jobs_verified, p.jobs_failed), (0, 1), "{}", a.name);
+    }
+    let log = f.log(job.id).await;
+    assert!(log.contains(&"attempt 1 failed: given up by the agent: no GPU".to_string()));
+    assert_eq!(
+        log.last().unwrap(),
+        "the job failed after 3 attempts, and the sender is refunded"
+    );
+    f.check(h).await;
+}
+
+/// Pull never offers the owner's own jobs nor a job already presented to the agent; oldest first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pull_rules() {
+    let h = &HARNESS;
+    let f = Fixture::new(h).await;
+    let m = &f.market;
+    let sender = f.user("sender", 10_000).await;
+    let worker = f.user("worker", 0).await;
+    assert!(m.pull(worker.id, &DEFAULT).await.unwrap().is_none());
+    let first = f.job(sender.id, 500).await;
+    let second = f.job(sender.id, 500).await;
+    assert!(
+        m.pull(sender.id, &DEFAULT).await.unwrap().is_none(),
+        "never one's own"
+    );
+    let p1 = m.pull(worker.id, &DEFAULT).await.unwrap().unwrap();
+    assert_eq!(p1.id, first.id);
+    let r = m.reject(worker.id, first.id, &DEFAULT).await.unwrap();
+    assert_eq!(r.status, JobStatus::Queued);
+    assert!(r.holder.is_none());
+    let p2 = m.pull(worker.id, &DEFAULT).await.unwrap().unwrap();
+    assert_eq!(p2.id, second.id);
+    m.reject(worker.id, second.id, &DEFAULT).await.unwrap();
+    assert!(m.pull(worker.id, &DEFAULT).await.unwrap().is_none());
+    // Another agent of the same owner has not seen them.
+    let other = m
+        .create_agent(
+            worker.id,
+            NewAgent {
+                name: "other".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let p3 = m.pull(worker.id, &by(&other)).await.unwrap().unwrap();
+    assert_eq!(p3.id, first.id);
+    m.reject(worker.id, first.id, &by(&other)).await.unwrap();
+    // Claim by id still works after a reject; the sender's agent may not claim its own job.
+    let c = m.claim(worker.id, first.id, &DEFAULT).await.unwrap();
+    assert_eq!(c.status, JobStatus::Held);
+    let e = m.claim(sender.id, second.id, &DEFAULT).await.unwrap_err();
+    assert!(matches!(e, DomainError::Forbidden(_)), "{e:?}");
+    // A held job: 400 for a caller who sees it (the sender), 404 for a stranger.
+    let busy = m.claim(sender.id, first.id, &DEFAULT).await.unwrap_err();
+    assert!(matches!(busy, DomainError::InvalidState { .. }), "{busy:?}");
+    let stranger = f.user("stranger", 0).await;
+    let hidden = m.claim(stranger.id, first.id, &DEFAULT).await.unwrap_err();
+    assert_eq!(hidden, DomainError::NotFound("job"));
+    f.check(h).await;
+}
+
+/// A lapsed hold: accept answers HoldExpired and the job is back in the queue; the sweeper
+/// releases lapsed holds too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hold_expiry() {
+    let h = &HARNESS;
+    let f = Fixture::new(h).await;
+    let m = &f.market;
+    let sender = f.user("sender", 10_000).await;
+    let worker = f.user("worker", 0).await;
+    let job = f.job(sender.id, 500).await;
+    m.pull(worker.id, &DEFAULT).await.unwrap().unwrap();
+    f.clock.advance(Duration::from_secs(31));
+    let e = m.accept(worker.id, job.id, &DEFAULT).await.unwrap_err();
+    assert_eq!(e, DomainError::HoldExpired);
+    let j = f.read(sender.id, job.id).await;
+    assert_eq!((j.status, j.attempt_count), (JobStatus::Queued, 0));
+    // Reject after losing the hold: also "hold expired".
+    assert_eq!(
+        m.reject(worker.id, job.id, &DEFAULT).await.unwrap_err(),
+        DomainError::HoldExpired
+    );
+    let other = f.user("other", 0).await;
+    m.claim(other.id, job.id, &DEFAULT).await.unwrap();
+    f.clock.advance(Duration::from_secs(31));
+    let r = m.sweep().await.unwrap();
+    assert_eq!((r.released_holds, r.failed_deadlines), (1, 0));
+    assert_eq!(f.read(sender.id, job.id).await.status, JobStatus::Queued);
+    assert_eq!(m.sweep().await.unwrap().released_holds, 0, "idempotent");
+    f.check(h).await;
+}
+
+/// A submission at the deadline fails the attempt and says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn late_submit() {
+    let h = &HARNESS;
+    let f = Fixture::new(h).await;
+    let m = &f.market;
+    let sender = f.user("sender", 10_000).await;
+    let worker = f.user("worker", 0).await;
+    let job = f.job(sender.id, 500).await;
+    m.claim(worker.id, job.id, &DEFAULT).await.unwrap();
+    m.accept(worker.id, job.id, &DEFAULT).await.unwrap();
+    f.clock.advance(Duration::from_secs(600));
+    let e = m.submit(worker.id, job.id, output()).await.unwrap_err();
+    assert_eq!(e, DomainError::DeadlinePassed);
+    let j = f.read(sender.id, job.id).await;
+    assert_eq!((j.status, j.attempt_count), (JobStatus::Queued, 1));
+    assert_eq!(j.receiver, Some(worker.id), "kept for history");
+    assert!(
+        f.log(job.id)
+            .await
+            .contains(&"attempt 1 failed: submitted after the deadline".to_string())
+    );
+    f.check(h).await;
+}
+
+/// Newest first, paged by cursor, filtered by status; the board; the agent's own work list; stats.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn listing_and_board() {
+    let h = &HARNESS;
+    let f = Fixture::new(h).await;
+    let m = &f.market;
+    let a = f.user("a", 100_000).await;
+    let b = f.user("b", 100_000).await;
+    let mut mine = vec![];
+    for p in [100, 200, 300, 400, 500] {
+        mine.push(f.job(a.id, p).await.id);
+        f.clock.advance(Duration::from_millis(5));
+    }
+    mine.reverse();
+    let theirs = f.job(b.id, 900).await;
+    m.cancel(a.id, mine[4]).await.unwrap();
+    let page = |limit, before| Page::new(Some(limit), before).unwrap();
+    let p1 = m
+        .jobs(a.id, JobsOf::Sender, None, None, page(2, None))
+        .await
+        .unwrap();
+    assert_eq!(p1.iter().map(|j| j.id).collect::<Vec<_>>(), mine[..2]);
+    let p2 = m
+        .jobs(a.id, JobsOf::Sender, None, None, page(2, Some(p1[1].id)))
+        .await
+        .unwrap();
+    assert_eq!(p2.iter().map(|j| j.id).collect::<Vec<_>>(), mine[2..4]);
+    let p3 = m
+        .jobs(a.id, JobsOf::Sender, None, None, page(2, Some(p2[1].id)))
+        .await
+        .unwrap();
+    assert_eq!(p3.iter().map(|j| j.id).collect::<Vec<_>>(), mine[4..]);
+    let cancelled = m
+        .jobs(
+            a.id,
+            JobsOf::Sender,
+            Some(JobStatus::Cancelled),
+            None,
+            Page::first(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(cancelled.len(), 1);
+    assert!(
+        !m.jobs(a.id, JobsOf::Sender, None, None, Page::first())
+            .await
+            .unwrap()
+            .iter()
+            .any(|j| j.id == theirs.id)
+    );
+    let board = m.board(Page::first()).await.unwrap();
+    assert_eq!(board.len(), 5);
+    assert_eq!(board[0].id, theirs.id);
+    assert!(board.iter().all(|j| j.status == JobStatus::Queued));
+    // b's agents work on two of a's jobs: b's work list shows them, newest first, and by agent.
+    m.claim(b.id, mine[0], &DEFAULT).await.unwrap();
+    m.claim(b.id, mine[1], &DEFAULT).await.unwrap();
+    m.accept(b.id, mine[1], &DEFAULT).await.unwrap();
+    let work = m
+        .jobs(b.id, JobsOf::Agent, None, None, Page::first())
+        .await
+        .unwrap();
+    assert_eq!(work.iter().map(|j| j.id).collect::<Vec<_>>(), mine[..2]);
+    let held = m
+        .jobs(
+            b.id,
+            JobsOf::Agent,
+            Some(JobStatus::Held),
+            None,
+            Page::first(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(held.iter().map(|j| j.id).collect::<Vec<_>>(), mine[..1]);
+    let bs = f.agent(b.id).await;
+    let by_agent = m
+        .jobs(b.id, JobsOf::Agent, None, Some(bs.id), Page::first())
+        .await
+        .unwrap();
+    assert_eq!(by_agent.len(), 2);
+    let not_mine = m
+        .jobs(a.id, JobsOf::Agent, None, Some(bs.id), Page::first())
+        .await;
+    assert!(matches!(not_mine, Err(DomainError::NotFound(_))));
+    let stats = m.stats().await.unwrap();
+    let count = |s| stats.counts.iter().find(|(x, _)| *x == s).unwrap().1;
+    assert_eq!(
+        (
+            count(JobStatus::Queued),
+            count(JobStatus::Held),
+            count(JobStatus::Cancelled)
+        ),
+        (3, 1, 1)
+    );
+    assert_eq!(stats.counts.len(), 8);
+    // Queued prices 200, 300, 900 (500 and 400 are at work, 100 cancelled): the median is 300.
+    assert_eq!(stats.median_queued_price, Some(Cents(300)));
+    assert_eq!(stats.agents, 2);
+    f.check(h).await;
+}
+
+/// Users, keys and agents: uniqueness, lookups, the rules of deleting an agent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn users_agents_and_keys() {
+    let h = &HARNESS;
+    let f = Fixture::new(h).await;
+    let m = &f.market;
+    let u = f.user("carol", 0).await;
+    let dup = m.create_user("carol").await.unwrap_err();
+    assert_eq!(
+        dup,
+        DomainError::Conflict("user name \"carol\" is taken".into())
+    );
+    assert_eq!(m.find_user("carol").await.unwrap().id, u.id);
+    assert_eq!(m.find_user(&u.id.to_string()).await.unwrap().id, u.id);
+    assert!(matches!(
+        m.find_user("nobody").await,
+        Err(DomainError::NotFound(_))
+    ));
+    let key = api_key_from([3; 32]);
+    m.add_api_key(u.id, KeyHash::of(&key)).await.unwrap();
+    assert_eq!(m.authenticate(&key).await.unwrap().unwrap().id, u.id);
+    assert!(
+        m.authenticate(&api_key_from([4; 32]))
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    let default = f.agent(u.id).await;
+    assert!(default.is_default);
+    let coder = m
+        .create_agent(
+            u.id,
+            NewAgent {
+                name: "coder".into(),
+                personality: Some("rust services".into()),
+                avatar_url: None,
+            },
+        )
+        .await
+        .unwrap();
+    let dup = m
+        .create_agent(
+            u.id,
+            NewAgent {
+                name: "coder".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        dup,
+        DomainError::Conflict("you already have an agent named \"coder\"".into())
+    );
+    let rename = m
+        .update_agent(
+            u.id,
+            coder.id,
+            AgentPatch {
+                name: Some("default".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(rename, DomainError::Conflict(_)), "{rename:?}");
+    let changed = m
+        .update_agent(
+            u.id,
+            coder.id,
+            AgentPatch {
+                personality: Some(None),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(changed.personality, None);
+    let names: Vec<String> = m
+        .agents(u.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.name)
+        .collect();
+    assert_eq!(names, ["default", "coder"]);
+    assert!(matches!(
+        m.delete_agent(u.id, default.id).await,
+        Err(DomainError::Conflict(_))
+    ));
+    // Busy agents cannot be deleted.
+    let sender = f.user("dave", 1_000).await;
+    let job = f.job(sender.id, 500).await;
+    m.claim(u.id, job.id, &by(&coder)).await.unwrap();
+    assert!(matches!(
+        m.delete_agent(u.id, coder.id).await,
+        Err(DomainError::Conflict(_))
+    ));
+    m.reject(u.id, job.id, &DEFAULT).await.unwrap();
+    // Someone else's agent is not found.
+    assert!(matches!(
+        m.delete_agent(sender.id, coder.id).await,
+        Err(DomainError::NotFound(_))
+    ));
+    m.delete_agent(u.id, coder.id).await.unwrap();
+    assert_eq!(m.agents(u.id).await.unwrap().len(), 1);
+    // Operator debits cannot overdraw.
+    let e = m
+        .adjust_balance(u.id, Cents(-1), Reason::Adjustment)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, DomainError::InsufficientBalance { .. }),
+        "{e:?}"
+    );
+    f.check(h).await;
+}
+
+/// Phase 2 reuses phase 1's quote (the structurer is called once), which expires.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn quotes_are_reused_then_expire() {
+    let h = &HARNESS;
+    let f = Fixture::new(h).await;
+    let m = &f.market;
+    let u = f.user("erin", 1_000).await;
+    let ask = |confirmed| RunRequest {
+        prompt: "a haiku".into(),
+        confirmed,
+        ..RunRequest::default()
+    };
+    assert!(matches!(
+        m.run(u.id, ask(false)).await.unwrap(),
+        RunOutcome::Estimate(_)
+    ));
+    assert!(matches!(
+        m.run(u.id, ask(true)).await.unwrap(),
+        RunOutcome::Queued(_)
+    ));
+    assert_eq!(f.structurer.0.load(Ordering::SeqCst), 1);
+    f.clock.advance(Duration::from_secs(901));
+    m.run(u.id, ask(false)).await.unwrap();
+    assert_eq!(f.structurer.0.load(Ordering::SeqCst), 2);
+    assert_eq!(f.rows(h, "quotes").await, 1);
+    f.clock.advance(Duration::from_secs(901));
+    m.sweep().await.unwrap();
+    assert_eq!(
+        f.rows(h, "quotes").await,
+        0,
+        "the sweeper forgets expired quotes"
+    );
+    f.check(h).await;
+}
+
+/// Idempotency keys: claimed once, replayed, refused for another request, forgotten when expired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn idempotency_keys() {
+    let h = &HARNESS;
+    let f = Fixture::new(h).await;
+    let m = &f.market;
+    let u = f.user("erin", 0).await;
+    let d1 = [1u8; 32];
+    assert_eq!(
+        m.idem_begin(u.id, "k", d1).await.unwrap(),
+        IdemState::Reserved
+    );
+    assert_eq!(
+        m.idem_begin(u.id, "k", d1).await.unwrap(),
+        IdemState::InProgress
+    );
+    m.idem_finish(u.id, "k", b"{\"ok\":1}".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(
+        m.idem_begin(u.id, "k", d1).await.unwrap(),
+        IdemState::Replay(b"{\"ok\":1}".to_vec())
+    );
+    assert_eq!(
+        m.idem_begin(u.id, "k", [2u8; 32]).await.unwrap(),
+        IdemState::Mismatch
+    );
+    assert_eq!(
+        m.idem_begin(u.id, "k2", d1).await.unwrap(),
+        IdemState::Reserved
+    );
+    m.idem_abandon(u.id, "k2").await.unwrap();
+    assert_eq!(
+        m.idem_begin(u.id, "k2", d1).await.unwrap(),
+        IdemState::Reserved
+    );
+    assert_eq!(f.rows(h, "idempotency").await, 2);
+    f.clock.advance(Duration::from_secs(86_401));
+    // An expired key is claimed anew, whatever it was used for.
+    assert_eq!(
+        m.idem_begin(u.id, "k", [9u8; 32]).await.unwrap(),
+        IdemState::Reserved
+    );
+    f.clock.advance(Duration::from_secs(86_401));
+    m.sweep().await.unwrap();
+    assert_eq!(f.rows(h, "idempotency").await, 0);
+    f.check(h).await;
+}
+
+/// 20 requests with one key at once, 10 rounds: exactly one runs each time, the others are told
+/// it is in progress or get its answer; the money moved once per round.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_idempotency_key_moves_money_once() {
+    let h = &HARNESS;
+    let f = Fixture::new(h).await;
+    let u = f.user("payer", 0).await;
+    for round in 0..10 {
+        let key = format!("topup-{round}");
+        let tasks = (0..20).map(|_| {
+            let m = f.market.clone();
+            let key = key.clone();
+            tokio::spawn(async move {
+                match retry(|| m.idem_begin(u.id, &key, [7u8; 32])).await {
+                    IdemState::Reserved => {
+                        m.topup(u.id, Cents(500)).await.unwrap();
+                        m.idem_finish(u.id, &key, b"done".to_vec()).await.unwrap();
+                        1
+                    }
+                    IdemState::InProgress | IdemState::Replay(_) => 0,
+                    IdemState::Mismatch => panic!("same request"),
+                }
+            })
+        });
+        let ran: i32 = join_all(tasks).await.into_iter().map(|r| r.unwrap()).sum();
+        assert_eq!(ran, 1, "round {round}");
+    }
+    assert_eq!(f.balance(u.id).await, 10 * 500);
+    f.check(h).await;
+}
+
+/// A leased verification is not leased again until the lease lapses; a verifier error is logged
+/// and the job stays submitted until a later verdict.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn verification_lease_and_errors() {
+    let h = &HARNESS;
+    let f = Fixture::new(h).await;
+    let m = &f.market;
+    let sender = f.user("sender", 10_000).await;
+    let worker = f.user("worker", 0).await;
+    let job = f.job(sender.id, 500).await;
+    m.claim(worker.id, job.id, &DEFAULT).await.unwrap();
+    m.accept(worker.id, job.id, &DEFAULT).await.unwrap();
+    m.submit(worker.id, job.id, output()).await.unwrap();
+    f.verifier.set_down(true);
+    assert!(matches!(
+        m.verify_next().await,
+        Err(DomainError::Unavailable(_))
+    ));
+    assert!(m.verify_next().await.unwrap().is_none(), "leased");
+    assert_eq!(f.read(sender.id, job.id).await.status, JobStatus::Submitted);
+    f.clock.advance(Duration::from_secs(61));
+    f.verifier.set_down(false);
+    let done = m.verify_next().await.unwrap().unwrap();
+    assert_eq!(done.status, JobStatus::Verified);
+    let log = f.log(job.id).await;
+    assert_eq!(
+        log[..2],
+        [
+            "verification of attempt 1 started (scripted): 1 criteria".to_string(),
+            "verifier error: llm unavailable: scripted outage; retrying in 60 s".to_string(),
+        ]
+    );
+    let seqs: Vec<i64> = m
+        .log_update(job.id, 0)
+        .await
+        .unwrap()
+        .lines
+        .iter()
+        .map(|l| l.seq)
+        .collect();
+    assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>());
+    f.check(h).await;
+}
+
+/// Texts with NUL are refused with the field named, on both stores, and nothing is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn nul_bytes_are_refused() {
+    let h = &HARNESS;
+    let f = Fixture::new(h).await;
+    let m = &f.market;
+    let sender = f.user("sender", 10_000).await;
+    let worker = f.user("worker", 0).await;
+    let nul = m
+        .run(
+            sender.id,
+            RunRequest {
+                prompt: "sea\0".into(),
+                confirmed: true,
+                ..RunRequest::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(nul.to_string(), "prompt must not contain NUL characters");
+    let e = m
+        .create_agent(
+            worker.id,
+            NewAgent {
+                name: "poet".into(),
+                avatar_url: Some("https://x/\0".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.to_string(), "avatar_url must not contain NUL characters");
+    let job = f.job(sender.id, 500).await;
+    m.claim(worker.id, job.id, &DEFAULT).await.unwrap();
+    m.accept(worker.id, job.id, &DEFAULT).await.unwrap();
+    let out = Output::new(Some("a\0b".into()), None).unwrap();
+    let e = m.submit(worker.id, job.id, out).await.unwrap_err();
+    assert_eq!(e.to_string(), "output must not contain NUL characters");
+    let e = m
+        .give_up(worker.id, job.id, Some("x\0".into()))
+        .await
+        .unwrap_err();
+    assert_eq!(e.to_string(), "reason must not contain NUL characters");
+    assert_eq!(f.read(sender.id, job.id).await.status, JobStatus::Accepted);
+    assert_eq!(f.rows(h, "jobs").await, 1);
+    assert_eq!(f.rows(h, "agents").await, 2);
+    f.check(h).await;
+}
+
+/// Amounts beyond the documented maximum are refused before anything moves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn amounts_are_bounded() {
+    let h = &HARNESS;
+    let f = Fixture::new(h).await;
+    let m = &f.market;
+    let u = f.user("u", 0).await;
+    for amount in [i64::MAX, MAX_AMOUNT.get() + 1] {
+        let e = m.topup(u.id, Cents(amount)).await.unwrap_err();
+        assert!(matches!(e, DomainError::Invalid(_)), "{e:?}");
+        let e = m
+            .adjust_balance(u.id, Cents(-amount), Reason::Adjustment)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, DomainError::Invalid(_)), "{e:?}");
+    }
+    assert_eq!(m.topup(u.id, MAX_AMOUNT).await.unwrap(), MAX_AMOUNT);
+    assert_eq!(f.rows(h, "transfers").await, 1);
+    f.check(h).await;
+}
+
+/// 64 concurrent pullers over 2,000 queued jobs: every job is held exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_pulls_hold_each_job_once() {
+    const PULLERS: usize = 64;
+    const JOBS: usize = 2_000;
+    let h = &HARNESS;
+    let f = Fixture::new(h).await;
+    let sender = f.user("sender", 100 * JOBS as i64).await;
+    f.seed_jobs(sender.id, JOBS).await;
+    let mut workers = vec![];
+    for n in 0..PULLERS {
+        workers.push(f.user(&format!("w{n}"), 0).await.id);
+    }
+    let tasks = workers.into_iter().map(|w| {
+        let m = f.market.clone();
+        tokio::spawn(async move {
+            let mut got = vec![];
+            while let Some(j) = retry(|| m.pull(w, &DEFAULT)).await {
+                assert_eq!(j.holder.map(|h| h.owner_id), Some(w));
+                got.push(j.id);
+            }
+            got
+        })
+    });
+    let mut seen = HashSet::new();
+    for t in join_all(tasks).await {
+        for id in t.unwrap() {
+            assert!(seen.insert(id), "job {id} held twice");
+        }
+    }
+    assert_eq!(seen.len(), JOBS);
+    f.check(h).await;
+}
+
+/// 20 concurrent payments of 100 cents from a 1,000-cent wallet: exactly 10 succeed, balance 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_payments_never_overdraw() {
+    let h = &HARNESS;
+    let f = Fixture::new(h).await;
+    let u = f.user("payer", 0).await;
+    let mut jobs = vec![];
+    for _ in 0..20 {
+        let RunOutcome::PendingPayment { job, .. } = f.try_job(u.id, 100).await else {
+            panic!("short")
+        };
+        jobs.push(job.id);
+    }
+    f.market
+        .adjust_balance(u.id, Cents(1_000), Reason::Topup)
+        .await
+        .unwrap();
+    let tasks = jobs.into_iter().map(|id| {
+        let m = f.market.clone();
+        tokio::spawn(async move { retry_result(|| m.pay(u.id, id)).await })
+    });
+    let mut ok = 0;
+    for r in join_all(tasks).await {
+        match r.unwrap() {
+            Ok(j) => {
+                assert_eq!(j.status, JobStatus::Queued);
+                ok += 1;
+            }
+            Err(DomainError::InsufficientBalance { .. }) => {}
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    assert_eq!(ok, 10);
+    assert_eq!(f.balance(u.id).await, 0);
+    f.check(h).await;
+}
+
+/// Cancel racing claim on the same job, 200 times: the job always ends cancelled and refunded
+/// exactly once; a successful claim saw it `queued` before the cancel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cancel_races_claim() {
+    let h = &HARNESS;
+    let f = Fixture::new(h).await;
+    let sender = f.user("sender", 200 * 100).await;
+    let worker = f.user("worker", 0).await;
+    let jobs = f.seed_jobs(sender.id, 200).await;
+    for id in jobs {
+        let (m1, m2) = (f.market.clone(), f.market.clone());
+        let cancel = tokio::spawn(async move { retry_result(|| m1.cancel(sender.id, id)).await });
+        let claim =
+            tokio::spawn(async move { retry_result(|| m2.claim(worker.id, id, &DEFAULT)).await });
+        let (cancel, claim) = (cancel.await.unwrap(), claim.await.unwrap());
+        assert_eq!(cancel.unwrap().status, JobStatus::Cancelled);
+        match claim {
+            Ok(j) => assert_eq!(j.status, JobStatus::Held),
+            // Cancelled first: the job is invisible to the worker now.
+            Err(DomainError::NotFound(_)) => {}
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+        assert_eq!(f.read(sender.id, id).await.status, JobStatus::Cancelled);
+    }
+    assert_eq!(f.balance(sender.id).await, 200 * 100);
+    f.check(h).await;
+}
+
+/// Accept, reject and cancel racing on held jobs: each job ends in one consistent state, money
+/// exact, and its log numbered without gaps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn transitions_race_on_one_job() {
+    let h = &HARNESS;
+    let f = Fixture::new(h).await;
+    let sender = f.user("sender", 100 * 100).await;
+    let worker = f.user("worker", 0).await;
+    let jobs = f.seed_jobs(sender.id, 50).await;
+    for id in &jobs {
+        f.market.claim(worker.id, *id, &DEFAULT).await.unwrap();
+    }
+    for id in jobs.clone() {
+        let (a, r, c) = (f.market.clone(), f.market.clone(), f.market.clone());
+        let accept =
+            tokio::spawn(async move { retry_result(|| a.accept(worker.id, id, &DEFAULT)).await });
+        let reject =
+            tokio::spawn(async move { retry_result(|| r.reject(worker.id, id, &DEFAULT)).await });
+        let cancel = tokio::spawn(async move { retry_result(|| c.cancel(sender.id, id)).await });
+        let (accept, reject, cancel) = (
+            accept.await.unwrap(),
+            reject.await.unwrap(),
+            cancel.await.unwrap(),
+        );
+        assert!(
+            !(accept.is_ok() && reject.is_ok()),
+            "accepted and rejected at once"
+        );
+        let cancel = cancel.unwrap();
+        let j = f.read(sender.id, id).await;
+        match j.status {
+            // Accepted before the cancel: only flagged.
+            JobStatus::Accepted => {
+                assert!(accept.is_ok() && j.cancellation_requested && cancel.cancellation_requested)
+            }
+            JobStatus::Cancelled => {
+                assert!(accept.is_err() || cancel.status == JobStatus::Cancelled)
+            }
+            s => panic!("unexpected end state {s}"),
+        }
+        let seqs: Vec<i64> = f
+            .market
+            .log_update(id, 0)
+            .await
+            .unwrap()
+            .lines
+            .iter()
+            .map(|l| l.seq)
+            .collect();
+        assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>());
+    }
+    f.check(h).await;
+}
+
+/// 10 concurrent sweeps over 500 lapsed holds: each hold is released exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_sweeps_release_once() {
+    const JOBS: usize = 500;
+    let h = &HARNESS;
+    let f = Fixture::new(h).await;
+    let sender = f.user("sender", 100 * JOBS as i64).await;
+    let worker = f.user("worker", 0).await;
+    let jobs = f.seed_jobs(sender.id, JOBS).await;
+    for id in &jobs {
+        f.market.claim(worker.id, *id, &DEFAULT).await.unwrap();
+    }
+    f.clock.advance(Duration::from_secs(31));
+    let tasks = (0..10).map(|_| {
+        let m = f.market.clone();
+        tokio::spawn(async move { retry(|| m.sweep()).await })
+    });
+    let released: u64 = join_all(tasks)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().released_holds)
+        .sum();
+    assert_eq!(released, JOBS as u64);
+    for id in jobs {
+        assert_eq!(f.read(sender.id, id).await.status, JobStatus::Queued);
+    }
+    f.check(h).await;
+}
