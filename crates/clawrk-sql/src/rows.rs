@@ -31,8 +31,10 @@ fn ms(v: Option<Timestamp>) -> Option<i64> {
     v.map(Timestamp::millis)
 }
 
-/// One row of `jobs`, every column in the schema's order.
-#[derive(Queryable, Debug)]
+/// One row of `jobs`, every column in the schema's order: what a job change writes, and what
+/// reads return.
+#[derive(Queryable, Insertable, AsChangeset, Debug)]
+#[diesel(table_name = jobs, treat_none_as_null = true, treat_none_as_default_value = false)]
 pub(crate) struct JobRow {
     pub id: DbId,
     pub status: String,
@@ -66,57 +68,21 @@ pub(crate) struct JobRow {
     pub updated_at: i64,
     pub version: i64,
     /// The verification worker's lease: not part of the job, never written by a job change.
+    #[diesel(skip_insertion, skip_update)]
     #[allow(dead_code)]
     pub verify_lease_until: Option<i64>,
 }
 
-/// What a job change writes: every column but the verification lease.
-#[derive(Insertable, AsChangeset, Debug)]
-#[diesel(table_name = jobs, treat_none_as_null = true, treat_none_as_default_value = false)]
-pub(crate) struct JobWrite {
-    pub id: DbId,
-    pub status: String,
-    pub prompt: String,
-    pub title: String,
-    pub description: String,
-    pub requirements: String,
-    pub acceptance_criteria: String,
-    pub sender: DbId,
-    pub receiver: Option<DbId>,
-    pub receiver_agent_id: Option<DbId>,
-    pub held_by_agent_id: Option<DbId>,
-    pub held_by_owner_id: Option<DbId>,
-    pub hold_expires_at: Option<i64>,
-    pub price_cents: i64,
-    pub time_limit_seconds: i64,
-    pub accepted_at: Option<i64>,
-    pub deadline_at: Option<i64>,
-    pub submitted_at: Option<i64>,
-    pub completed_at: Option<i64>,
-    pub attempt_count: i32,
-    pub cancellation_requested: bool,
-    pub output_text: Option<String>,
-    pub output_attachments: Option<String>,
-    pub env_vars: String,
-    pub attachments: String,
-    pub presented_to_agents: String,
-    pub verification: Option<String>,
-    pub structured_by: String,
-    pub created_at: i64,
-    pub updated_at: i64,
-    pub version: i64,
-}
-
-impl JobWrite {
+impl JobRow {
     /// The row of a job, ready to be written.
-    pub fn of(job: &Job) -> Result<JobWrite> {
+    pub fn of(job: &Job) -> Result<JobRow> {
         let r = job.record();
         let presented: Vec<String> = r
             .presented_to_agents
             .iter()
             .map(|a| a.to_string())
             .collect();
-        Ok(JobWrite {
+        Ok(JobRow {
             id: r.id.into(),
             status: r.status.as_str().to_string(),
             prompt: r.prompt.clone(),
@@ -149,6 +115,7 @@ impl JobWrite {
             created_at: r.created_at.millis(),
             updated_at: r.updated_at.millis(),
             version: r.version,
+            verify_lease_until: None,
         })
     }
 }

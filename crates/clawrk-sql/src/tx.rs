@@ -5,7 +5,7 @@ use crate::Db;
 use crate::dialect::{self, load_locked, per_backend};
 use crate::errors::db_err;
 use crate::id::{DbId, Id};
-use crate::rows::{self, AgentRow, JobRow, JobWrite, LogRow, ProfileRow, TransferRow, UserRow};
+use crate::rows::{self, AgentRow, JobRow, LogRow, ProfileRow, TransferRow, UserRow};
 use crate::schema::*;
 use crate::statement::Statement;
 use clawrk_domain::error::{DomainError, Result};
@@ -417,14 +417,14 @@ impl Tx for SqlTx<'_> {
 
     fn insert_job(&mut self, job: &Job) -> Result<()> {
         diesel::insert_into(jobs::table)
-            .values(JobWrite::of(job)?)
+            .values(JobRow::of(job)?)
             .execute(self.db)
             .map_err(db_err)?;
         Ok(())
     }
 
     fn update_job(&mut self, job: &Job, expected_version: i64) -> Result<bool> {
-        let row = JobWrite::of(job)?;
+        let row = JobRow::of(job)?;
         let target = jobs::table
             .filter(jobs::id.eq(id(job.id)))
             .filter(jobs::version.eq(expected_version));
