@@ -150,9 +150,7 @@ INSERT INTO transfers (id, debit, credit, amount_cents, reason, job_id, created_
 INSERT INTO balances (account, balance_cents)
   SELECT 'wallet:' || s.id::text, 1000000000 - 100 * (SELECT COUNT(*) FROM j WHERE j.sender = s.id) FROM s
   UNION ALL SELECT 'wallet:' || id::text, 0 FROM w
-  UNION ALL SELECT 'escrow:' || id::text, 100 FROM j
-  UNION ALL SELECT 'world', -1000000000::bigint * {senders}
-  UNION ALL SELECT 'platform', 0;
+  UNION ALL SELECT 'escrow:' || id::text, 100 FROM j;
 ANALYZE;
 "#
         ),

@@ -400,6 +400,11 @@ impl Tx for MemoryState {
             .unwrap_or_default())
     }
 
+    fn job_with_logs(&mut self, job: JobId, after: i64) -> Result<Option<(Job, Vec<LogLine>)>> {
+        let lines = self.logs(job, after)?;
+        Ok(self.jobs.get(&job).cloned().map(|j| (j, lines)))
+    }
+
     fn notify(&mut self, job: JobId) -> Result<()> {
         self.notified.push(job);
         Ok(())

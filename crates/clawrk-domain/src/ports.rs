@@ -304,6 +304,8 @@ pub trait Tx {
     ) -> Result<Vec<LogLine>>;
     /// A job's log lines with `seq > after`, in order.
     fn logs(&mut self, job: JobId, after: i64) -> Result<Vec<LogLine>>;
+    /// A job with its log lines after `after`, in one statement (one snapshot).
+    fn job_with_logs(&mut self, job: JobId, after: i64) -> Result<Option<(Job, Vec<LogLine>)>>;
     /// Asks for the job's log watchers to be woken, on every instance, once this work commits.
     fn notify(&mut self, job: JobId) -> Result<()>;
 

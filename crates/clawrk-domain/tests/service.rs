@@ -434,17 +434,17 @@ fn visibility_claims_and_log_access() {
             Err(DomainError::NotFound(_))
         ));
         // Log access: sender yes, holder 403, stranger 404; the receiver once accepted.
-        m.follow_log(sender.id, job.id).await.unwrap();
+        m.open_log(sender.id, job.id).await.unwrap();
         assert!(matches!(
-            m.follow_log(worker.id, job.id).await,
+            m.open_log(worker.id, job.id).await,
             Err(DomainError::Forbidden(_))
         ));
         assert!(matches!(
-            m.follow_log(stranger.id, job.id).await,
+            m.open_log(stranger.id, job.id).await,
             Err(DomainError::NotFound(_))
         ));
         m.accept(worker.id, job.id, &NOBODY).await.unwrap();
-        m.follow_log(worker.id, job.id).await.unwrap();
+        m.open_log(worker.id, job.id).await.unwrap();
         // The worker's list shows the job; the sender's list does not show the worker's jobs.
         let mine = m
             .jobs(worker.id, JobsOf::Agent, None, None, Page::first())

@@ -21,6 +21,7 @@ use actix_web::web::{Data, Path};
 use actix_web_lab::sse::{self, Sse};
 use clawrk_domain::ids::JobId;
 use clawrk_domain::job::{LogLine, Verdict};
+use clawrk_domain::service::LogUpdate;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -60,6 +61,33 @@ struct Feed {
 #[derive(Default)]
 pub struct LogHub {
     feeds: Mutex<HashMap<JobId, Weak<Feed>>>,
+}
+
+impl Feed {
+    /// Records what a read found (new lines, the end, or an error) and wakes the subscribers.
+    fn publish(&self, update: clawrk_domain::Result<LogUpdate>) {
+        {
+            let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+            seen.read = true;
+            match update {
+                Ok(u) => {
+                    let last = seen.lines.last().map_or(0, |l| l.seq);
+                    seen.lines
+                        .extend(u.lines.into_iter().filter(|l| l.seq > last));
+                    seen.error = None;
+                    if u.finished {
+                        seen.verdict = Some(u.verdict);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, job = %self.job, "log stream cannot read the store; retrying");
+                    seen.error =
+                        Some("the log is unavailable right now; the stream retries".into());
+                }
+            }
+        }
+        self.version.send_modify(|v| *v += 1);
+    }
 }
 
 impl LogHub {
@@ -102,7 +130,8 @@ pub async fn logs(
     id: Path<String>,
 ) -> ApiResult<impl actix_web::Responder> {
     let id: JobId = path_id(&id, "job id")?;
-    st.market.follow_log(caller.0.id, id).await?;
+    // Access check and a fresh read in one statement; the feed starts from (or catches up to) it.
+    let first = st.market.open_log(caller.0.id, id).await?;
     let after: i64 = req
         .headers()
         .get("last-event-id")
@@ -111,6 +140,7 @@ pub async fn logs(
         .unwrap_or(0);
     let feed = st.logs.feed(id);
     let version = feed.version.subscribe();
+    feed.publish(Ok(first));
     // The stream is driven by the response body itself (no task, no channel per subscriber): an
     // idle subscriber costs one suspended future. It is dropped when the client goes away.
     let state = Follow {

@@ -65,8 +65,23 @@ macro_rules! per_backend {
 
 pub(crate) use {load_locked, per_backend};
 
-/// Announces changed jobs to every instance's watchers (PostgreSQL: on commit of the surrounding
-/// transaction, or at once outside one). SQLite's adapter wakes its own watchers instead.
+/// Commits a write transaction. On PostgreSQL the notifications for its changed jobs travel in the
+/// same round trip (one simple-query batch: `SELECT pg_notify(…); COMMIT`), delivered at commit.
+/// The payloads are UUIDs this crate formats, never caller text.
+pub(crate) fn commit(db: &mut Db, jobs: &[clawrk_domain::ids::JobId]) -> diesel::QueryResult<()> {
+    use diesel::connection::SimpleConnection;
+    let mut batch = String::new();
+    if let Db::Pg(_) = db {
+        for job in jobs {
+            batch.push_str(&format!("SELECT pg_notify('{CHANNEL}', '{job}'); "));
+        }
+    }
+    batch.push_str("COMMIT");
+    db.batch_execute(&batch)
+}
+
+/// Announces changed jobs to every instance's watchers outside a transaction (PostgreSQL; SQLite's
+/// adapter wakes its own watchers instead).
 pub(crate) fn announce(db: &mut Db, jobs: &[clawrk_domain::ids::JobId]) -> diesel::QueryResult<()> {
     use diesel::RunQueryDsl;
     use diesel::sql_types::{Text, Untyped};

@@ -44,16 +44,14 @@ pub fn run(db: &mut Db, mode: Mode, work: Work) -> Result<(Box<dyn Any + Send>, 
         Mode::Transaction => {
             db.batch_execute(dialect::begin(db)).map_err(db_err)?;
             let done = catch_unwind(AssertUnwindSafe(|| {
-                let out = work(&mut SqlTx {
+                work(&mut SqlTx {
                     db: &mut *db,
                     woken: &mut woken,
-                })?;
-                dialect::announce(db, &woken).map_err(db_err)?;
-                Ok(out)
+                })
             }));
             match done {
                 Ok(Ok(out)) => {
-                    db.batch_execute("COMMIT").map_err(db_err)?;
+                    dialect::commit(db, &woken).map_err(db_err)?;
                     out
                 }
                 Ok(Err(e)) => {
@@ -660,6 +658,46 @@ impl Tx for SqlTx<'_> {
             .into_iter()
             .map(LogRow::into_line)
             .collect()
+    }
+
+    fn job_with_logs(&mut self, job: JobId, after: i64) -> Result<Option<(Job, Vec<LogLine>)>> {
+        type Line = Option<(i64, i64, String, String)>;
+        let rows: Vec<(JobRow, Line)> = jobs::table
+            .left_join(
+                log_lines::table.on(log_lines::job_id.eq(jobs::id).and(log_lines::seq.gt(after))),
+            )
+            .filter(jobs::id.eq(id(job)))
+            .order(log_lines::seq.asc())
+            .select((
+                jobs::all_columns,
+                (
+                    log_lines::seq,
+                    log_lines::at,
+                    log_lines::level,
+                    log_lines::message,
+                )
+                    .nullable(),
+            ))
+            .load(self.db)
+            .map_err(db_err)?;
+        let mut rows = rows.into_iter();
+        let Some((row, first)) = rows.next() else {
+            return Ok(None);
+        };
+        let lines = first
+            .into_iter()
+            .chain(rows.filter_map(|(_, l)| l))
+            .map(|(seq, at, level, message)| {
+                LogRow {
+                    seq,
+                    at,
+                    level,
+                    message,
+                }
+                .into_line()
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Some((row.into_job()?, lines)))
     }
 
     fn notify(&mut self, job: JobId) -> Result<()> {

@@ -1,9 +1,6 @@
 DROP INDEX jobs_held_by_owner;
 DROP INDEX jobs_receiver;
 
-ALTER TABLE balances DROP CONSTRAINT balances_check;
-ALTER TABLE balances ADD CONSTRAINT balances_check
-    CHECK (balance_cents >= 0 OR account = 'world');
 INSERT INTO balances (account, balance_cents)
 SELECT a.account,
        COALESCE((SELECT SUM(amount_cents) FROM transfers WHERE credit = a.account), 0)

@@ -22,9 +22,6 @@ CREATE TRIGGER jobs_record_presentation AFTER UPDATE OF held_by_agent_id ON jobs
     EXECUTE FUNCTION clawrk_record_presentation();
 
 DELETE FROM balances WHERE account IN ('world', 'platform');
-ALTER TABLE balances DROP CONSTRAINT balances_check;
-ALTER TABLE balances ADD CONSTRAINT balances_check
-    CHECK (balance_cents >= 0 AND account NOT IN ('world', 'platform'));
 
 CREATE INDEX jobs_receiver ON jobs (receiver, created_at, id) WHERE receiver IS NOT NULL;
 CREATE INDEX jobs_held_by_owner ON jobs (held_by_owner_id, created_at, id) WHERE held_by_owner_id IS NOT NULL;

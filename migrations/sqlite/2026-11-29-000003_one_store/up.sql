@@ -132,7 +132,7 @@ CREATE INDEX transfers_credit ON transfers (credit, id);
 
 CREATE TABLE balances_new (
     account TEXT PRIMARY KEY NOT NULL,
-    balance_cents INTEGER NOT NULL CHECK (balance_cents >= 0 AND account NOT IN ('world', 'platform'))
+    balance_cents INTEGER NOT NULL CHECK (balance_cents >= 0 OR account = 'world')
 ) STRICT;
 INSERT INTO balances_new (account, balance_cents) SELECT account, balance_cents FROM balances WHERE account NOT IN ('world', 'platform');
 DROP TABLE balances;

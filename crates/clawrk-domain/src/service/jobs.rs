@@ -162,11 +162,15 @@ impl Marketplace {
             Some(q) => q,
             None => {
                 let s = self.ports.structurer.structure(&prompt).await?;
-                let expires = now.plus_seconds(self.config.quote_ttl_seconds);
-                let quote = s.clone();
-                self.store()
-                    .single(move |tx| tx.put_quote(sender, &digest, &quote, expires))
-                    .await?;
+                // A quote is kept so that phase 2 charges what phase 1 showed; a confirmed run
+                // without a phase 1 showed nothing to keep.
+                if !req.confirmed {
+                    let expires = now.plus_seconds(self.config.quote_ttl_seconds);
+                    let quote = s.clone();
+                    self.store()
+                        .single(move |tx| tx.put_quote(sender, &digest, &quote, expires))
+                        .await?;
+                }
                 s
             }
         };
@@ -388,32 +392,40 @@ impl Marketplace {
         .await
     }
 
-    /// Checks that `user` may follow the job's log ([`Job::ensure_log_access`]).
-    pub async fn follow_log(&self, user: UserId, id: JobId) -> Result<()> {
-        let job = self.store().read(move |tx| tx.job(id)).await?;
-        job.ok_or(DomainError::NotFound("job"))?
-            .ensure_log_access(user)
+    /// Opens the job's log for `user` ([`Job::ensure_log_access`]): every line so far, and whether
+    /// the stream is over already.
+    pub async fn open_log(&self, user: UserId, id: JobId) -> Result<LogUpdate> {
+        let (job, update) = self.read_log(id, 0).await?;
+        job.ensure_log_access(user)?;
+        Ok(update)
     }
 
-    /// The job's log lines after `after`, and whether its stream is over. The job is read before
-    /// the lines: a verdict commits together with its lines, so a stream that sees it over has all
-    /// of them.
+    /// The job's log lines after `after`, and whether its stream is over.
     pub async fn log_update(&self, id: JobId, after: i64) -> Result<LogUpdate> {
-        self.store()
-            .read(move |tx| {
-                let job = tx.job(id)?.ok_or(DomainError::NotFound("job"))?;
-                let lines = tx.logs(id, after)?;
-                let finished = job.log_finished();
-                Ok(LogUpdate {
-                    lines,
-                    verdict: if finished {
-                        job.verification.clone()
-                    } else {
-                        None
-                    },
-                    finished,
-                })
-            })
-            .await
+        Ok(self.read_log(id, after).await?.1)
+    }
+
+    /// The job and its lines after `after`, in one statement: a verdict commits together with its
+    /// lines, so a read that sees the stream over has all of them.
+    async fn read_log(&self, id: JobId, after: i64) -> Result<(Job, LogUpdate)> {
+        let (job, lines) = self
+            .store()
+            .read(move |tx| tx.job_with_logs(id, after))
+            .await?
+            .ok_or(DomainError::NotFound("job"))?;
+        let finished = job.log_finished();
+        let verdict = if finished {
+            job.verification.clone()
+        } else {
+            None
+        };
+        Ok((
+            job,
+            LogUpdate {
+                lines,
+                verdict,
+                finished,
+            },
+        ))
     }
 }

@@ -130,6 +130,32 @@ impl Marketplace {
         R: Fn(&mut dyn Tx, &Job) -> Result<C> + Clone + Send + 'static,
         D: Fn(&Job, &C, Timestamp) -> Result<Change>,
     {
+        self.transition_from(None, id, context, decide).await
+    }
+
+    /// [`Self::transition`], trying first over a copy of the job the caller already holds (the
+    /// verification worker has the job it leased): no read when nobody changed it since.
+    async fn transition_from<C, R, D>(
+        &self,
+        known: Option<(Job, C)>,
+        id: JobId,
+        context: R,
+        decide: D,
+    ) -> Result<Job>
+    where
+        C: Send + 'static,
+        R: Fn(&mut dyn Tx, &Job) -> Result<C> + Clone + Send + 'static,
+        D: Fn(&Job, &C, Timestamp) -> Result<Change>,
+    {
+        if let Some((job, ctx)) = known {
+            let change = decide(&job, &ctx, self.now())?;
+            if change.is_noop(&job) {
+                return change.refusal.map_or(Ok(change.job), Err);
+            }
+            if let Some(change) = self.write_change(job, change).await? {
+                return change.refusal.map_or(Ok(change.job), Err);
+            }
+        }
         for _ in 0..MAX_WRITE_ATTEMPTS {
             let read = context.clone();
             let (job, ctx) = self

@@ -102,13 +102,16 @@ impl Marketplace {
         let notes = Arc::new(Notes::default());
         let task = VerifyTask::for_job(&job);
         let attempt = job.attempt_count;
+        let id = job.id;
         match self.ports.verifier.verify(&task, notes.clone()).await {
             Ok(assessment) => {
                 let verdict = assessment.at(self.now());
                 let interim = notes.take();
+                let id = job.id;
                 let after = self
-                    .transition(
-                        job.id,
+                    .transition_from(
+                        Some((job, ())),
+                        id,
                         |_, _| Ok(()),
                         move |j, _, now| {
                             if j.status != JobStatus::Submitted || j.attempt_count != attempt {
@@ -130,7 +133,6 @@ impl Marketplace {
                     LogLevel::Error,
                     format!("verifier error: {e}; retrying in {retry} s"),
                 ));
-                let id = job.id;
                 let at = self.now();
                 self.store()
                     .transaction(move |tx| match tx.lock_job(id)? {
