@@ -157,6 +157,123 @@ ANALYZE;
     );
 }
 
+/// [`seed`] for the embedded store: the same rows in a SQLite file the server migrated first
+/// (literal values in batches, in one transaction: every value is made here, none comes from
+/// outside).
+fn seed_sqlite(path: &Path, senders: u32, workers: u32, queued: u32) {
+    use diesel::connection::SimpleConnection;
+    use diesel::prelude::*;
+    use sha2::{Digest, Sha256};
+    let out = Command::new(server_bin())
+        .arg("migrate")
+        .env_remove("DATABASE_URL")
+        .env("CLAWRK_DB_PATH", path)
+        .output()
+        .expect("migrate");
+    assert!(
+        out.status.success(),
+        "migrate: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut c = SqliteConnection::establish(&path.to_string_lossy()).expect("open the bench file");
+    let id = || uuid::Uuid::now_v7().to_string();
+    let mut sql = String::from("BEGIN;\n");
+    let mut batch = |table: &str, rows: Vec<String>| {
+        for chunk in rows.chunks(500) {
+            sql.push_str(&format!(
+                "INSERT INTO {table} VALUES {};\n",
+                chunk.join(",")
+            ));
+        }
+    };
+    let people: Vec<(String, String, String)> = (0..senders)
+        .map(|i| (id(), format!("sender{i}"), sender_key(i)))
+        .chain((0..workers).map(|i| (id(), format!("worker{i}"), worker_key(i))))
+        .collect();
+    batch(
+        "users",
+        people
+            .iter()
+            .map(|(u, n, _)| format!("('{u}', '{n}', 0)"))
+            .collect(),
+    );
+    batch(
+        "agents",
+        people
+            .iter()
+            .map(|(u, _, _)| format!("('{}', '{u}', 'default', NULL, NULL, 1, 0)", id()))
+            .collect(),
+    );
+    batch(
+        "api_keys",
+        people
+            .iter()
+            .map(|(u, _, k)| {
+                format!(
+                    "('{}', '{u}', X'{}', 0)",
+                    id(),
+                    hex::encode(Sha256::digest(k))
+                )
+            })
+            .collect(),
+    );
+    let jobs: Vec<(String, usize)> = (0..queued)
+        .map(|g| (id(), g as usize % senders as usize))
+        .collect();
+    batch(
+        "jobs",
+        jobs.iter()
+            .enumerate()
+            .map(|(g, (j, s))| {
+                format!(
+                    "('{j}', 'queued', 'write a report {g}', 'Report {g}', 'A report', 'a report', \
+                     '[\"has a report\"]', '{}', NULL, NULL, NULL, NULL, NULL, 100, 600, NULL, NULL, \
+                     NULL, NULL, 0, 0, NULL, NULL, '{{}}', '[]', '[]', NULL, 'heuristic', {t}, {t}, NULL, 0)",
+                    people[*s].0,
+                    t = 1_000_000 + g
+                )
+            })
+            .collect(),
+    );
+    let mut transfers: Vec<String> = people[..senders as usize]
+        .iter()
+        .map(|(u, _, _)| {
+            format!(
+                "('{}', 'world', 'wallet:{u}', 1000000000, 'adjustment', NULL, 0)",
+                id()
+            )
+        })
+        .collect();
+    transfers.extend(jobs.iter().map(|(j, s)| {
+        format!(
+            "('{}', 'wallet:{}', 'escrow:{j}', 100, 'job_payment', '{j}', 1)",
+            id(),
+            people[*s].0
+        )
+    }));
+    batch("transfers", transfers);
+    let mut spent = vec![0i64; senders as usize];
+    for (_, s) in &jobs {
+        spent[*s] += 100;
+    }
+    let mut balances: Vec<String> = people
+        .iter()
+        .enumerate()
+        .map(|(i, (u, _, _))| {
+            let funded = if i < senders as usize {
+                1_000_000_000 - spent[i]
+            } else {
+                0
+            };
+            format!("('wallet:{u}', {funded})")
+        })
+        .collect();
+    balances.extend(jobs.iter().map(|(j, _)| format!("('escrow:{j}', 100)")));
+    batch("balances", balances);
+    sql.push_str("COMMIT;\nANALYZE;\n");
+    c.batch_execute(&sql).expect("seed the bench file");
+}
+
 fn server_bin() -> PathBuf {
     let p = std::env::current_exe()
         .ok()
@@ -190,15 +307,30 @@ impl Drop for Server {
     }
 }
 
+/// Which store a server runs on.
+#[derive(Clone, Copy)]
+enum On<'a> {
+    Postgres(&'a str),
+    Sqlite(&'a Path),
+}
+
 impl Server {
     async fn start(db_url: &str) -> Server {
+        Self::start_on(On::Postgres(db_url)).await
+    }
+
+    async fn start_on(store: On<'_>) -> Server {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
-        let child = Command::new(server_bin())
-            .env("DATABASE_URL", db_url)
+        let mut cmd = Command::new(server_bin());
+        match store {
+            On::Postgres(url) => cmd.env("DATABASE_URL", url),
+            On::Sqlite(path) => cmd.env_remove("DATABASE_URL").env("CLAWRK_DB_PATH", path),
+        };
+        let child = cmd
             .env("CLAWRK_ADDR", format!("127.0.0.1:{port}"))
             .env("CLAWRK_HOLD_SECONDS", "3600")
             .env("CLAWRK_SWEEP_SECONDS", "0")
@@ -367,31 +499,73 @@ fn pgbench(url: &str, script: &str, clients: u32, secs: u64) -> f64 {
         .unwrap_or_else(|| panic!("no tps in pgbench output: {text}"))
 }
 
-/// W1 at `n` agents and its twin, on fresh databases of `jobs` queued jobs.
-async fn w1(admin: &str, n: u32, jobs: u32, history: u32, secs: u64) -> Value {
+/// W1 at `n` agents, its own twin and the limit twin, on fresh databases of `jobs` queued jobs;
+/// with `sqlite`, also on the embedded store.
+async fn w1(admin: &str, n: u32, jobs: u32, history: u32, secs: u64, sqlite: bool) -> Value {
     let db = Database::create(admin, &format!("w1_{n}"));
     seed(&db.url, 10, n.max(1), jobs, history);
     let server = Server::start(&db.url).await;
     let (rate, p50, p99) = pulls(&server.base, n, secs).await;
     drop(server);
     drop(db);
-    let twin_db = Database::create(admin, &format!("w1t_{n}"));
-    seed(&twin_db.url, 10, n.max(1), jobs, history);
-    let twin = pgbench(&twin_db.url, "pull.sql", n, secs);
-    json!({ "n": n, "pulls_per_s": round(rate), "p50_ms": round(p50), "p99_ms": round(p99),
-            "twin_per_s": round(twin), "ratio": round(rate / twin) })
+    let twin = run_twin(admin, "w1t", "pull.sql", n, jobs, history, secs);
+    let limit = run_twin(admin, "w1l", "limit/pull.sql", n, jobs, history, secs);
+    let mut out = json!({ "n": n, "pulls_per_s": round(rate), "p50_ms": round(p50), "p99_ms": round(p99),
+            "twin_per_s": round(twin), "ratio": round(rate / twin),
+            "limit_per_s": round(limit), "limit_ratio": round(rate / limit) });
+    if sqlite {
+        let dir = tempdir("w1");
+        let path = dir.join("clawrk.db");
+        // Fewer jobs: enough for the run (an agent pulls each job at most once).
+        seed_sqlite(&path, 10, n.max(1), jobs.min(20_000));
+        let server = Server::start_on(On::Sqlite(&path)).await;
+        let (rate_sqlite, _, p99_sqlite) = pulls(&server.base, n, secs).await;
+        drop(server);
+        let _ = std::fs::remove_dir_all(&dir);
+        out["sqlite_pulls_per_s"] = json!(round(rate_sqlite));
+        out["sqlite_p99_ms"] = json!(round(p99_sqlite));
+        out["sqlite_vs_postgres"] = json!(round(rate_sqlite / rate));
+    }
+    out
 }
 
-/// W3: `n` pairs run whole lifecycles for `secs`, then the twin.
-async fn w3(admin: &str, n: u32, secs: u64) -> Value {
-    let db = Database::create(admin, "w3");
-    seed(&db.url, n, n, 0, 0);
-    let server = Server::start(&db.url).await;
+/// A pgbench `script` at `n` clients on a freshly seeded database.
+fn run_twin(
+    admin: &str,
+    tag: &str,
+    script: &str,
+    n: u32,
+    jobs: u32,
+    history: u32,
+    secs: u64,
+) -> f64 {
+    let db = Database::create(admin, &format!("{tag}_{n}"));
+    seed(
+        &db.url,
+        if jobs == 0 { n } else { 10 },
+        n.max(1),
+        jobs,
+        history,
+    );
+    pgbench(&db.url, script, n, secs)
+}
+
+/// A fresh scratch directory for an embedded store.
+fn tempdir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("clawrk-bench-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch directory");
+    dir
+}
+
+/// `n` sender/worker pairs run whole lifecycles for `secs` (run, pull, accept, submit, then follow
+/// the log to the verdict); lifecycles per second.
+async fn lifecycles(base: &str, n: u32, secs: u64) -> f64 {
     let http = client();
     let done = Arc::new(AtomicU64::new(0));
     let end = Instant::now() + Duration::from_secs(secs);
     let tasks = (0..n).map(|i| {
-        let (http, base, done) = (http.clone(), server.base.clone(), done.clone());
+        let (http, base, done) = (http.clone(), base.to_string(), done.clone());
         tokio::spawn(async move {
             let (sk, wk) = (sender_key(i), worker_key(i));
             let mut k = 0u64;
@@ -424,13 +598,32 @@ async fn w3(admin: &str, n: u32, secs: u64) -> Value {
     });
     let started = Instant::now();
     futures::future::join_all(tasks).await;
-    let rate = done.load(Ordering::SeqCst) as f64 / started.elapsed().as_secs_f64();
+    done.load(Ordering::SeqCst) as f64 / started.elapsed().as_secs_f64()
+}
+
+/// W3 at `n` pairs, its own twin and the limit twin; with `sqlite`, also on the embedded store.
+async fn w3(admin: &str, n: u32, secs: u64, sqlite: bool) -> Value {
+    let db = Database::create(admin, "w3");
+    seed(&db.url, n, n, 0, 0);
+    let server = Server::start(&db.url).await;
+    let rate = lifecycles(&server.base, n, secs).await;
     drop(server);
     drop(db);
-    let twin_db = Database::create(admin, "w3t");
-    seed(&twin_db.url, n, n, 0, 0);
-    let twin = pgbench(&twin_db.url, "lifecycle.sql", n, secs);
-    json!({ "n": n, "jobs_per_s": round(rate), "twin_per_s": round(twin), "ratio": round(rate / twin) })
+    let twin = run_twin(admin, "w3t", "lifecycle.sql", n, 0, 0, secs);
+    let limit = run_twin(admin, "w3l", "limit/lifecycle.sql", n, 0, 0, secs);
+    let mut out = json!({ "n": n, "jobs_per_s": round(rate), "twin_per_s": round(twin),
+            "ratio": round(rate / twin), "limit_per_s": round(limit), "limit_ratio": round(rate / limit) });
+    if sqlite {
+        let dir = tempdir("w3");
+        let path = dir.join("clawrk.db");
+        seed_sqlite(&path, n, n, 0);
+        let server = Server::start_on(On::Sqlite(&path)).await;
+        let rate_sqlite = lifecycles(&server.base, n, secs).await;
+        drop(server);
+        let _ = std::fs::remove_dir_all(&dir);
+        out["sqlite_jobs_per_s"] = json!(round(rate_sqlite));
+    }
+    out
 }
 
 /// W4: the sender's listing latency with `history` jobs, and W1 (N = 16) on the same database.
@@ -608,12 +801,19 @@ async fn main() {
             if args.quick { 30_000 } else { 100_000 },
             0,
             secs,
+            n == 16,
         )
         .await;
         rows.push(format!(
-            "W1 pull  N={n:<3} {:>9} pulls/s  twin {:>9}/s  ratio {:>5}  p50 {} ms  p99 {} ms",
-            r["pulls_per_s"], r["twin_per_s"], r["ratio"], r["p50_ms"], r["p99_ms"]
+            "W1 pull+reject N={n:<3} {:>8} cycles/s  twin {:>8}/s (ratio {:>5})  limit {:>8}/s (ratio {:>5})  p50 {} ms  p99 {} ms",
+            r["pulls_per_s"], r["twin_per_s"], r["ratio"], r["limit_per_s"], r["limit_ratio"], r["p50_ms"], r["p99_ms"]
         ));
+        if n == 16 {
+            rows.push(format!(
+                "W1 embedded SQLite N=16 {:>8} cycles/s ({} × PostgreSQL)  p99 {} ms",
+                r["sqlite_pulls_per_s"], r["sqlite_vs_postgres"], r["sqlite_p99_ms"]
+            ));
+        }
         w1s.push(r);
     }
     let w16 = w1s
@@ -626,19 +826,26 @@ async fn main() {
         results["w1_pulls_per_s"] = w16["pulls_per_s"].clone();
         results["w1_twin_per_s"] = w16["twin_per_s"].clone();
         results["w1_ratio"] = w16["ratio"].clone();
+        results["w1_limit_per_s"] = w16["limit_per_s"].clone();
+        results["w1_limit_ratio"] = w16["limit_ratio"].clone();
+        results["w1_sqlite_pulls_per_s"] = w16["sqlite_pulls_per_s"].clone();
+        results["w1_sqlite_vs_postgres"] = w16["sqlite_vs_postgres"].clone();
         results["w2_p50_ms"] = w16["p50_ms"].clone();
         results["w2_p99_ms"] = w16["p99_ms"].clone();
     }
 
     if on("w3") {
-        let r3 = w3(&admin, 16, secs).await;
+        let r3 = w3(&admin, 16, secs, true).await;
         rows.push(format!(
-            "W3 lifecycle N=16 {:>6} jobs/s  twin {:>6}/s  ratio {}",
-            r3["jobs_per_s"], r3["twin_per_s"], r3["ratio"]
+            "W3 lifecycle N=16 {:>6} jobs/s  twin {:>6}/s (ratio {})  limit {:>6}/s (ratio {})  embedded SQLite {} jobs/s",
+            r3["jobs_per_s"], r3["twin_per_s"], r3["ratio"], r3["limit_per_s"], r3["limit_ratio"], r3["sqlite_jobs_per_s"]
         ));
         results["w3_jobs_per_s"] = r3["jobs_per_s"].clone();
         results["w3_twin_per_s"] = r3["twin_per_s"].clone();
         results["w3_ratio"] = r3["ratio"].clone();
+        results["w3_limit_per_s"] = r3["limit_per_s"].clone();
+        results["w3_limit_ratio"] = r3["limit_ratio"].clone();
+        results["w3_sqlite_jobs_per_s"] = r3["sqlite_jobs_per_s"].clone();
         results["w3"] = r3;
     }
 

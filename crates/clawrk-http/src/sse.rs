@@ -225,15 +225,22 @@ impl Follow {
                 return;
             }
             let feed = self.feed.clone();
-            match feed.driver.try_lock() {
-                Ok(_driving) => self.drive().await,
-                Err(_) => {
-                    // Someone else reads: wait for their news, or for them to leave.
-                    tokio::select! {
-                        _ = self.version.changed() => {}
-                        _ = feed.driver.lock() => {}
-                    }
+            let driving = match feed.driver.try_lock() {
+                Ok(guard) => Some(guard),
+                // Someone else reads: wait for their news, or take over when they leave. A
+                // subscriber that obtains the lock drives: handing it on without reading would
+                // let waiters pass it around for ever.
+                Err(_) => tokio::select! {
+                    _ = self.version.changed() => None,
+                    guard = feed.driver.lock() => Some(guard),
+                },
+            };
+            if let Some(_driving) = driving {
+                self.version.borrow_and_update();
+                if self.take() {
+                    return;
                 }
+                self.drive().await;
             }
         }
     }

@@ -14,8 +14,9 @@ use std::time::Duration;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
-/// How often an idle worker looks for submitted jobs.
-const IDLE_POLL: Duration = Duration::from_millis(250);
+/// How often an idle worker looks for submitted jobs (a submission on this instance wakes it at
+/// once).
+const IDLE_POLL: Duration = Duration::from_secs(1);
 const BACKOFF_START: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
 

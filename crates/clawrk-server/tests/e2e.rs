@@ -385,3 +385,48 @@ async fn a_stream_sees_lines_written_by_another_instance() {
     let (_, j) = verifier.api(&sender.key).get(&format!("/jobs/{id}")).await;
     assert_eq!(j["status"], "verified");
 }
+
+/// Many streams of one job share one reader on the instance, and every one of them gets the lines
+/// and the verdict (they used to pass the reader's role around without ever reading).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_streams_of_one_job_all_get_the_verdict() {
+    const STREAMS: usize = 40;
+    let (_pg, db) = postgres();
+    let server = Server::start(&db, &[]).await;
+    let sender = create_user(&db, "sender", 1_000);
+    let worker = create_user(&db, "worker", 0);
+    let (s, w) = (server.api(&sender.key), server.api(&worker.key));
+    let (_, job) = s
+        .post(
+            "/jobs/run",
+            json!({"prompt": "write a haiku about the sea", "confirmed": true}),
+        )
+        .await;
+    let id = job["id"].as_str().unwrap().to_string();
+    assert_eq!(w.post(&format!("/jobs/{id}/claim"), json!({})).await.0, 200);
+    assert_eq!(
+        w.post(&format!("/jobs/{id}/accept"), json!({})).await.0,
+        200
+    );
+    let followers: Vec<_> = (0..STREAMS)
+        .map(|_| {
+            let s = server.api(&sender.key);
+            let id = id.clone();
+            tokio::spawn(async move { s.follow_logs(&id, STREAM).await })
+        })
+        .collect();
+    // Past one poll period of the shared reader, so that it is waiting when the verdict comes.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let out = "write the sea a haiku: grey waves fold into white foam";
+    assert_eq!(
+        w.post(&format!("/jobs/{id}/submit"), json!({"output": out}))
+            .await
+            .0,
+        200
+    );
+    for f in followers {
+        let text = f.await.unwrap();
+        assert!(text.contains("id: 1\nevent: log"), "{text}");
+        assert!(text.contains("event: verdict"), "{text}");
+    }
+}

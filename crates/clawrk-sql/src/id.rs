@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 /// The SQL type of every id column.
 #[derive(Clone, Copy, Debug, SqlType, diesel::query_builder::QueryId)]
-#[diesel(postgres_type(name = "uuid"))]
+#[diesel(postgres_type(oid = 2950, array_oid = 2951))]
 #[diesel(sqlite_type(name = "Text"))]
 pub struct Id;
 
