@@ -350,11 +350,20 @@ pub trait Tx {
 
 /// Wake-ups for a job's log stream, delivered across server instances.
 #[cfg_attr(any(test, feature = "mocks"), automock)]
-#[async_trait]
 pub trait LogWatch: Send + Sync {
-    /// Returns when the job's log lines or status may have changed, or after `timeout` at the latest
-    /// (callers re-read the store either way, so a spurious wake-up is harmless).
-    async fn wait(&self, job: JobId, timeout: Duration);
+    /// Starts watching `job`: every change from now on wakes the returned waiter. Made before a
+    /// read, it misses nothing that commits after the read began.
+    fn watch(&self, job: JobId) -> Box<dyn Waiter>;
+}
+
+/// One watcher of one job.
+#[cfg_attr(any(test, feature = "mocks"), automock)]
+#[async_trait]
+pub trait Waiter: Send + Sync {
+    /// Returns once the job's log or status may have changed since the waiter was made or last
+    /// returned (at once if it already did), or after `timeout` at the latest. Callers re-read the
+    /// store either way, so a spurious wake-up is harmless.
+    async fn wait(&mut self, timeout: Duration);
 }
 
 /// Why an LLM call failed. Never turned into an invented verdict.

@@ -320,10 +320,10 @@ pub async fn submit(
     let files = attachments(b.attachments, "attachments")?;
     let output = Output::new(b.output, files)?;
     once(&st, user, &req, &body.raw, || async {
-        Reply::new(
-            StatusCode::OK,
-            JobView::of(&st.market.submit(user, id, output).await?, user),
-        )
+        let job = st.market.submit(user, id, output).await?;
+        // An idle verification worker of this instance starts at once (others poll).
+        st.work.notify_one();
+        Reply::new(StatusCode::OK, JobView::of(&job, user))
     })
     .await
 }

@@ -21,6 +21,7 @@ use actix_web::web::{Data, Path};
 use actix_web_lab::sse::{self, Sse};
 use clawrk_domain::ids::JobId;
 use clawrk_domain::job::{LogLine, Verdict};
+use clawrk_domain::ports::{LogWatch, Waiter};
 use clawrk_domain::service::LogUpdate;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, Weak};
@@ -53,8 +54,9 @@ struct Feed {
     seen: Mutex<Seen>,
     /// Bumped after each read; subscribers wait on it.
     version: watch::Sender<u64>,
-    /// Held by the subscriber that reads the store for everyone.
-    driver: tokio::sync::Mutex<()>,
+    /// The job's waiter, made with the feed (before its first read, so no change is missed),
+    /// held by the subscriber that reads the store for everyone.
+    driver: tokio::sync::Mutex<Box<dyn Waiter>>,
 }
 
 /// The feeds of this instance, by job; a feed lives as long as one of its subscribers.
@@ -91,7 +93,7 @@ impl Feed {
 }
 
 impl LogHub {
-    fn feed(&self, job: JobId) -> Arc<Feed> {
+    fn feed(&self, job: JobId, watch: &dyn LogWatch) -> Arc<Feed> {
         let mut feeds = self.feeds.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(f) = feeds.get(&job).and_then(Weak::upgrade) {
             return f;
@@ -102,7 +104,7 @@ impl LogHub {
             job,
             seen: Mutex::new(Seen::default()),
             version: watch::channel(0).0,
-            driver: tokio::sync::Mutex::new(()),
+            driver: tokio::sync::Mutex::new(watch.watch(job)),
         });
         feeds.insert(job, Arc::downgrade(&f));
         f
@@ -130,7 +132,9 @@ pub async fn logs(
     id: Path<String>,
 ) -> ApiResult<impl actix_web::Responder> {
     let id: JobId = path_id(&id, "job id")?;
-    // Access check and a fresh read in one statement; the feed starts from (or catches up to) it.
+    // The feed (and its waiter) first, then the access check and a fresh read in one statement,
+    // from which the feed starts or catches up.
+    let feed = st.logs.feed(id, &*st.watch);
     let first = st.market.open_log(caller.0.id, id).await?;
     let after: i64 = req
         .headers()
@@ -138,7 +142,6 @@ pub async fn logs(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0);
-    let feed = st.logs.feed(id);
     let version = feed.version.subscribe();
     feed.publish(Ok(first));
     // The stream is driven by the response body itself (no task, no channel per subscriber): an
@@ -235,19 +238,19 @@ impl Follow {
                     guard = feed.driver.lock() => Some(guard),
                 },
             };
-            if let Some(_driving) = driving {
+            if let Some(mut waiter) = driving {
                 self.version.borrow_and_update();
                 if self.take() {
                     return;
                 }
-                self.drive().await;
+                self.drive(&mut **waiter).await;
             }
         }
     }
 
     /// Reads the store for every subscriber of the feed (after waiting for a change, unless the
     /// feed never read), then publishes what it found.
-    async fn drive(&mut self) {
+    async fn drive(&mut self, waiter: &mut dyn Waiter) {
         let (after, read, failing) = {
             let seen = self.feed.seen.lock().unwrap_or_else(|p| p.into_inner());
             (
@@ -259,7 +262,7 @@ impl Follow {
         if failing {
             tokio::time::sleep(MAX_BACKOFF).await;
         } else if read {
-            self.st.watch.wait(self.feed.job, POLL).await;
+            waiter.wait(POLL).await;
         }
         let update = self.st.market.log_update(self.feed.job, after).await;
         {

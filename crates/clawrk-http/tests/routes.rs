@@ -10,7 +10,7 @@ use clawrk_domain::job::{CriterionResult, LogLevel, Structured};
 use clawrk_domain::money::{Cents, Price, Reason, TimeLimit};
 use clawrk_domain::ports::{
     Assessment, Clock, LlmError, LogSink, LogWatch, MockPaymentGateway, MockPayoutGateway,
-    MockStructurer, Verifier, VerifyTask,
+    MockStructurer, Verifier, VerifyTask, Waiter,
 };
 use clawrk_domain::service::{Config, Marketplace, Ports};
 use clawrk_domain::user::{KeyHash, api_key_from};
@@ -73,10 +73,17 @@ impl Verifier for Scripted {
     }
 }
 
+/// No wake-ups: log streams find changes by polling (shortened here).
 struct NoWatch;
-#[async_trait]
 impl LogWatch for NoWatch {
-    async fn wait(&self, _job: clawrk_domain::ids::JobId, timeout: Duration) {
+    fn watch(&self, _job: clawrk_domain::ids::JobId) -> Box<dyn Waiter> {
+        Box::new(Sleep)
+    }
+}
+struct Sleep;
+#[async_trait]
+impl Waiter for Sleep {
+    async fn wait(&mut self, timeout: Duration) {
         tokio::time::sleep(timeout.min(Duration::from_millis(50))).await;
     }
 }

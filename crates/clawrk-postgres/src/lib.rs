@@ -12,8 +12,8 @@ pub mod testing;
 use async_trait::async_trait;
 use clawrk_domain::error::{DomainError, Result};
 use clawrk_domain::ids::JobId;
-use clawrk_domain::ports::{LogWatch, Mode, Store, Work};
-use clawrk_sql::Db;
+use clawrk_domain::ports::{LogWatch, Mode, Store, Waiter, Work};
+use clawrk_sql::{Db, Wakeups};
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::r2d2::{ManageConnection, Pool, PooledConnection, R2D2Connection};
@@ -22,7 +22,6 @@ use std::any::Any;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::broadcast;
 
 /// The schema, embedded in the binary.
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/postgres");
@@ -164,7 +163,7 @@ impl Store for PgStore {
 /// rebroadcasts each job id in-process. If the connection drops it reconnects; watchers time out
 /// meanwhile and re-read the store, so nothing is lost, only delayed.
 pub struct PgWatch {
-    tx: broadcast::Sender<JobId>,
+    wakeups: Wakeups,
     stopping: Arc<AtomicBool>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
@@ -173,7 +172,7 @@ impl PgWatch {
     fn start(url: String) -> Arc<PgWatch> {
         let stopping = Arc::new(AtomicBool::new(false));
         let watch = Arc::new(PgWatch {
-            tx: broadcast::channel(4096).0,
+            wakeups: Wakeups::default(),
             stopping: stopping.clone(),
             thread: Mutex::new(None),
         });
@@ -223,7 +222,7 @@ fn listen_loop(url: &str, watch: &std::sync::Weak<PgWatch>, stopping: &AtomicBoo
                 match n {
                     Ok(n) => {
                         if let Ok(id) = n.payload.parse() {
-                            let _ = w.tx.send(JobId(id));
+                            w.wakeups.notify(JobId(id));
                         }
                     }
                     Err(e) => {
@@ -238,20 +237,8 @@ fn listen_loop(url: &str, watch: &std::sync::Weak<PgWatch>, stopping: &AtomicBoo
     }
 }
 
-#[async_trait]
 impl LogWatch for PgWatch {
-    async fn wait(&self, job: JobId, timeout: Duration) {
-        let mut rx = self.tx.subscribe();
-        let _ = tokio::time::timeout(timeout, async move {
-            loop {
-                match rx.recv().await {
-                    Ok(j) if j == job => return,
-                    Ok(_) => continue,
-                    Err(broadcast::error::RecvError::Lagged(_)) => return,
-                    Err(broadcast::error::RecvError::Closed) => std::future::pending::<()>().await,
-                }
-            }
-        })
-        .await;
+    fn watch(&self, job: JobId) -> Box<dyn Waiter> {
+        self.wakeups.watch(job)
     }
 }

@@ -92,7 +92,8 @@ async fn log_lines_reach_other_instances() {
     // Let the listener connect and LISTEN.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let started = Instant::now();
-    let waiter = tokio::spawn(async move { watch.wait(job, Duration::from_secs(20)).await });
+    let mut waiter = watch.watch(job);
+    let waiter = tokio::spawn(async move { waiter.wait(Duration::from_secs(20)).await });
     tokio::time::sleep(Duration::from_millis(100)).await;
     // Cancelling writes a log line, which notifies.
     f.market.cancel(u.id, job).await.unwrap();

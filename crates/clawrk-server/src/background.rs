@@ -14,9 +14,9 @@ use std::time::Duration;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
-/// How often an idle worker looks for submitted jobs (a submission on this instance wakes it at
-/// once).
-const IDLE_POLL: Duration = Duration::from_secs(1);
+/// How often an idle worker looks for submitted jobs: a submission on this instance wakes one at
+/// once; this bounds how long a submission made on another instance waits.
+const IDLE_POLL: Duration = Duration::from_millis(500);
 const BACKOFF_START: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
 

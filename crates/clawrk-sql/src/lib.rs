@@ -23,9 +23,11 @@ mod rows;
 pub mod schema;
 mod statement;
 mod tx;
+mod wake;
 
 pub use errors::db_err;
 pub use id::{DbId, Id};
 pub use tx::{SqlTx, run};
+pub use wake::Wakeups;
 
 pub use conn::{Db, MultiBackend};

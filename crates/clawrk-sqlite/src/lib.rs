@@ -7,7 +7,7 @@
 //!   while the writer writes). Other processes (the `admin` commands, a second server) wait on
 //!   `busy_timeout`.
 //! - WAL journal with `synchronous = FULL`: an acknowledged commit survives a crash.
-//! - Log watchers ([`LocalWatch`]) are woken in-process after a commit touching a job's log.
+//! - Log watchers ([`Wakeups`]) are woken in-process after a commit touching a job's log.
 //! - Migrations (`migrations/sqlite`) are embedded and run by [`SqliteStore::open`], with foreign
 //!   keys off while tables are rebuilt and checked afterwards, as SQLite's procedure asks.
 //!
@@ -17,9 +17,8 @@
 
 use async_trait::async_trait;
 use clawrk_domain::error::{DomainError, Result};
-use clawrk_domain::ids::JobId;
-use clawrk_domain::ports::{LogWatch, Mode, Store, Work};
-use clawrk_sql::Db;
+use clawrk_domain::ports::{Mode, Store, Work};
+use clawrk_sql::{Db, Wakeups};
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
@@ -27,8 +26,6 @@ use std::any::Any;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
-use tokio::sync::broadcast;
 
 /// The schema, embedded in the binary.
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/sqlite");
@@ -51,7 +48,7 @@ pub struct SqliteStore {
     writer: Arc<Mutex<Db>>,
     readers: Arc<Vec<Mutex<Db>>>,
     next_reader: Arc<AtomicUsize>,
-    watch: Arc<LocalWatch>,
+    watch: Arc<Wakeups>,
     path: PathBuf,
 }
 
@@ -97,7 +94,7 @@ impl SqliteStore {
             writer: Arc::new(Mutex::new(Db::Sqlite(conn))),
             readers: Arc::new(readers),
             next_reader: Arc::default(),
-            watch: Arc::new(LocalWatch::new()),
+            watch: Arc::default(),
             path,
         })
     }
@@ -107,8 +104,8 @@ impl SqliteStore {
         &self.path
     }
 
-    /// Wake-ups for log streams of this store.
-    pub fn watch(&self) -> Arc<LocalWatch> {
+    /// Wake-ups for log streams of this store (fed after each commit that asked for them).
+    pub fn watch(&self) -> Arc<Wakeups> {
         self.watch.clone()
     }
 
@@ -151,7 +148,9 @@ impl Store for SqliteStore {
                     clawrk_sql::run(&mut guard, mode, work)
                 }
             }?;
-            watch.notify(&woken);
+            for job in woken {
+                watch.notify(job);
+            }
             Ok(out)
         })
         .await
@@ -163,44 +162,4 @@ impl Store for SqliteStore {
 enum Conn {
     Writer(Arc<Mutex<Db>>),
     Reader(Arc<Vec<Mutex<Db>>>, usize),
-}
-
-/// In-process wake-ups for log streams: one broadcast of the ids of jobs whose log changed. The
-/// embedded store has one process writing, so no cross-process channel is needed.
-pub struct LocalWatch {
-    tx: broadcast::Sender<JobId>,
-}
-
-impl LocalWatch {
-    fn new() -> Self {
-        LocalWatch {
-            tx: broadcast::channel(1024).0,
-        }
-    }
-
-    fn notify(&self, jobs: &[JobId]) {
-        for j in jobs {
-            // No receiver is fine: nobody is watching.
-            let _ = self.tx.send(*j);
-        }
-    }
-}
-
-#[async_trait]
-impl LogWatch for LocalWatch {
-    async fn wait(&self, job: JobId, timeout: Duration) {
-        let mut rx = self.tx.subscribe();
-        let _ = tokio::time::timeout(timeout, async move {
-            loop {
-                match rx.recv().await {
-                    Ok(j) if j == job => return,
-                    Ok(_) => continue,
-                    // Missed some: the caller re-reads anyway.
-                    Err(broadcast::error::RecvError::Lagged(_)) => return,
-                    Err(broadcast::error::RecvError::Closed) => std::future::pending::<()>().await,
-                }
-            }
-        })
-        .await;
-    }
 }

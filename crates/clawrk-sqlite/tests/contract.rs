@@ -93,7 +93,8 @@ async fn log_lines_wake_local_watchers() {
     let job = f.job(u.id, 500).await.id;
     let watch = f.db.watch();
     let started = Instant::now();
-    let waiter = tokio::spawn(async move { watch.wait(job, Duration::from_secs(20)).await });
+    let mut waiter = watch.watch(job);
+    let waiter = tokio::spawn(async move { waiter.wait(Duration::from_secs(20)).await });
     tokio::time::sleep(Duration::from_millis(100)).await;
     f.market.cancel(u.id, job).await.unwrap();
     waiter.await.unwrap();
