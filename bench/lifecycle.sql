@@ -1,156 +1,116 @@
--- W3 twin: the SQL statements one job's lifecycle causes in the PostgreSQL store (run confirmed →
--- pull → accept → submit → the client following the log → verification lease, three log lines,
--- verdict and payout), grouped in the same transactions, without HTTP, JSON or the LLM.
+-- W3 twin: the statements the product sends PostgreSQL for one job's whole lifecycle (run
+-- confirmed, pull, accept, submit, the client opening the log stream, the verification lease with
+-- its first line, the verdict with its lines, attempt and payout, the stream's reads), in the same
+-- transactions, without HTTP, JSON or the LLM. Authentication costs no statement (the instance
+-- remembers keys), so the callers' keys are joined into the first read each makes.
 -- :client_id picks the sender/worker pair.
 \set n random(1, 1000000000)
--- run (phase 2): authenticate, quote cache, create the job and pay it into escrow
+-- run (phase 2 without phase 1): the quote cache is read; the job, its payment and the balances in
+-- one transaction
+SELECT k.user_id AS sender, (SELECT structured FROM quotes q WHERE q.sender = k.user_id
+         AND q.digest = sha256(convert_to('p' || :n, 'UTF8')) AND q.expires_at > 0) AS quote
+  FROM api_keys k WHERE k.key_hash = sha256(convert_to('ck_' || lpad(to_hex(:client_id), 32, '0') || repeat('a', 32), 'UTF8')) \gset
 BEGIN;
-SELECT u.id AS sender FROM users u JOIN api_keys k ON k.user_id = u.id
-  WHERE k.key_hash = sha256(convert_to('ck_' || lpad(to_hex(:client_id), 32, '0') || repeat('a', 32), 'UTF8')) \gset
-COMMIT;
-BEGIN;
-SELECT structured FROM quotes WHERE sender = ':sender' AND digest = sha256(convert_to('p' || :n, 'UTF8')) AND expires_at > 0;
-COMMIT;
-BEGIN;
-INSERT INTO quotes (sender, digest, structured, expires_at) VALUES (':sender', sha256(convert_to('p' || :n, 'UTF8')), '{}', 9999999999999)
-  ON CONFLICT (sender, digest) DO UPDATE SET structured = excluded.structured, expires_at = excluded.expires_at;
-COMMIT;
-BEGIN;
-SELECT id FROM users WHERE id = ':sender';
-SELECT balance_cents FROM balances WHERE account = 'wallet:' || ':sender' FOR UPDATE;
-SELECT gen_random_uuid() AS job \gset
 INSERT INTO jobs (id, status, prompt, title, description, requirements, acceptance_criteria, sender,
-  price_cents, time_limit_seconds, attempt_count, cancellation_requested, env_vars, attachments,
-  presented_to_agents, structured_by, created_at, updated_at)
-  VALUES (':job', 'queued', 'p', 't', 'd', 'r', '["c"]', ':sender', 400, 900, 0, false, '{}', '[]', '[]', 'heuristic', 2, 2);
+  receiver, receiver_agent_id, held_by_agent_id, held_by_owner_id, hold_expires_at, price_cents,
+  time_limit_seconds, accepted_at, deadline_at, submitted_at, completed_at, attempt_count,
+  cancellation_requested, output_text, output_attachments, env_vars, attachments,
+  presented_to_agents, verification, structured_by, created_at, updated_at, version)
+  VALUES (gen_random_uuid(), 'queued', 'p', 't', 'd', 'r', '["c"]', ':sender', NULL, NULL, NULL, NULL,
+  NULL, 400, 900, NULL, NULL, NULL, NULL, 0, false, NULL, NULL, '{}', '[]', '[]', NULL, 'heuristic',
+  2, 2, 0) RETURNING id AS new \gset
 INSERT INTO transfers (id, debit, credit, amount_cents, reason, job_id, created_at)
-  VALUES (gen_random_uuid(), 'wallet:' || ':sender', 'escrow:' || ':job', 400, 'job_payment', ':job', 2);
-UPDATE balances SET balance_cents = balance_cents - 400 WHERE account = 'wallet:' || ':sender';
-INSERT INTO balances (account, balance_cents) VALUES ('escrow:' || ':job', 400);
+  VALUES (gen_random_uuid(), 'wallet:' || ':sender', 'escrow:' || ':new', 400, 'job_payment', ':new', 2);
+INSERT INTO balances (account, balance_cents) VALUES ('escrow:' || ':new', 400)
+  ON CONFLICT (account) DO UPDATE SET balance_cents = balances.balance_cents + 400;
+UPDATE balances SET balance_cents = balance_cents - 400
+  WHERE account = 'wallet:' || ':sender' AND balance_cents >= 400;
 COMMIT;
--- pull (as the worker). When every queued job is locked by other clients there is nothing to
--- hold and the rest of this run is skipped (the HTTP client would post and pull again).
+-- pull (as the worker): one transaction, as in pull.sql
 BEGIN;
-SELECT u.id AS owner FROM users u JOIN api_keys k ON k.user_id = u.id
-  WHERE k.key_hash = sha256(convert_to('ck_' || lpad(to_hex(:client_id), 32, '0') || repeat('b', 32), 'UTF8')) \gset
-COMMIT;
-BEGIN;
-SELECT id AS agent FROM agents WHERE owner_id = ':owner' ORDER BY is_default DESC, created_at, id LIMIT 1 \gset
-COMMIT;
-BEGIN;
-WITH c AS (SELECT j.* FROM jobs j WHERE status = 'queued' AND sender <> ':owner' AND NOT EXISTS
+SELECT a.id AS agent, a.owner_id AS owner, a.personality
+  FROM agents a JOIN api_keys k ON k.user_id = a.owner_id
+ WHERE k.key_hash = sha256(convert_to('ck_' || lpad(to_hex(:client_id), 32, '0') || repeat('b', 32), 'UTF8'))
+ ORDER BY a.is_default DESC, a.created_at, a.id LIMIT 1 \gset
+SELECT COALESCE(MIN(id::text), '') AS id, COUNT(*) AS got FROM (SELECT j.* FROM jobs j
+  WHERE j.status = 'queued' AND j.sender <> ':owner' AND NOT EXISTS
   (SELECT 1 FROM presentations p WHERE p.agent_id = ':agent' AND p.job_id = j.id)
-  ORDER BY created_at, id LIMIT 32 FOR UPDATE SKIP LOCKED)
-SELECT COALESCE((SELECT id::text FROM c ORDER BY created_at, id LIMIT 1), '') AS id, (SELECT COUNT(*) FROM c) AS got \gset
+  ORDER BY j.created_at, j.id LIMIT 32 FOR UPDATE SKIP LOCKED) c \gset
 \if :got > 0
 UPDATE jobs SET status = 'held', held_by_agent_id = ':agent', held_by_owner_id = ':owner',
-  hold_expires_at = 9999999999999, updated_at = 3 WHERE id = ':id';
-INSERT INTO presentations (agent_id, job_id) VALUES (':agent', ':id') ON CONFLICT DO NOTHING;
-SELECT pg_notify('clawrk_job_events', ':id');
+       hold_expires_at = 9999999999999, presented_to_agents = '["' || ':agent' || '"]',
+       updated_at = 3, version = version + 1, verify_lease_until = NULL, prompt = prompt,
+       title = title, description = description, requirements = requirements,
+       acceptance_criteria = acceptance_criteria, env_vars = env_vars, attachments = attachments
+  WHERE id = ':id' AND version = 0;
 \endif
 COMMIT;
 \if :got > 0
--- accept: authenticate, find the acting agent (the job's holder, then that agent), then the transition
+-- accept: the job read (with the acting agent: its holder), the change written over its version
+SELECT id, status, prompt, title, description, requirements, acceptance_criteria, sender, receiver,
+       receiver_agent_id, held_by_agent_id, held_by_owner_id, hold_expires_at, price_cents,
+       time_limit_seconds, accepted_at, deadline_at, submitted_at, completed_at, attempt_count,
+       cancellation_requested, output_text, output_attachments, env_vars, attachments,
+       presented_to_agents, verification, structured_by, created_at, updated_at, version,
+       verify_lease_until
+  FROM jobs WHERE id = ':id' \gset r_
+UPDATE jobs SET status = 'accepted', held_by_agent_id = NULL, held_by_owner_id = NULL,
+       hold_expires_at = NULL, receiver = ':owner', receiver_agent_id = ':agent', accepted_at = 4,
+       deadline_at = 9999999999999, attempt_count = 1, updated_at = 4, version = :r_version + 1,
+       verify_lease_until = NULL, prompt = prompt, title = title, description = description,
+       requirements = requirements, acceptance_criteria = acceptance_criteria, env_vars = env_vars,
+       attachments = attachments
+  WHERE id = ':id' AND version = :r_version;
+-- submit: the same shape
+SELECT id, status, prompt, title, description, requirements, acceptance_criteria, sender, receiver,
+       receiver_agent_id, held_by_agent_id, held_by_owner_id, hold_expires_at, price_cents,
+       time_limit_seconds, accepted_at, deadline_at, submitted_at, completed_at, attempt_count,
+       cancellation_requested, output_text, output_attachments, env_vars, attachments,
+       presented_to_agents, verification, structured_by, created_at, updated_at, version,
+       verify_lease_until
+  FROM jobs WHERE id = ':id' \gset r_
+UPDATE jobs SET status = 'submitted', output_text = 'out', output_attachments = '[]', submitted_at = 5,
+       updated_at = 5, version = :r_version + 1, prompt = prompt, title = title, description = description,
+       requirements = requirements, acceptance_criteria = acceptance_criteria, env_vars = env_vars,
+       attachments = attachments
+  WHERE id = ':id' AND version = :r_version;
+-- the client opens the log stream: the job and its lines in one read
+SELECT j.status, l.seq, l.message FROM jobs j LEFT JOIN log_lines l ON l.job_id = j.id AND l.seq > 0
+ WHERE j.id = ':id' ORDER BY l.seq;
+-- verification: the lease (one statement) with its first line; the notification rides on COMMIT
+-- (the twin leases its own job: a puller's transient row lock would make SKIP LOCKED skip it)
 BEGIN;
-SELECT u.id, u.name, u.created_at, COALESCE(b.balance_cents, 0) FROM users u
-  LEFT JOIN balances b ON b.account = 'wallet:' || u.id::text JOIN api_keys k ON k.user_id = u.id
-  WHERE k.key_hash = sha256(convert_to('ck_' || lpad(to_hex(:client_id), 32, '0') || repeat('b', 32), 'UTF8'));
-COMMIT;
+UPDATE jobs SET verify_lease_until = 9999999999999
+  WHERE id = (SELECT id FROM jobs WHERE status = 'submitted' AND id = ':id'
+                AND (verify_lease_until IS NULL OR verify_lease_until <= 6) FOR UPDATE)
+  RETURNING version AS lv, receiver AS rcv \gset
+INSERT INTO log_lines (job_id, seq, at, level, message) SELECT ':id', m.n + v.column1, 6, v.column2, v.column3
+  FROM (SELECT COALESCE(MAX(seq), 0) AS n FROM log_lines WHERE job_id = ':id') m
+  CROSS JOIN (VALUES (1, 'info', 'started')) AS v RETURNING seq;
+SELECT pg_notify('clawrk_job_events', ':id') \; COMMIT;
+-- the stream's reader, woken
+SELECT j.status, l.seq, l.message FROM jobs j LEFT JOIN log_lines l ON l.job_id = j.id AND l.seq > 0
+ WHERE j.id = ':id' ORDER BY l.seq;
+-- verdict: the job over the leased version, the payout and the fee, the attempt, the lines
 BEGIN;
-SELECT * FROM jobs WHERE id = ':id';
-COMMIT;
-BEGIN;
-SELECT id, owner_id, name, personality, avatar_url, is_default, created_at FROM agents WHERE id = ':agent';
-COMMIT;
-BEGIN;
-SELECT * FROM jobs WHERE id = ':id' FOR UPDATE;
-UPDATE jobs SET status = 'accepted', held_by_agent_id = NULL, held_by_owner_id = NULL, hold_expires_at = NULL,
-  receiver = ':owner', receiver_agent_id = ':agent', accepted_at = 4, deadline_at = 9999999999999,
-  attempt_count = 1, updated_at = 4 WHERE id = ':id';
-INSERT INTO attempts (job_id, attempt, agent_id, outcome, earned_cents) VALUES (':id', 1, ':agent', 'running', 0)
-  ON CONFLICT (job_id, attempt) DO UPDATE SET outcome = excluded.outcome, earned_cents = excluded.earned_cents;
-SELECT pg_notify('clawrk_job_events', ':id');
-COMMIT;
--- submit: authenticate, then the transition
-BEGIN;
-SELECT u.id, u.name, u.created_at, COALESCE(b.balance_cents, 0) FROM users u
-  LEFT JOIN balances b ON b.account = 'wallet:' || u.id::text JOIN api_keys k ON k.user_id = u.id
-  WHERE k.key_hash = sha256(convert_to('ck_' || lpad(to_hex(:client_id), 32, '0') || repeat('b', 32), 'UTF8'));
-COMMIT;
-BEGIN;
-SELECT * FROM jobs WHERE id = ':id' FOR UPDATE;
-UPDATE jobs SET status = 'submitted', output_text = 'out', submitted_at = 5, updated_at = 5 WHERE id = ':id';
-INSERT INTO attempts (job_id, attempt, agent_id, outcome, earned_cents) VALUES (':id', 1, ':agent', 'running', 0)
-  ON CONFLICT (job_id, attempt) DO UPDATE SET outcome = excluded.outcome, earned_cents = excluded.earned_cents;
-SELECT pg_notify('clawrk_job_events', ':id');
-COMMIT;
--- the client follows the log until the verdict: authenticate, check visibility, then each round
--- reads the new lines and the job (a first round, one per wake-up, a last one)
-BEGIN;
-SELECT u.id, u.name, u.created_at, COALESCE(b.balance_cents, 0) FROM users u
-  LEFT JOIN balances b ON b.account = 'wallet:' || u.id::text JOIN api_keys k ON k.user_id = u.id
-  WHERE k.key_hash = sha256(convert_to('ck_' || lpad(to_hex(:client_id), 32, '0') || repeat('b', 32), 'UTF8'));
-COMMIT;
-BEGIN;
-SELECT * FROM jobs WHERE id = ':id';
-COMMIT;
-BEGIN;
-SELECT seq, at, level, message FROM log_lines WHERE job_id = ':id' AND seq > 0 ORDER BY seq;
-COMMIT;
-BEGIN;
-SELECT * FROM jobs WHERE id = ':id';
-COMMIT;
--- verification: lease, three log lines, verdict and payout
-BEGIN;
--- (the store takes the oldest free one; the twin takes its own, so that a client never finds none)
-SELECT id AS leased FROM jobs WHERE status = 'submitted' AND (verify_lease_until IS NULL OR verify_lease_until <= 6)
-  AND id = ':id' ORDER BY submitted_at, id LIMIT 1 FOR UPDATE SKIP LOCKED \gset
-UPDATE jobs SET verify_lease_until = 9999999999999 WHERE id = ':leased';
-COMMIT;
-BEGIN;
-SELECT 1 FROM jobs WHERE id = ':leased' FOR UPDATE;
-INSERT INTO log_lines (job_id, seq, at, level, message) VALUES (':leased', (SELECT COALESCE(MAX(seq), 0) + 1 FROM log_lines WHERE job_id = ':leased'), 6, 'info', 'started');
-SELECT pg_notify('clawrk_job_events', ':leased');
-COMMIT;
-BEGIN;
-SELECT 1 FROM jobs WHERE id = ':leased' FOR UPDATE;
-INSERT INTO log_lines (job_id, seq, at, level, message) VALUES (':leased', (SELECT COALESCE(MAX(seq), 0) + 1 FROM log_lines WHERE job_id = ':leased'), 6, 'info', 'criterion');
-SELECT pg_notify('clawrk_job_events', ':leased');
-COMMIT;
-BEGIN;
-SELECT 1 FROM jobs WHERE id = ':leased' FOR UPDATE;
-INSERT INTO log_lines (job_id, seq, at, level, message) VALUES (':leased', (SELECT COALESCE(MAX(seq), 0) + 1 FROM log_lines WHERE job_id = ':leased'), 6, 'info', 'verdict');
-SELECT pg_notify('clawrk_job_events', ':leased');
-COMMIT;
-BEGIN;
-SELECT * FROM jobs WHERE id = ':leased' FOR UPDATE;
-SELECT receiver AS rcv, receiver_agent_id AS ragent FROM jobs WHERE id = ':leased' \gset
-UPDATE jobs SET status = 'verified', verification = '{}', completed_at = 7, updated_at = 7,
-  verify_lease_until = NULL WHERE id = ':leased';
-INSERT INTO attempts (job_id, attempt, agent_id, outcome, earned_cents) VALUES (':leased', 1, ':ragent', 'verified', 270)
-  ON CONFLICT (job_id, attempt) DO UPDATE SET outcome = excluded.outcome, earned_cents = excluded.earned_cents;
-SELECT pg_notify('clawrk_job_events', ':leased');
+UPDATE jobs SET status = 'verified', verification = '{}', completed_at = 7, deadline_at = NULL,
+       updated_at = 7, version = :lv + 1, verify_lease_until = NULL, prompt = prompt, title = title,
+       description = description, requirements = requirements,
+       acceptance_criteria = acceptance_criteria, env_vars = env_vars, attachments = attachments
+  WHERE id = ':id' AND version = :lv;
 INSERT INTO transfers (id, debit, credit, amount_cents, reason, job_id, created_at)
-  VALUES (gen_random_uuid(), 'escrow:' || ':leased', 'wallet:' || ':rcv', 270, 'earning', ':leased', 7),
-         (gen_random_uuid(), 'escrow:' || ':leased', 'platform', 130, 'fee', ':leased', 7);
-UPDATE balances SET balance_cents = balance_cents - 400 WHERE account = 'escrow:' || ':leased';
-UPDATE balances SET balance_cents = balance_cents + 130 WHERE account = 'platform';
-UPDATE balances SET balance_cents = balance_cents + 270 WHERE account = 'wallet:' || ':rcv';
-COMMIT;
--- the stream's wake-ups during and after the verification, and its last read
-BEGIN;
-SELECT seq, at, level, message FROM log_lines WHERE job_id = ':id' AND seq > 0 ORDER BY seq;
-COMMIT;
-BEGIN;
-SELECT * FROM jobs WHERE id = ':id';
-COMMIT;
-BEGIN;
-SELECT seq, at, level, message FROM log_lines WHERE job_id = ':id' AND seq > 3 ORDER BY seq;
-COMMIT;
-BEGIN;
-SELECT * FROM jobs WHERE id = ':id';
-COMMIT;
-BEGIN;
-SELECT seq, at, level, message FROM log_lines WHERE job_id = ':id' AND seq > 3 ORDER BY seq;
-COMMIT;
+  VALUES (gen_random_uuid(), 'escrow:' || ':id', 'wallet:' || ':rcv', 270, 'earning', ':id', 7),
+         (gen_random_uuid(), 'escrow:' || ':id', 'platform', 130, 'fee', ':id', 7);
+UPDATE balances SET balance_cents = balance_cents - 400 WHERE account = 'escrow:' || ':id' AND balance_cents >= 400;
+UPDATE balances SET balance_cents = balance_cents + 270 WHERE account = 'wallet:' || ':rcv' AND balance_cents <= 4611686018427387903 - 270;
+INSERT INTO attempts (job_id, attempt, agent_id, outcome, earned_cents) VALUES (':id', 1, ':agent', 'verified', 270)
+  ON CONFLICT (job_id, attempt) DO UPDATE SET outcome = 'verified', earned_cents = 270;
+INSERT INTO log_lines (job_id, seq, at, level, message) SELECT ':id', m.n + v.column1, 7, v.column2, v.column3
+  FROM (SELECT COALESCE(MAX(seq), 0) AS n FROM log_lines WHERE job_id = ':id') m
+  CROSS JOIN (VALUES (1, 'info', 'reading'), (2, 'info', 'criterion'), (3, 'info', 'verdict'), (4, 'info', 'paid')) AS v
+  RETURNING seq;
+SELECT pg_notify('clawrk_job_events', ':id') \; COMMIT;
+-- the stream's reader, woken by the verdict
+SELECT j.status, l.seq, l.message FROM jobs j LEFT JOIN log_lines l ON l.job_id = j.id AND l.seq > 1
+ WHERE j.id = ':id' ORDER BY l.seq;
 \endif
