@@ -22,8 +22,9 @@ lint:
 ci:
     bash .ci/run
 
-# Load benchmarks beside their raw-SQL twin (PostgreSQL and pgbench), then the domain's
-# micro-benchmarks; writes bench/results/latest.json. `just bench --quick` for the short run.
+# Load benchmarks beside their own raw-SQL twin and the limit twin (PostgreSQL and pgbench), W1 and
+# W3 also on the embedded store, then the domain's micro-benchmarks; writes
+# bench/results/latest.json. `just bench --quick` for the short run.
 bench *ARGS:
     cargo build --release -p clawrk-server -p clawrk-bench
     cargo run --release -q -p clawrk-bench -- {{ARGS}}
