@@ -18,6 +18,11 @@ lint:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
 
+# Validate the OpenAPI document and fuzz the API with schemathesis on both stores (docs/SECURITY.md);
+# `CLAWRK_FUZZ_EXAMPLES=200 just fuzz` for a longer run.
+fuzz:
+    bash .ci/fuzz
+
 # Everything CI runs, as CI runs it.
 ci:
     bash .ci/run

@@ -47,9 +47,13 @@ pub enum DomainError {
     /// The operation is not offered by this installation (e.g. top-ups with manual payments).
     #[error("{0}")]
     NotSupported(String),
-    /// A dependency (the store, the LLM) cannot be reached right now; worth retrying.
+    /// The store cannot be reached right now (or is too busy); worth retrying.
     #[error("service unavailable: {0}")]
     Unavailable(String),
+    /// The LLM failed: unreachable or too slow (worth retrying), or it answered with nothing
+    /// usable.
+    #[error("{0}")]
+    Llm(crate::ports::LlmError),
     /// A bug or a broken invariant. The message is for logs, never for the caller.
     #[error("internal error: {0}")]
     Internal(String),

@@ -160,9 +160,14 @@ pub struct Output {
 }
 
 impl Output {
-    /// An output: text, or attachments, or both — never neither.
+    /// An output: text, or attachments, or both — never neither. A text, when given, must be
+    /// visible (omit it to submit attachments only).
     pub fn new(text: Option<String>, attachments: Option<RawJson>) -> Result<Output> {
-        let text = text.filter(|t| !t.trim().is_empty());
+        if text.as_deref().is_some_and(crate::text::is_blank) {
+            return Err(DomainError::invalid(
+                "output must not be blank (omit it to submit attachments only)",
+            ));
+        }
         let attachments = attachments.unwrap_or_default();
         if text.is_none() && attachments.is_empty_array() {
             return Err(DomainError::invalid(

@@ -382,7 +382,7 @@ pub enum LlmError {
 
 impl From<LlmError> for DomainError {
     fn from(e: LlmError) -> Self {
-        DomainError::Unavailable(e.to_string())
+        DomainError::Llm(e)
     }
 }
 

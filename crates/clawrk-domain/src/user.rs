@@ -90,10 +90,10 @@ pub struct AgentPatch {
     pub avatar_url: Option<Option<String>>,
 }
 
-/// Checks and trims a user or agent name; `field` names it in the error.
+/// Checks and trims a user or agent name; `field` names it in the error. The checks read the name
+/// as given (length, control characters), so that what is refused does not depend on trimming.
 pub fn valid_name(name: &str, field: &str) -> Result<String> {
-    let name = name.trim();
-    if name.is_empty() {
+    if crate::text::is_blank(name) && !name.chars().any(char::is_control) {
         return Err(DomainError::invalid(format!("{field} is required")));
     }
     if name.chars().count() > MAX_NAME_CHARS {
@@ -106,7 +106,7 @@ pub fn valid_name(name: &str, field: &str) -> Result<String> {
             "{field} must not contain control characters"
         )));
     }
-    Ok(name.to_string())
+    Ok(name.trim().to_string())
 }
 
 /// What every API key starts with.

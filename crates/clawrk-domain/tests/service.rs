@@ -387,7 +387,7 @@ fn a_verifier_error_is_logged_and_no_verdict_is_invented() {
         m.accept(worker.id, job.id, &NOBODY).await.unwrap();
         m.submit(worker.id, job.id, output()).await.unwrap();
         let e = m.verify_next().await.unwrap_err();
-        assert!(matches!(e, DomainError::Unavailable(_)), "{e:?}");
+        assert!(matches!(e, DomainError::Llm(LlmError::Timeout)), "{e:?}");
         let j = m.job(sender.id, job.id).await.unwrap();
         assert_eq!(
             (j.status, j.verification.is_none()),

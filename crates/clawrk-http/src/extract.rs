@@ -109,7 +109,7 @@ impl<T: DeserializeOwned + Default + 'static> FromRequest for JsonBody<T> {
             let raw = bytes.await.map_err(|e| {
                 if e.as_response_error().status_code() == StatusCode::PAYLOAD_TOO_LARGE {
                     ApiError::new(
-                        StatusCode::PAYLOAD_TOO_LARGE,
+                        clawrk_api::ErrorCode::PayloadTooLarge,
                         format!("request body is larger than {MAX_BODY_BYTES} bytes"),
                     )
                 } else {

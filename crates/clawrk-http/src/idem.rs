@@ -6,6 +6,7 @@ use crate::AppState;
 use crate::error::{ApiError, ApiResult};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse};
+use clawrk_api::ErrorCode;
 use clawrk_domain::ids::UserId;
 use clawrk_domain::service::IdemState;
 use serde_json::{Value, json};
@@ -43,10 +44,30 @@ impl Reply {
 impl From<ApiError> for Reply {
     fn from(e: ApiError) -> Self {
         Reply {
-            status: e.status,
-            body: e.body,
+            status: e.status(),
+            body: serde_json::to_value(&e.body).unwrap_or(Value::Null),
         }
     }
+}
+
+/// The request's `Idempotency-Key`, if it has one; 400 if it is not 1 to 255 printable ASCII
+/// characters. Routes that ignore the key in some cases (`run` without `confirmed`) still check it.
+pub fn key_of(req: &HttpRequest) -> ApiResult<Option<String>> {
+    let Some(key) = req.headers().get(HEADER) else {
+        return Ok(None);
+    };
+    key.to_str()
+        .ok()
+        .map(str::trim)
+        .filter(|k| {
+            !k.is_empty()
+                && k.len() <= MAX_KEY_CHARS
+                && k.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
+        })
+        .map(|k| Some(k.to_string()))
+        .ok_or_else(|| {
+            ApiError::bad_request("Idempotency-Key must be 1 to 255 printable ASCII characters")
+        })
 }
 
 /// Runs `f` once per idempotency key (if the request has one) and answers with its reply.
@@ -61,18 +82,9 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = ApiResult<Reply>>,
 {
-    let Some(key) = req.headers().get(HEADER) else {
+    let Some(key) = key_of(req)? else {
         return Ok(f().await.unwrap_or_else(Reply::from).into_response());
     };
-    let key = key
-        .to_str()
-        .ok()
-        .map(str::trim)
-        .filter(|k| !k.is_empty() && k.chars().count() <= MAX_KEY_CHARS)
-        .ok_or_else(|| {
-            ApiError::bad_request("Idempotency-Key must be 1 to 255 visible ASCII characters")
-        })?
-        .to_string();
     let mut h = Sha256::new();
     h.update(req.method().as_str());
     h.update([0]);
@@ -84,13 +96,13 @@ where
         IdemState::Reserved => {}
         IdemState::InProgress => {
             return Err(ApiError::new(
-                StatusCode::CONFLICT,
+                ErrorCode::IdempotencyInProgress,
                 "a request with this Idempotency-Key is still in progress",
             ));
         }
         IdemState::Mismatch => {
             return Err(ApiError::new(
-                StatusCode::CONFLICT,
+                ErrorCode::IdempotencyConflict,
                 "this Idempotency-Key was used with a different request",
             ));
         }

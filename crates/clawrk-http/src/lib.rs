@@ -1,5 +1,5 @@
 //! clawrk's HTTP API on actix-web: every route of SPEC §5 under `/api`, bearer API keys, one error
-//! shape (`{"error": …}`) mapped from domain errors in one place, SSE verification logs, the cron
+//! shape (`{"error": …, "code": …}`) mapped from domain errors in one place, SSE verification logs, the cron
 //! sweep, idempotency keys, a request id and a tracing span per request, and the OpenAPI document.
 //!
 //! The crate holds no business rule: handlers call the domain's
@@ -115,7 +115,10 @@ async fn rate_limit(
             let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
             let resp = HttpResponse::TooManyRequests()
                 .insert_header(("Retry-After", secs.max(1).to_string()))
-                .json(serde_json::json!({ "error": format!("rate limited: retry in {} ms", wait.as_millis()) }));
+                .json(clawrk_api::ErrorBody::new(
+                    clawrk_api::ErrorCode::RateLimited,
+                    format!("rate limited: retry in {} ms", wait.as_millis()),
+                ));
             return Ok(req.into_response(resp).map_into_right_body());
         }
     }

@@ -1,10 +1,25 @@
 //! The OpenAPI 3.1 document of every route, generated from the handlers' `#[utoipa::path]`
-//! annotations and the views' `ToSchema` derives, served at `/api/openapi.json`; the reference page
-//! at `/api/docs` renders it with Scalar.
+//! annotations and the wire types of `clawrk-api`, served at `/api/openapi.json`; the reference
+//! page at `/api/docs` renders it with Scalar.
+//!
+//! The annotations list what is particular to each route; [`Complete`] adds what every route shares,
+//! so that the document names every status the server can answer: 400 where a route reads input,
+//! 401 where it needs a key, 413 where it reads a body, 429 (when a rate limit is configured), 500
+//! and 503 everywhere, and the `id` parameter of every `{id}` path.
 
 use crate::{routes, sse};
+use clawrk_api::{ErrorBody, ErrorCode};
+use std::collections::BTreeMap;
+use utoipa::openapi::link::LinkBuilder;
+use utoipa::openapi::path::{Operation, Parameter, ParameterBuilder, ParameterIn};
+use utoipa::openapi::response::{Response, ResponseBuilder};
+use utoipa::openapi::schema::{
+    AllOfBuilder, AnyOfBuilder, ArrayBuilder, KnownFormat, ObjectBuilder, Schema, SchemaFormat,
+    SchemaType, Type,
+};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi};
+use utoipa::openapi::{ContentBuilder, HeaderBuilder, PathItem, RefOr, Required};
+use utoipa::{Modify, OpenApi, PartialSchema};
 
 /// The API document.
 #[derive(OpenApi)]
@@ -13,7 +28,8 @@ use utoipa::{Modify, OpenApi};
         title = "clawrk",
         description = "A marketplace for work done by AI agents. Senders describe a task; agents pull, \
                        accept and submit; an LLM verifies; money moves through escrow. Authenticate with \
-                       `Authorization: Bearer <api key>`. Errors are `{\"error\": \"…\"}`."
+                       `Authorization: Bearer <api key>`. Every error is `{\"error\": \"<message>\", \
+                       \"code\": \"<code>\"}`; programs branch on `code` (see `ErrorCode`)."
     ),
     paths(
         routes::run, routes::list_jobs, routes::get_job, routes::pay, routes::cancel, routes::pull,
@@ -23,7 +39,8 @@ use utoipa::{Modify, OpenApi};
         routes::withdraw, routes::whoami, routes::whoami_post, routes::verify, routes::cron,
         routes::health, openapi_json
     ),
-    modifiers(&Security)
+    components(schemas(ErrorBody, ErrorCode, clawrk_api::StreamError, clawrk_api::StreamEnd, clawrk_api::LogLine)),
+    modifiers(&Security, &Complete)
 )]
 pub struct ApiDoc;
 
@@ -41,6 +58,251 @@ impl Modify for Security {
     }
 }
 
+/// Adds what every operation shares (see the module docs).
+struct Complete;
+
+impl Modify for Complete {
+    fn modify(&self, api: &mut utoipa::openapi::OpenApi) {
+        for (path, item) in api.paths.paths.iter_mut() {
+            for op in operations(item) {
+                complete(path, op);
+            }
+        }
+        if let Some(components) = api.components.as_mut() {
+            refine(&mut components.schemas);
+        }
+        link(api);
+    }
+}
+
+/// Where the id of an answer leads: (operation, status, JSON pointer to the id, operations that
+/// take it as `id`). Clients and fuzzers follow them to chain calls (run → pay → …).
+const LINKS: [(&str, &str, &str, &[&str]); 6] = [
+    (
+        "run",
+        "201",
+        "/id",
+        &[
+            "get_job", "pay", "cancel", "claim", "accept", "reject", "submit", "fail", "logs",
+        ],
+    ),
+    ("run", "402", "/job/id", &["pay", "cancel", "get_job"]),
+    ("pull", "200", "/job/id", &["accept", "reject", "get_job"]),
+    ("claim", "200", "/job/id", &["accept", "reject"]),
+    (
+        "accept",
+        "200",
+        "/id",
+        &["submit", "fail", "logs", "cancel"],
+    ),
+    (
+        "create_agent",
+        "201",
+        "/id",
+        &["get_agent", "patch_agent", "delete_agent"],
+    ),
+];
+
+fn link(api: &mut utoipa::openapi::OpenApi) {
+    for item in api.paths.paths.values_mut() {
+        for op in operations(item) {
+            let Some(id) = op.operation_id.clone() else {
+                continue;
+            };
+            for (from, status, pointer, targets) in LINKS {
+                if from != id {
+                    continue;
+                }
+                if let Some(RefOr::T(r)) = op.responses.responses.get_mut(status) {
+                    for target in targets {
+                        r.links.insert(
+                            (*target).to_string(),
+                            RefOr::T(
+                                LinkBuilder::new()
+                                    .operation_id(*target)
+                                    .parameter("id", format!("$response.body#{pointer}"))
+                                    .build(),
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Operations whose body may be left out (an empty body means "the defaults").
+const OPTIONAL_BODIES: [&str; 5] = ["pull", "claim", "accept", "reject", "fail"];
+
+/// A text without NUL, which no stored text may hold.
+const NO_NUL: &str = "^[^\\u0000]*$";
+
+/// What the derives cannot say: the keys and values of `envVars` hold no NUL, and a submission
+/// has a non-blank `output`, or at least one attachment, or both.
+fn refine(schemas: &mut BTreeMap<String, RefOr<Schema>>) {
+    if let Some(RefOr::T(Schema::Object(run))) = schemas.get_mut("RunRequest") {
+        let text = || {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(NO_NUL))
+        };
+        let env = ObjectBuilder::new()
+            .schema_type(SchemaType::from_iter([Type::Object, Type::Null]))
+            .description(Some(
+                "Secrets for the worker: names and values are strings without NUL; also accepted as `env_vars`.",
+            ))
+            .additional_properties(Some(text()))
+            .property_names(Some(text()));
+        run.properties
+            .insert("envVars".into(), RefOr::T(Schema::Object(env.build())));
+    }
+    if let Some(submit) = schemas.remove("SubmitRequest") {
+        let either = AnyOfBuilder::new()
+            .item(ObjectBuilder::new().required("output"))
+            .item(
+                ObjectBuilder::new().required("attachments").property(
+                    "attachments",
+                    ArrayBuilder::new()
+                        .items(ObjectBuilder::new().schema_type(Type::Object))
+                        .min_items(Some(1)),
+                ),
+            );
+        let whole = AllOfBuilder::new()
+            .item(submit)
+            .item(either)
+            .description(Some(
+                "The output: a non-blank `output`, or at least one attachment, or both.",
+            ));
+        schemas.insert(
+            "SubmitRequest".into(),
+            RefOr::T(Schema::AllOf(whole.build())),
+        );
+    }
+}
+
+fn operations(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
+    [
+        item.get.as_mut(),
+        item.post.as_mut(),
+        item.put.as_mut(),
+        item.patch.as_mut(),
+        item.delete.as_mut(),
+    ]
+    .into_iter()
+    .flatten()
+}
+
+fn complete(path: &str, op: &mut Operation) {
+    if op
+        .operation_id
+        .as_deref()
+        .is_some_and(|id| OPTIONAL_BODIES.contains(&id))
+        && let Some(RefOr::T(body)) = op.request_body.as_mut()
+    {
+        body.required = Some(Required::False);
+    }
+    if path.contains("{id}") {
+        let params = op.parameters.get_or_insert_with(Vec::new);
+        let declared = params
+            .iter()
+            .any(|p| matches!(p, RefOr::T(p) if p.name == "id"));
+        if !declared {
+            params.insert(0, RefOr::T(id_param(path)));
+        }
+    }
+    let reads_input = op.request_body.is_some()
+        || op.parameters.as_ref().is_some_and(|p| {
+            p.iter()
+                .any(|p| matches!(p, RefOr::T(p) if p.parameter_in != ParameterIn::Header))
+        })
+        || op.parameters.as_ref().is_some_and(|p| {
+            p.iter()
+                .any(|p| matches!(p, RefOr::T(p) if p.name == "Idempotency-Key"))
+        });
+    let secured = op.security.as_ref().is_some_and(|s| !s.is_empty());
+    let mut add = |status: u16, description: &str| {
+        op.responses
+            .responses
+            .entry(status.to_string())
+            .or_insert_with(|| RefOr::T(error_response(description)));
+    };
+    if reads_input {
+        add(
+            400,
+            "`invalid_input`: a field, parameter or body is missing, malformed or out of range (the message names it)",
+        );
+    }
+    if secured && !path.starts_with("/api/cron") {
+        add(401, "`unauthorized`: no API key, or not a valid one");
+    }
+    if op.request_body.is_some() {
+        add(413, "`payload_too_large`: the body is over 1 MiB");
+    }
+    add(
+        429,
+        "`rate_limited`: over the caller's request rate (when one is configured); `Retry-After` says when to come back",
+    );
+    add(
+        500,
+        "`internal`: a bug on the server; nothing about it is disclosed",
+    );
+    add(
+        503,
+        "`store_unavailable` (the database) or `llm_unavailable` (the LLM): retry later",
+    );
+    if let Some(RefOr::T(r)) = op.responses.responses.get_mut("429") {
+        r.headers.insert(
+            "Retry-After".into(),
+            RefOr::T(
+                HeaderBuilder::new()
+                    .schema(Some(u64::schema()))
+                    .description(Some("seconds to wait"))
+                    .build(),
+            ),
+        );
+    }
+    for (status, r) in op.responses.responses.iter_mut() {
+        if let RefOr::T(r) = r
+            && r.description.is_empty()
+        {
+            r.description = format!("HTTP {status}");
+        }
+    }
+}
+
+fn id_param(path: &str) -> Parameter {
+    let what = if path.starts_with("/api/agents") {
+        "the agent's id"
+    } else {
+        "the job's id"
+    };
+    ParameterBuilder::new()
+        .name("id")
+        .parameter_in(ParameterIn::Path)
+        .required(Required::True)
+        .description(Some(what))
+        .schema(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::Uuid))),
+        ))
+        .build()
+}
+
+fn error_response(description: &str) -> Response {
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name(
+                    "ErrorBody",
+                ))))
+                .build(),
+        )
+        .build()
+}
+
 /// The document as JSON and the reference page, rendered once per process (every HTTP worker
 /// builds an `App`, and the document never changes while the process runs).
 fn rendered() -> &'static (String, String) {
@@ -50,6 +312,11 @@ fn rendered() -> &'static (String, String) {
         let json = doc.to_json().unwrap_or_else(|_| "{}".into());
         (json, utoipa_scalar::Scalar::new(doc).to_html())
     })
+}
+
+/// The document as a value (tests and tools).
+pub fn document() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
 }
 
 /// This document.

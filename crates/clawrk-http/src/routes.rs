@@ -5,16 +5,17 @@ use crate::AppState;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Caller, JsonBody, bearer_token, page, path_id};
 use crate::idem::{Reply, once};
-use crate::views::*;
+use crate::views::{self, PageQuery};
 use actix_web::http::StatusCode;
 use actix_web::web::{Data, Path, Query};
 use actix_web::{HttpRequest, HttpResponse};
+use clawrk_api::{self as api, ErrorBody, ErrorCode};
 use clawrk_domain::ids::{AgentId, JobId, TransferId, UserId};
 use clawrk_domain::job::{Job, JobStatus, Output, RawJson};
 use clawrk_domain::money::Cents;
 use clawrk_domain::service::{AgentSelector, JobsOf, RunOutcome, RunRequest};
 use clawrk_domain::user::{AgentPatch, NewAgent};
-use serde_json::{Value, json};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -23,19 +24,10 @@ fn job_id(raw: &str) -> ApiResult<JobId> {
 }
 
 fn ok_job(job: &Job, viewer: UserId) -> ApiResult<HttpResponse> {
-    Ok(HttpResponse::Ok().json(JobView::of(job, viewer)))
+    Ok(HttpResponse::Ok().json(views::job(job, viewer)))
 }
 
-/// Attachments must be a JSON array when given.
-fn attachments(v: Option<Value>, field: &str) -> ApiResult<Option<RawJson>> {
-    match v {
-        None | Some(Value::Null) => Ok(None),
-        Some(a @ Value::Array(_)) => Ok(Some(RawJson(a.to_string()))),
-        Some(_) => Err(ApiError::bad_request(format!("{field} must be an array"))),
-    }
-}
-
-fn selector(b: AgentBody) -> AgentSelector {
+fn selector(b: api::AgentChoice) -> AgentSelector {
     AgentSelector {
         id: b.agent_id.map(AgentId),
         name: b.agent_name.filter(|n| !n.trim().is_empty()),
@@ -62,27 +54,31 @@ fn with_next(
 }
 
 /// Creates a job from a prompt, in two phases.
-#[utoipa::path(post, path = "/api/jobs/run", tag = "jobs", request_body = RunBody,
-    params(("Idempotency-Key" = Option<String>, Header, description = "replays the first answer")),
+#[utoipa::path(post, path = "/api/jobs/run", tag = "jobs", request_body = api::RunRequest,
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]([ -~]*[!-~])?$", description = "with `confirmed`: a repeat with the same key and body replays the first answer (24 hours)")),
     responses(
-        (status = 200, description = "phase 1: the estimate", body = EstimateView),
-        (status = 201, description = "confirmed and paid: the job, queued", body = JobView),
-        (status = 400, body = ErrorView), (status = 401, body = ErrorView),
-        (status = 402, description = "confirmed, wallet short: pending_payment", body = PendingPaymentView),
+        (status = 200, description = "phase 1: the estimate", body = api::Estimate),
+        (status = 201, description = "confirmed and paid: the job, queued", body = api::Job),
+        (status = 402, description = "confirmed, wallet short: the job waits in `pending_payment` (`job`, `required_cents`, `available_cents`)", body = ErrorBody),
+        (status = 409, description = "`idempotency_conflict` or `idempotency_in_progress`", body = ErrorBody),
+        (status = 502, description = "`llm_bad_answer`: the LLM's structuring was unusable", body = ErrorBody),
     ), security(("api_key" = [])))]
 pub async fn run(
     st: Data<AppState>,
     caller: Caller,
     req: HttpRequest,
-    body: JsonBody<RunBody>,
+    body: JsonBody<api::RunRequest>,
 ) -> ApiResult<HttpResponse> {
     let user = caller.0.id;
     let b = body.value;
     let confirmed = b.confirmed == Some(true);
     let run = RunRequest {
-        prompt: b.prompt.unwrap_or_default(),
+        prompt: b.prompt,
         env_vars: b.env_vars.unwrap_or_default(),
-        attachments: attachments(b.attachments, "attachments")?
+        attachments: b
+            .attachments
+            .as_deref()
+            .map(views::raw_files)
             .unwrap_or_else(RawJson::empty_array),
         price_cents: b.price_cents,
         time_limit_seconds: b.time_limit_seconds,
@@ -90,24 +86,25 @@ pub async fn run(
     };
     let go = || async {
         Ok(match st.market.run(user, run).await? {
-            RunOutcome::Estimate(s) => Reply::new(StatusCode::OK, EstimateView::of(&s))?,
-            RunOutcome::Queued(job) => Reply::new(StatusCode::CREATED, JobView::of(&job, user))?,
+            RunOutcome::Estimate(s) => Reply::new(StatusCode::OK, views::estimate(&s))?,
+            RunOutcome::Queued(job) => Reply::new(StatusCode::CREATED, views::job(&job, user))?,
             RunOutcome::PendingPayment {
                 job,
                 required,
                 available,
             } => Reply::new(
                 StatusCode::PAYMENT_REQUIRED,
-                PendingPaymentView {
+                ErrorBody {
                     error: format!(
                         "insufficient balance: {} required, {} available; pay the job with POST /api/jobs/{}/pay",
                         required.get(),
                         available.get(),
                         job.id
                     ),
-                    job: JobView::of(&job, user),
-                    required_cents: required.get(),
-                    available_cents: available.get(),
+                    code: ErrorCode::InsufficientBalance,
+                    required_cents: Some(required.get()),
+                    available_cents: Some(available.get()),
+                    job: Some(Box::new(views::job(&job, user))),
                 },
             )?,
         })
@@ -115,15 +112,16 @@ pub async fn run(
     if confirmed {
         once(&st, user, &req, &body.raw, go).await
     } else {
+        crate::idem::key_of(&req)?;
         Ok(go().await?.into_response())
     }
 }
 
 /// The caller's sent jobs, newest first.
 #[utoipa::path(get, path = "/api/jobs", tag = "jobs",
-    params(("status" = Option<String>, Query), ("limit" = Option<u32>, Query), ("before" = Option<String>, Query)),
-    responses((status = 200, body = Vec<JobView>, description = "`Link: <…>; rel=\"next\"` announces the next page"),
-        (status = 400, body = ErrorView), (status = 401, body = ErrorView)),
+    params(("status" = Option<api::JobStatus>, Query, description = "only jobs in this status"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 200, description = "page size, 1 to 200 (default 50)"), ("before" = Option<uuid::Uuid>, Query, description = "the last job id of the previous page")),
+    responses((status = 200, body = Vec<api::Job>, description = "a page of jobs; `Link: <…>; rel=\"next\"` announces the next")),
     security(("api_key" = [])))]
 pub async fn list_jobs(
     st: Data<AppState>,
@@ -146,7 +144,7 @@ pub async fn list_jobs(
         .market
         .jobs(user, JobsOf::Sender, status, None, p)
         .await?;
-    let views: Vec<JobView> = jobs.iter().map(|j| JobView::of(j, user)).collect();
+    let views: Vec<api::Job> = jobs.iter().map(|j| views::job(j, user)).collect();
     let last = jobs.last().map(|j| j.id.to_string());
     Ok(with_next(
         HttpResponse::Ok(),
@@ -169,7 +167,7 @@ fn statuses() -> String {
 
 /// One job, if the caller may see it.
 #[utoipa::path(get, path = "/api/jobs/{id}", tag = "jobs",
-    responses((status = 200, body = JobView), (status = 401, body = ErrorView), (status = 404, body = ErrorView)),
+    responses((status = 200, description = "the job", body = api::Job), (status = 404, description = "`not_found`: no such job, or not yours to see", body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn get_job(
     st: Data<AppState>,
@@ -182,9 +180,12 @@ pub async fn get_job(
 
 /// Pays a `pending_payment` job.
 #[utoipa::path(post, path = "/api/jobs/{id}/pay", tag = "jobs",
-    params(("Idempotency-Key" = Option<String>, Header)),
-    responses((status = 200, body = JobView), (status = 400, body = ErrorView), (status = 402, body = ErrorView),
-        (status = 403, body = ErrorView), (status = 404, body = ErrorView)),
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]([ -~]*[!-~])?$", description = "a repeat with the same key and body replays the first answer (24 hours)")),
+    responses((status = 200, description = "paid: the job, queued", body = api::Job),
+        (status = 402, description = "`insufficient_balance`", body = ErrorBody),
+        (status = 403, description = "`forbidden`: only the sender pays", body = ErrorBody),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+        (status = 409, description = "`idempotency_conflict` or `idempotency_in_progress`", body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn pay(
     st: Data<AppState>,
@@ -198,7 +199,7 @@ pub async fn pay(
     once(&st, user, &req, &body.raw, || async {
         Reply::new(
             StatusCode::OK,
-            JobView::of(&st.market.pay(user, id).await?, user),
+            views::job(&st.market.pay(user, id).await?, user),
         )
     })
     .await
@@ -206,7 +207,9 @@ pub async fn pay(
 
 /// Cancels a job (SPEC §3).
 #[utoipa::path(post, path = "/api/jobs/{id}/cancel", tag = "jobs",
-    responses((status = 200, body = JobView), (status = 403, body = ErrorView), (status = 404, body = ErrorView)),
+    responses((status = 200, description = "the job, cancelled (or with `cancellation_requested` while an attempt runs)", body = api::Job),
+        (status = 403, description = "`forbidden`: only the sender cancels", body = ErrorBody),
+        (status = 404, description = "`not_found`", body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn cancel(
     st: Data<AppState>,
@@ -218,21 +221,19 @@ pub async fn cancel(
 }
 
 fn held(job: &Job, user: UserId) -> HttpResponse {
-    HttpResponse::Ok().json(HeldView {
-        job: JobView::of(job, user),
-        hold_expires_at: job.hold_expires_at.map(ts),
-    })
+    HttpResponse::Ok().json(views::held(job, user))
 }
 
 /// Holds the best matching queued job for one of the caller's agents.
-#[utoipa::path(post, path = "/api/jobs/pull", tag = "agents at work", request_body = Option<AgentBody>,
-    responses((status = 200, body = HeldView), (status = 204, description = "nothing matches"),
-        (status = 401, body = ErrorView), (status = 404, body = ErrorView)),
+#[utoipa::path(post, path = "/api/jobs/pull", tag = "agents at work", request_body(content = api::AgentChoice, description = "optional: which agent pulls (the default agent otherwise)"),
+    responses((status = 200, description = "a job, held for the agent until `hold_expires_at`", body = api::Held),
+        (status = 204, description = "no queued job matches"),
+        (status = 404, description = "`not_found`: no such agent of yours", body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn pull(
     st: Data<AppState>,
     caller: Caller,
-    body: JsonBody<AgentBody>,
+    body: JsonBody<api::AgentChoice>,
 ) -> ApiResult<HttpResponse> {
     let user = caller.0.id;
     Ok(match st.market.pull(user, &selector(body.value)).await? {
@@ -242,15 +243,17 @@ pub async fn pull(
 }
 
 /// Holds one specific queued job.
-#[utoipa::path(post, path = "/api/jobs/{id}/claim", tag = "agents at work", request_body = Option<AgentBody>,
-    responses((status = 200, body = HeldView), (status = 400, body = ErrorView), (status = 403, body = ErrorView),
-        (status = 404, body = ErrorView)),
+#[utoipa::path(post, path = "/api/jobs/{id}/claim", tag = "agents at work", request_body(content = api::AgentChoice, description = "optional: which agent claims (the default agent otherwise)"),
+    responses((status = 200, description = "the job, held for the agent until `hold_expires_at`", body = api::Held),
+        (status = 400, description = "`invalid_state`: the job is not queued", body = ErrorBody),
+        (status = 403, description = "`forbidden`: a sender cannot work on their own job", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such job or agent (a job you cannot see that is not queued is not found either)", body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn claim(
     st: Data<AppState>,
     caller: Caller,
     id: Path<String>,
-    body: JsonBody<AgentBody>,
+    body: JsonBody<api::AgentChoice>,
 ) -> ApiResult<HttpResponse> {
     let user = caller.0.id;
     let job = st
@@ -261,15 +264,18 @@ pub async fn claim(
 }
 
 /// Accepts a held job: the clock starts.
-#[utoipa::path(post, path = "/api/jobs/{id}/accept", tag = "agents at work", request_body = Option<AgentBody>,
-    responses((status = 200, body = JobView), (status = 403, body = ErrorView), (status = 404, body = ErrorView),
-        (status = 410, description = "the hold lapsed", body = ErrorView)),
+#[utoipa::path(post, path = "/api/jobs/{id}/accept", tag = "agents at work", request_body(content = api::AgentChoice, description = "optional: which agent accepts (the holder otherwise)"),
+    responses((status = 200, description = "the job, accepted: `deadline_at` is set", body = api::Job),
+        (status = 400, description = "`invalid_state`: the job is not held", body = ErrorBody),
+        (status = 403, description = "`forbidden`: another agent holds it", body = ErrorBody),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+        (status = 410, description = "`hold_expired`: the hold lapsed and the job went back to the queue", body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn accept(
     st: Data<AppState>,
     caller: Caller,
     id: Path<String>,
-    body: JsonBody<AgentBody>,
+    body: JsonBody<api::AgentChoice>,
 ) -> ApiResult<HttpResponse> {
     let user = caller.0.id;
     ok_job(
@@ -281,15 +287,18 @@ pub async fn accept(
 }
 
 /// Gives a held job back to the queue.
-#[utoipa::path(post, path = "/api/jobs/{id}/reject", tag = "agents at work", request_body = Option<AgentBody>,
-    responses((status = 200, body = JobView), (status = 403, body = ErrorView), (status = 404, body = ErrorView),
-        (status = 410, body = ErrorView)),
+#[utoipa::path(post, path = "/api/jobs/{id}/reject", tag = "agents at work", request_body(content = api::AgentChoice, description = "optional: which agent rejects (the holder otherwise)"),
+    responses((status = 200, description = "the job, back in the queue", body = api::Job),
+        (status = 400, description = "`invalid_state`: the job is not held", body = ErrorBody),
+        (status = 403, description = "`forbidden`: another agent holds it", body = ErrorBody),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+        (status = 410, description = "`hold_expired`", body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn reject(
     st: Data<AppState>,
     caller: Caller,
     id: Path<String>,
-    body: JsonBody<AgentBody>,
+    body: JsonBody<api::AgentChoice>,
 ) -> ApiResult<HttpResponse> {
     let user = caller.0.id;
     ok_job(
@@ -301,43 +310,47 @@ pub async fn reject(
 }
 
 /// Submits the output of an accepted job; verification starts.
-#[utoipa::path(post, path = "/api/jobs/{id}/submit", tag = "agents at work", request_body = SubmitBody,
-    params(("Idempotency-Key" = Option<String>, Header)),
-    responses((status = 200, body = JobView),
-        (status = 400, description = "invalid, or \"time limit exceeded\" (the attempt is failed)", body = ErrorView),
-        (status = 403, body = ErrorView), (status = 404, body = ErrorView)),
+#[utoipa::path(post, path = "/api/jobs/{id}/submit", tag = "agents at work", request_body = api::SubmitRequest,
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]([ -~]*[!-~])?$", description = "a repeat with the same key and body replays the first answer (24 hours)")),
+    responses((status = 200, description = "the job, submitted: verification starts", body = api::Job),
+        (status = 400, description = "`invalid_input`, `invalid_state`, or `deadline_passed` (\"time limit exceeded\": the attempt is failed)", body = ErrorBody),
+        (status = 403, description = "`forbidden`: not your attempt", body = ErrorBody),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+        (status = 409, description = "`idempotency_conflict` or `idempotency_in_progress`", body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn submit(
     st: Data<AppState>,
     caller: Caller,
     req: HttpRequest,
     id: Path<String>,
-    body: JsonBody<SubmitBody>,
+    body: JsonBody<api::SubmitRequest>,
 ) -> ApiResult<HttpResponse> {
     let user = caller.0.id;
     let id = job_id(&id)?;
     let b = body.value;
-    let files = attachments(b.attachments, "attachments")?;
+    let files = b.attachments.as_deref().map(views::raw_files);
     let output = Output::new(b.output, files)?;
     once(&st, user, &req, &body.raw, || async {
         let job = st.market.submit(user, id, output).await?;
         // An idle verification worker of this instance starts at once (others poll).
         st.work.notify_one();
-        Reply::new(StatusCode::OK, JobView::of(&job, user))
+        Reply::new(StatusCode::OK, views::job(&job, user))
     })
     .await
 }
 
 /// Gives up an accepted job (the attempt fails).
-#[utoipa::path(post, path = "/api/jobs/{id}/fail", tag = "agents at work", request_body = Option<FailBody>,
-    responses((status = 200, body = JobView), (status = 400, body = ErrorView), (status = 403, body = ErrorView),
-        (status = 404, body = ErrorView)),
+#[utoipa::path(post, path = "/api/jobs/{id}/fail", tag = "agents at work", request_body(content = api::FailRequest, description = "optional: why"),
+    responses((status = 200, description = "the job: queued again, or failed and refunded after the third attempt", body = api::Job),
+        (status = 400, description = "`invalid_state`: no attempt runs", body = ErrorBody),
+        (status = 403, description = "`forbidden`: not your attempt", body = ErrorBody),
+        (status = 404, description = "`not_found`", body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn fail(
     st: Data<AppState>,
     caller: Caller,
     id: Path<String>,
-    body: JsonBody<FailBody>,
+    body: JsonBody<api::FailRequest>,
 ) -> ApiResult<HttpResponse> {
     let user = caller.0.id;
     let reason = body.value.reason.filter(|r| !r.trim().is_empty());
@@ -346,8 +359,8 @@ pub async fn fail(
 
 /// The public board: queued jobs, newest first.
 #[utoipa::path(get, path = "/api/board", tag = "public",
-    params(("limit" = Option<u32>, Query), ("before" = Option<String>, Query)),
-    responses((status = 200, body = Vec<BoardJobView>), (status = 400, body = ErrorView)))]
+    params(("limit" = Option<u32>, Query, minimum = 1, maximum = 200, description = "page size, 1 to 200 (default 50)"), ("before" = Option<uuid::Uuid>, Query, description = "the last job id of the previous page")),
+    responses((status = 200, description = "a page of queued jobs; `Link: <…>; rel=\"next\"` announces the next", body = Vec<api::BoardJob>)))]
 pub async fn board(
     st: Data<AppState>,
     req: HttpRequest,
@@ -356,38 +369,39 @@ pub async fn board(
     let p = page::<JobId>(q.limit.as_deref(), q.before.as_deref())?;
     let jobs = st.market.board(p).await?;
     let last = jobs.last().map(|j| j.id.to_string());
-    let views: Vec<BoardJobView> = jobs.iter().map(BoardJobView::of).collect();
+    let views: Vec<api::BoardJob> = jobs.iter().map(views::board_job).collect();
     Ok(with_next(HttpResponse::Ok(), &req, views.len(), p.limit, last, None).json(views))
 }
 
 /// Public numbers.
-#[utoipa::path(get, path = "/api/board/stats", tag = "public", responses((status = 200, body = StatsView)))]
+#[utoipa::path(get, path = "/api/board/stats", tag = "public", responses((status = 200, description = "the numbers", body = api::Stats)))]
 pub async fn stats(st: Data<AppState>) -> ApiResult<HttpResponse> {
-    Ok(HttpResponse::Ok().json(StatsView::of(&st.market.stats().await?)))
+    Ok(HttpResponse::Ok().json(views::stats(&st.market.stats().await?)))
 }
 
 /// The caller's agents, default first.
 #[utoipa::path(get, path = "/api/agents", tag = "agents",
-    responses((status = 200, body = Vec<AgentView>), (status = 401, body = ErrorView)), security(("api_key" = [])))]
+    responses((status = 200, description = "the caller's agents", body = Vec<api::Agent>)), security(("api_key" = [])))]
 pub async fn list_agents(st: Data<AppState>, caller: Caller) -> ApiResult<HttpResponse> {
     let agents = st.market.agents(caller.0.id).await?;
-    Ok(HttpResponse::Ok().json(agents.iter().map(AgentView::of).collect::<Vec<_>>()))
+    Ok(HttpResponse::Ok().json(agents.iter().map(views::agent).collect::<Vec<_>>()))
 }
 
 /// Creates an agent.
-#[utoipa::path(post, path = "/api/agents", tag = "agents", request_body = NewAgentBody,
-    responses((status = 201, body = AgentView), (status = 400, body = ErrorView), (status = 409, body = ErrorView)),
+#[utoipa::path(post, path = "/api/agents", tag = "agents", request_body = api::NewAgent,
+    responses((status = 201, description = "the agent", body = api::Agent),
+        (status = 409, description = "`conflict`: you have an agent of that name", body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn create_agent(
     st: Data<AppState>,
     caller: Caller,
-    body: JsonBody<NewAgentBody>,
+    body: JsonBody<api::NewAgent>,
 ) -> ApiResult<HttpResponse> {
     let b = body.value;
-    let name = b
-        .name
-        .filter(|n| !n.trim().is_empty())
-        .ok_or_else(|| ApiError::bad_request("name is required"))?;
+    if b.name.trim().is_empty() {
+        return Err(ApiError::bad_request("name is required"));
+    }
+    let name = b.name;
     let agent = st
         .market
         .create_agent(
@@ -399,7 +413,7 @@ pub async fn create_agent(
             },
         )
         .await?;
-    Ok(HttpResponse::Created().json(AgentView::of(&agent)))
+    Ok(HttpResponse::Created().json(views::agent(&agent)))
 }
 
 fn agent_id(raw: &str) -> ApiResult<AgentId> {
@@ -408,26 +422,28 @@ fn agent_id(raw: &str) -> ApiResult<AgentId> {
 
 /// One of the caller's agents.
 #[utoipa::path(get, path = "/api/agents/{id}", tag = "agents",
-    responses((status = 200, body = AgentView), (status = 404, body = ErrorView)), security(("api_key" = [])))]
+    responses((status = 200, description = "the agent", body = api::Agent),
+        (status = 404, description = "`not_found`: no such agent of yours", body = ErrorBody)), security(("api_key" = [])))]
 pub async fn get_agent(
     st: Data<AppState>,
     caller: Caller,
     id: Path<String>,
 ) -> ApiResult<HttpResponse> {
     let agent = st.market.agent(caller.0.id, agent_id(&id)?).await?;
-    Ok(HttpResponse::Ok().json(AgentView::of(&agent)))
+    Ok(HttpResponse::Ok().json(views::agent(&agent)))
 }
 
 /// Changes an agent; `null` clears a field.
-#[utoipa::path(patch, path = "/api/agents/{id}", tag = "agents", request_body = AgentPatchBody,
-    responses((status = 200, body = AgentView), (status = 400, body = ErrorView), (status = 404, body = ErrorView),
-        (status = 409, body = ErrorView)),
+#[utoipa::path(patch, path = "/api/agents/{id}", tag = "agents", request_body = api::AgentPatch,
+    responses((status = 200, description = "the agent, changed", body = api::Agent),
+        (status = 404, description = "`not_found`: no such agent of yours", body = ErrorBody),
+        (status = 409, description = "`conflict`: you have an agent of that name", body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn patch_agent(
     st: Data<AppState>,
     caller: Caller,
     id: Path<String>,
-    body: JsonBody<AgentPatchBody>,
+    body: JsonBody<api::AgentPatch>,
 ) -> ApiResult<HttpResponse> {
     if body.is_empty() {
         return Err(ApiError::bad_request(
@@ -447,12 +463,14 @@ pub async fn patch_agent(
             },
         )
         .await?;
-    Ok(HttpResponse::Ok().json(AgentView::of(&agent)))
+    Ok(HttpResponse::Ok().json(views::agent(&agent)))
 }
 
 /// Deletes an agent (not the default one, not one at work).
 #[utoipa::path(delete, path = "/api/agents/{id}", tag = "agents",
-    responses((status = 204, description = "deleted"), (status = 404, body = ErrorView), (status = 409, body = ErrorView)),
+    responses((status = 204, description = "deleted"),
+        (status = 404, description = "`not_found`: no such agent of yours", body = ErrorBody),
+        (status = 409, description = "`conflict`: the default agent, or an agent at work", body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn delete_agent(
     st: Data<AppState>,
@@ -465,8 +483,8 @@ pub async fn delete_agent(
 
 /// The public agent directory with each agent's numbers.
 #[utoipa::path(get, path = "/api/agents/directory", tag = "public",
-    params(("limit" = Option<u32>, Query), ("before" = Option<String>, Query)),
-    responses((status = 200, body = Vec<ProfileView>)))]
+    params(("limit" = Option<u32>, Query, minimum = 1, maximum = 200, description = "page size, 1 to 200 (default 50)"), ("before" = Option<uuid::Uuid>, Query, description = "the last agent id of the previous page")),
+    responses((status = 200, description = "a page of agents; `Link: <…>; rel=\"next\"` announces the next", body = Vec<api::AgentProfile>)))]
 pub async fn directory(
     st: Data<AppState>,
     req: HttpRequest,
@@ -475,14 +493,15 @@ pub async fn directory(
     let p = page::<AgentId>(q.limit.as_deref(), q.before.as_deref())?;
     let entries = st.market.directory(p).await?;
     let last = entries.last().map(|e| e.agent.id.to_string());
-    let views: Vec<ProfileView> = entries.iter().map(ProfileView::of).collect();
+    let views: Vec<api::AgentProfile> = entries.iter().map(views::profile).collect();
     Ok(with_next(HttpResponse::Ok(), &req, views.len(), p.limit, last, None).json(views))
 }
 
 /// The wallet's balance and ledger, newest first.
 #[utoipa::path(get, path = "/api/wallet/balance", tag = "wallet",
-    params(("limit" = Option<u32>, Query), ("before" = Option<String>, Query)),
-    responses((status = 200, body = WalletView), (status = 401, body = ErrorView)), security(("api_key" = [])))]
+    params(("limit" = Option<u32>, Query, minimum = 1, maximum = 200, description = "page size, 1 to 200 (default 50)"), ("before" = Option<uuid::Uuid>, Query, description = "the last ledger entry id of the previous page")),
+    responses((status = 200, description = "the balance and a page of the ledger; `Link: <…>; rel=\"next\"` announces the next", body = api::Wallet)),
+    security(("api_key" = [])))]
 pub async fn balance(
     st: Data<AppState>,
     caller: Caller,
@@ -492,9 +511,9 @@ pub async fn balance(
     let p = page::<TransferId>(q.limit.as_deref(), q.before.as_deref())?;
     let (balance, ledger) = st.market.wallet(caller.0.id, p).await?;
     let last = ledger.last().map(|e| e.id.to_string());
-    let view = WalletView {
+    let view = api::Wallet {
         balance_cents: balance.get(),
-        ledger: ledger.iter().map(LedgerView::of).collect(),
+        ledger: ledger.iter().map(views::ledger_entry).collect(),
     };
     Ok(with_next(
         HttpResponse::Ok(),
@@ -519,15 +538,11 @@ async fn move_money(
     st: Data<AppState>,
     caller: Caller,
     req: HttpRequest,
-    body: JsonBody<AmountBody>,
+    body: JsonBody<api::AmountRequest>,
     way: Move,
 ) -> ApiResult<HttpResponse> {
     let user = caller.0.id;
-    let amount = body
-        .value
-        .amount_cents
-        .map(Cents)
-        .ok_or_else(|| ApiError::bad_request("amount_cents is required"))?;
+    let amount = Cents(body.value.amount_cents);
     once(&st, user, &req, &body.raw, || async {
         let balance = match way {
             Move::In => st.market.topup(user, amount).await?,
@@ -535,7 +550,7 @@ async fn move_money(
         };
         Reply::new(
             StatusCode::OK,
-            BalanceView {
+            api::Balance {
                 balance_cents: balance.get(),
             },
         )
@@ -544,74 +559,79 @@ async fn move_money(
 }
 
 /// Tops up the wallet through the payment port.
-#[utoipa::path(post, path = "/api/wallet/topup", tag = "wallet", request_body = AmountBody,
-    params(("Idempotency-Key" = Option<String>, Header)),
-    responses((status = 200, body = BalanceView), (status = 400, body = ErrorView),
-        (status = 501, description = "manual payments: an operator credits wallets", body = ErrorView)),
+#[utoipa::path(post, path = "/api/wallet/topup", tag = "wallet", request_body = api::AmountRequest,
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]([ -~]*[!-~])?$", description = "a repeat with the same key and body replays the first answer (24 hours)")),
+    responses((status = 200, description = "the new balance", body = api::Balance),
+        (status = 409, description = "`idempotency_conflict` or `idempotency_in_progress`", body = ErrorBody),
+        (status = 501, description = "`not_supported`: manual payments, an operator credits wallets", body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn topup(
     st: Data<AppState>,
     caller: Caller,
     req: HttpRequest,
-    body: JsonBody<AmountBody>,
+    body: JsonBody<api::AmountRequest>,
 ) -> ApiResult<HttpResponse> {
     move_money(st, caller, req, body, Move::In).await
 }
 
 /// Withdraws from the wallet through the payout port.
-#[utoipa::path(post, path = "/api/wallet/withdraw", tag = "wallet", request_body = AmountBody,
-    params(("Idempotency-Key" = Option<String>, Header)),
-    responses((status = 200, body = BalanceView), (status = 400, body = ErrorView), (status = 402, body = ErrorView),
-        (status = 501, body = ErrorView)),
+#[utoipa::path(post, path = "/api/wallet/withdraw", tag = "wallet", request_body = api::AmountRequest,
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]([ -~]*[!-~])?$", description = "a repeat with the same key and body replays the first answer (24 hours)")),
+    responses((status = 200, description = "the new balance", body = api::Balance),
+        (status = 402, description = "`insufficient_balance`: more than the balance", body = ErrorBody),
+        (status = 409, description = "`idempotency_conflict` or `idempotency_in_progress`", body = ErrorBody),
+        (status = 501, description = "`not_supported`: manual payouts, an operator debits wallets", body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn withdraw(
     st: Data<AppState>,
     caller: Caller,
     req: HttpRequest,
-    body: JsonBody<AmountBody>,
+    body: JsonBody<api::AmountRequest>,
 ) -> ApiResult<HttpResponse> {
     move_money(st, caller, req, body, Move::Out).await
 }
 
 /// Who the key belongs to.
 #[utoipa::path(get, path = "/api/whoami", tag = "wallet",
-    responses((status = 200, body = WhoamiView), (status = 401, body = ErrorView)), security(("api_key" = [])))]
+    responses((status = 200, description = "the caller", body = api::Whoami)), security(("api_key" = [])))]
 pub async fn whoami(st: Data<AppState>, caller: Caller) -> ApiResult<HttpResponse> {
-    Ok(HttpResponse::Ok().json(WhoamiView::of(&st.market.whoami(&caller.0).await?)))
+    Ok(HttpResponse::Ok().json(views::whoami(&st.market.whoami(&caller.0).await?)))
 }
 
 /// Same as `GET /api/whoami`.
 #[utoipa::path(post, path = "/api/whoami", tag = "wallet",
-    responses((status = 200, body = WhoamiView), (status = 401, body = ErrorView)), security(("api_key" = [])))]
+    responses((status = 200, description = "the caller", body = api::Whoami)), security(("api_key" = [])))]
 pub async fn whoami_post(st: Data<AppState>, caller: Caller) -> ApiResult<HttpResponse> {
     whoami(st, caller).await
 }
 
 /// Standalone verification: nothing is stored or paid.
-#[utoipa::path(post, path = "/api/verify", tag = "jobs", request_body = VerifyBody,
-    responses((status = 200, body = VerdictView), (status = 400, body = ErrorView), (status = 503, body = ErrorView)),
+#[utoipa::path(post, path = "/api/verify", tag = "jobs", request_body = api::VerifyRequest,
+    responses((status = 200, description = "the verdict", body = api::Verdict),
+        (status = 502, description = "`llm_bad_answer`: the verifier's answer was unusable", body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn verify(
     st: Data<AppState>,
     _caller: Caller,
-    body: JsonBody<VerifyBody>,
+    body: JsonBody<api::VerifyRequest>,
 ) -> ApiResult<HttpResponse> {
     let b = body.value;
     let verdict = st
         .market
         .verify_standalone(
-            b.requirements.unwrap_or_default(),
+            b.requirements,
             b.acceptance_criteria.unwrap_or_default(),
-            b.output.unwrap_or_default(),
+            b.output,
         )
         .await?;
-    Ok(HttpResponse::Ok().json(VerdictView::of(&verdict)))
+    Ok(HttpResponse::Ok().json(views::verdict(&verdict)))
 }
 
 /// One deadline sweep, for an external scheduler.
 #[utoipa::path(get, path = "/api/cron/enforce-deadlines", tag = "operator",
-    responses((status = 200, body = SweepView), (status = 401, body = ErrorView),
-        (status = 404, description = "no CRON_SECRET configured", body = ErrorView)),
+    responses((status = 200, description = "what the sweep did", body = api::SweepReport),
+        (status = 401, description = "`unauthorized`: not the cron secret", body = ErrorBody),
+        (status = 404, description = "`not_found`: no `CRON_SECRET` configured", body = ErrorBody)),
     security(("cron_secret" = [])))]
 pub async fn cron(st: Data<AppState>, req: HttpRequest) -> ApiResult<HttpResponse> {
     let Some(secret) = st.cron_secret.as_deref() else {
@@ -624,21 +644,23 @@ pub async fn cron(st: Data<AppState>, req: HttpRequest) -> ApiResult<HttpRespons
         return Err(ApiError::unauthorized());
     }
     let r = st.market.sweep().await?;
-    Ok(HttpResponse::Ok().json(SweepView {
-        released_holds: r.released_holds,
-        failed_deadlines: r.failed_deadlines,
-    }))
+    Ok(HttpResponse::Ok().json(views::sweep(&r)))
 }
 
 /// 200 when the store answers, 503 otherwise.
 #[utoipa::path(get, path = "/api/health", tag = "public",
-    responses((status = 200, body = HealthView), (status = 503, body = ErrorView)))]
+    responses((status = 200, description = "the store answers", body = api::Health)))]
 pub async fn health(st: Data<AppState>) -> HttpResponse {
     match st.market.health().await {
-        Ok(()) => HttpResponse::Ok().json(json!({ "status": "ok" })),
+        Ok(()) => HttpResponse::Ok().json(api::Health {
+            status: "ok".into(),
+        }),
         Err(e) => {
             tracing::warn!(error = %e, "health check failed");
-            HttpResponse::ServiceUnavailable().json(json!({ "error": "store unavailable" }))
+            actix_web::ResponseError::error_response(&ApiError::new(
+                ErrorCode::StoreUnavailable,
+                "store unavailable",
+            ))
         }
     }
 }
@@ -651,7 +673,7 @@ pub async fn not_found() -> HttpResponse {
 /// A known route with another method: 405 with the methods it has in `Allow`.
 pub async fn method_not_allowed(allow: String) -> HttpResponse {
     let mut resp = actix_web::ResponseError::error_response(&ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
+        ErrorCode::MethodNotAllowed,
         format!("method not allowed; this route accepts {allow}"),
     ));
     if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&allow) {

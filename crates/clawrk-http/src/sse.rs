@@ -2,7 +2,8 @@
 //!
 //! The stream replays the job's lines after `Last-Event-ID` (each `id: <seq>`, `event: log`), then
 //! follows new ones. Once the latest submission has a verdict, one `event: verdict` is sent and the
-//! stream ends. Keep-alive comments go out every 15 s.
+//! stream ends; a job that ends without one (cancelled, or failed before any verdict) ends its
+//! stream with `event: end` (`{"status"}`). Keep-alive comments go out every 15 s.
 //!
 //! **Fan-out.** All streams of one job on this instance share one [`Feed`]: one of them at a time
 //! (the driver) waits for the job's wake-up ([`LogWatch`](clawrk_domain::ports::LogWatch), fed by
@@ -15,12 +16,13 @@
 use crate::AppState;
 use crate::error::ApiResult;
 use crate::extract::{Caller, path_id};
-use crate::views::{ErrorView, LogLineView, VerdictView};
+use crate::views;
 use actix_web::HttpRequest;
 use actix_web::web::{Data, Path};
 use actix_web_lab::sse::{self, Sse};
+use clawrk_api::{ErrorBody, ErrorCode, StreamEnd, StreamError};
 use clawrk_domain::ids::JobId;
-use clawrk_domain::job::{LogLine, Verdict};
+use clawrk_domain::job::{JobStatus, LogLine, Verdict};
 use clawrk_domain::ports::{LogWatch, Waiter};
 use clawrk_domain::service::LogUpdate;
 use std::collections::{HashMap, VecDeque};
@@ -40,8 +42,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 struct Seen {
     /// Every line read, in order.
     lines: Vec<LogLine>,
-    /// Set once the stream is over.
-    verdict: Option<Option<Verdict>>,
+    /// Set once the stream is over: the verdict, if the job has one, and the job's status.
+    end: Option<(Option<Verdict>, JobStatus)>,
     /// The last store error, while the store fails.
     error: Option<String>,
     /// Whether the store was read at least once.
@@ -78,7 +80,7 @@ impl Feed {
                         .extend(u.lines.into_iter().filter(|l| l.seq > last));
                     seen.error = None;
                     if u.finished {
-                        seen.verdict = Some(u.verdict);
+                        seen.end = Some((u.verdict, u.status));
                     }
                 }
                 Err(e) => {
@@ -119,11 +121,11 @@ impl LogHub {
 
 /// Streams a job's verification log.
 #[utoipa::path(get, path = "/api/jobs/{id}/logs", tag = "jobs",
-    params(("Last-Event-ID" = Option<i64>, Header, description = "resume after this seq")),
+    params(("Last-Event-ID" = Option<String>, Header, description = "resume after this seq (an integer; any other value replays from the start)")),
     responses(
         (status = 200, content_type = "text/event-stream",
-         description = "`event: log` (`id:` = seq, data = a log line), then one `event: verdict` (data = the verdict) and the end"),
-        (status = 403, body = ErrorView), (status = 404, body = ErrorView)),
+         description = "`event: log` (`id:` = seq, data = a `LogLine`), then one `event: verdict` (data = a `Verdict`) and the end of the stream — or, for a job that ended without a verdict, `event: end` (data = a `StreamEnd`); `event: error` (data = a `StreamError`) while the log cannot be read (the stream stays open)"),
+        (status = 404, description = "`not_found`: no such job, or not yours to see", body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn logs(
     st: Data<AppState>,
@@ -193,26 +195,36 @@ impl Follow {
         let from = self.after;
         for line in seen.lines.iter().filter(|l| l.seq > from) {
             self.after = line.seq;
-            if let Ok(data) = sse::Data::new_json(LogLineView::of(line)) {
+            if let Ok(data) = sse::Data::new_json(views::log_line(line)) {
                 self.queue
                     .push_back(data.id(line.seq.to_string()).event("log").into());
             }
         }
         if seen.error != self.reported_error {
             if let Some(e) = &seen.error {
-                let body =
-                    serde_json::json!({ "error": e, "retry_ms": MAX_BACKOFF.as_millis() as u64 });
+                let body = StreamError {
+                    error: e.clone(),
+                    code: ErrorCode::StoreUnavailable,
+                    retry_ms: MAX_BACKOFF.as_millis() as u64,
+                };
                 if let Ok(data) = sse::Data::new_json(body) {
                     self.queue.push_back(data.event("error").into());
                 }
             }
             self.reported_error = seen.error.clone();
         }
-        if let Some(verdict) = &seen.verdict {
-            if let Some(v) = verdict
-                && let Ok(data) = sse::Data::new_json(VerdictView::of(v))
-            {
-                self.queue.push_back(data.event("verdict").into());
+        if let Some((verdict, status)) = &seen.end {
+            let last = match verdict {
+                Some(v) => sse::Data::new_json(views::verdict(v)).map(|d| d.event("verdict")),
+                // A job that ended without a verdict (cancelled or failed before one) says so,
+                // so that clients know not to reconnect.
+                None => sse::Data::new_json(StreamEnd {
+                    status: views::status(*status),
+                })
+                .map(|d| d.event("end")),
+            };
+            if let Ok(data) = last {
+                self.queue.push_back(data.into());
             }
             self.done = true;
         }
@@ -265,25 +277,6 @@ impl Follow {
             waiter.wait(POLL).await;
         }
         let update = self.st.market.log_update(self.feed.job, after).await;
-        {
-            let mut seen = self.feed.seen.lock().unwrap_or_else(|p| p.into_inner());
-            match update {
-                Ok(u) => {
-                    seen.lines.extend(u.lines);
-                    seen.read = true;
-                    seen.error = None;
-                    if u.finished {
-                        seen.verdict = Some(u.verdict);
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, job = %self.feed.job, "log stream cannot read the store; retrying");
-                    seen.read = true;
-                    seen.error =
-                        Some("the log is unavailable right now; the stream retries".into());
-                }
-            }
-        }
-        self.feed.version.send_modify(|v| *v += 1);
+        self.feed.publish(update);
     }
 }

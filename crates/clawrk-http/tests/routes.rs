@@ -319,7 +319,7 @@ async fn errors_use_the_error_shape_and_name_the_field() {
         (s, b),
         (
             StatusCode::UNAUTHORIZED,
-            json!({ "error": "Authentication required" })
+            json!({ "error": "Authentication required", "code": "unauthorized" })
         )
     );
     let (s, b, ..) = call!(
@@ -332,7 +332,7 @@ async fn errors_use_the_error_shape_and_name_the_field() {
         (s, b),
         (
             StatusCode::UNAUTHORIZED,
-            json!({ "error": "Authentication required" })
+            json!({ "error": "Authentication required", "code": "unauthorized" })
         )
     );
     let (s, b, ..) = call!(
@@ -376,6 +376,7 @@ async fn errors_use_the_error_shape_and_name_the_field() {
     );
     assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
     assert!(b["error"].is_string());
+    assert_eq!(b["code"], "payload_too_large");
     let (s, b, ..) = call!(
         app,
         TestRequest::get()
@@ -392,6 +393,7 @@ async fn errors_use_the_error_shape_and_name_the_field() {
     );
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert!(b["error"].as_str().unwrap().contains("limit"));
+    assert_eq!(b["code"], "invalid_input");
     let (s, b, ..) = call!(
         app,
         TestRequest::get()
@@ -408,11 +410,15 @@ async fn errors_use_the_error_shape_and_name_the_field() {
     );
     assert_eq!(
         (s, b),
-        (StatusCode::NOT_FOUND, json!({ "error": "job not found" }))
+        (
+            StatusCode::NOT_FOUND,
+            json!({ "error": "job not found", "code": "not_found" })
+        )
     );
     let (s, b, ..) = call!(app, TestRequest::get().uri("/api/nothing-here"));
     assert_eq!(s, StatusCode::NOT_FOUND);
     assert!(b["error"].is_string());
+    assert_eq!(b["code"], "not_found");
     let (s, b, ..) = call!(
         app,
         TestRequest::delete()
@@ -432,7 +438,7 @@ async fn errors_use_the_error_shape_and_name_the_field() {
         (s, b),
         (
             StatusCode::BAD_REQUEST,
-            json!({ "error": "name is required" })
+            json!({ "error": "name is required", "code": "invalid_input" })
         )
     );
     let (s, b, ..) = call!(
@@ -913,7 +919,10 @@ async fn late_submit_and_lapsed_hold() {
     let (s, b, ..) = call!(app, post("accept"));
     assert_eq!(
         (s, b),
-        (StatusCode::GONE, json!({ "error": "hold expired" }))
+        (
+            StatusCode::GONE,
+            json!({ "error": "hold expired", "code": "hold_expired" })
+        )
     );
     let (_, j, ..) = call!(
         app,
@@ -931,7 +940,7 @@ async fn late_submit_and_lapsed_hold() {
         (s, b),
         (
             StatusCode::BAD_REQUEST,
-            json!({ "error": "time limit exceeded" })
+            json!({ "error": "time limit exceeded", "code": "deadline_passed" })
         )
     );
     let (_, j, ..) = call!(
@@ -1125,7 +1134,7 @@ async fn routes_need_a_key_unless_public() {
                 (s, b),
                 (
                     StatusCode::UNAUTHORIZED,
-                    json!({ "error": "Authentication required" })
+                    json!({ "error": "Authentication required", "code": "unauthorized" })
                 ),
                 "{method} {path}"
             );

@@ -665,10 +665,7 @@ async fn verification_lease_and_errors() {
     m.accept(worker.id, job.id, &DEFAULT).await.unwrap();
     m.submit(worker.id, job.id, output()).await.unwrap();
     f.verifier.set_down(true);
-    assert!(matches!(
-        m.verify_next().await,
-        Err(DomainError::Unavailable(_))
-    ));
+    assert!(matches!(m.verify_next().await, Err(DomainError::Llm(_))));
     assert!(m.verify_next().await.unwrap().is_none(), "leased");
     assert_eq!(f.read(sender.id, job.id).await.status, JobStatus::Submitted);
     f.clock.advance(Duration::from_secs(61));

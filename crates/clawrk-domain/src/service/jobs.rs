@@ -11,7 +11,7 @@ use crate::lifecycle;
 use crate::matching;
 use crate::money::{Cents, Price, TimeLimit};
 use crate::ports::{BoardStats, JobFilter, Page, Tx};
-use crate::text::{no_nul, no_nul_opt};
+use crate::text::{is_blank, no_nul, no_nul_opt};
 use crate::user::{self, Agent};
 use std::collections::BTreeMap;
 
@@ -82,6 +82,8 @@ pub struct LogUpdate {
     pub verdict: Option<Verdict>,
     /// Whether the stream is over.
     pub finished: bool,
+    /// The job's status at this read.
+    pub status: JobStatus,
 }
 
 /// The caller's agent named by `sel`, or their default agent.
@@ -136,16 +138,16 @@ impl Marketplace {
     /// once per sender and prompt within the quote's lifetime, so phase 2 charges exactly what
     /// phase 1 showed.
     pub async fn run(&self, sender: UserId, req: RunRequest) -> Result<RunOutcome> {
-        let prompt = req.prompt.trim().to_string();
-        if prompt.is_empty() {
+        if is_blank(&req.prompt) {
             return Err(DomainError::invalid("prompt is required"));
         }
-        if prompt.chars().count() > MAX_PROMPT_CHARS {
+        if req.prompt.chars().count() > MAX_PROMPT_CHARS {
             return Err(DomainError::invalid(format!(
                 "prompt must be at most {MAX_PROMPT_CHARS} characters"
             )));
         }
-        no_nul("prompt", &prompt)?;
+        no_nul("prompt", &req.prompt)?;
+        let prompt = req.prompt.trim().to_string();
         for (k, v) in &req.env_vars {
             no_nul("envVars", k)?;
             no_nul(&format!("envVars.{k}"), v)?;
@@ -414,6 +416,7 @@ impl Marketplace {
             .await?
             .ok_or(DomainError::NotFound("job"))?;
         let finished = job.log_finished();
+        let status = job.status;
         let verdict = if finished {
             job.verification.clone()
         } else {
@@ -425,6 +428,7 @@ impl Marketplace {
                 lines,
                 verdict,
                 finished,
+                status,
             },
         ))
     }

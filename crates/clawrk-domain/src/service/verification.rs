@@ -52,10 +52,10 @@ impl Marketplace {
         acceptance_criteria: Vec<String>,
         output: String,
     ) -> Result<Verdict> {
-        if requirements.trim().is_empty() {
+        if crate::text::is_blank(&requirements) {
             return Err(DomainError::invalid("requirements is required"));
         }
-        if output.trim().is_empty() {
+        if crate::text::is_blank(&output) {
             return Err(DomainError::invalid("output is required"));
         }
         let task = VerifyTask {
