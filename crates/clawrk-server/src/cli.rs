@@ -11,6 +11,15 @@ use std::path::PathBuf;
 pub struct Cli {
     #[command(flatten)]
     pub store: StoreArgs,
+    /// Log format: `text`, or `json` for one JSON object per line.
+    #[arg(
+        long,
+        env = "CLAWRK_LOG_FORMAT",
+        value_enum,
+        default_value = "text",
+        global = true
+    )]
+    pub log_format: crate::logging::LogFormat,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
