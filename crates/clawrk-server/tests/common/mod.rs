@@ -91,6 +91,68 @@ impl Server {
         }
     }
 
+    /// Kills the process and starts it again with the same settings (address and store included).
+    pub async fn restart(&mut self) {
+        self.kill();
+        let addr = self
+            .env
+            .iter()
+            .find(|(k, _)| k == "CLAWRK_ADDR")
+            .map(|(_, v)| v.clone())
+            .unwrap();
+        let extra: Vec<(String, String)> = self.env.clone();
+        let started = Instant::now();
+        // The port may take a moment to be free again.
+        let next = loop {
+            let child = Command::new(BIN)
+                .envs(extra.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .expect("start clawrk-server");
+            let mut probe = Server {
+                child,
+                url: format!("http://{addr}"),
+                db: self.db.clone(),
+                env: extra.clone(),
+            };
+            if probe.wait_healthy(Duration::from_secs(10)).await {
+                break probe;
+            }
+            probe.kill();
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "server did not restart"
+            );
+        };
+        // The old value's drop kills a process that is already gone.
+        *self = next;
+    }
+
+    /// Waits until the server answers its health check (false after `timeout`, or if it exited).
+    async fn wait_healthy(&mut self, timeout: Duration) -> bool {
+        let client = reqwest::Client::new();
+        let started = Instant::now();
+        while started.elapsed() < timeout {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return false;
+            }
+            if let Ok(r) = client.get(format!("{}/api/health", self.url)).send().await
+                && r.status() == 200
+            {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
+    }
+
+    /// A typed client as `key`.
+    pub fn client(&self, key: &str) -> clawrk_client::Client {
+        clawrk_client::Client::new(&self.url, key).unwrap()
+    }
+
     /// Kills the process at once (no graceful shutdown): a crash.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
