@@ -411,6 +411,39 @@ pub struct AgentChoice {
     pub agent_name: Option<String>,
 }
 
+/// `POST /api/jobs/pull`: which agent pulls (the default agent when neither is given), and how
+/// long to wait for a matching job when there is none.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PullRequest {
+    /// One of the caller's agents, by id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_id: Option<Uuid>,
+    /// One of the caller's agents, by name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_name: Option<String>,
+    /// Seconds to wait for a matching job (0 to 30, default 0): the answer comes as soon as one is
+    /// queued, on any instance, or as 204 at the end.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::num::integer_option"
+    )]
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 30))]
+    pub wait_seconds: Option<i64>,
+}
+
+impl PullRequest {
+    /// A pull by `agent`, waiting up to `wait_seconds`.
+    pub fn new(agent: AgentChoice, wait_seconds: u32) -> Self {
+        PullRequest {
+            agent_id: agent.agent_id,
+            agent_name: agent.agent_name,
+            wait_seconds: (wait_seconds > 0).then_some(i64::from(wait_seconds)),
+        }
+    }
+}
+
 /// `POST /api/jobs/{id}/submit`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

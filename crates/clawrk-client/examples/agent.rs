@@ -1,12 +1,12 @@
-//! An agent's loop: pull the best matching job, accept it, do the work, submit; wait a little when
-//! nothing matches. The work here is a stand-in: put your model call in `work`.
+//! An agent's loop: pull the best matching job (waiting for one on the server: a long poll), accept
+//! it, do the work, submit. The work here is a stand-in: put your model call in `work`.
 //!
 //! ```sh
 //! CLAWRK_URL=http://127.0.0.1:8080 CLAWRK_API_KEY=ck_… \
 //!   cargo run -p clawrk-client --example agent
 //! ```
 
-use clawrk_client::api::{AgentChoice, Job, SubmitRequest};
+use clawrk_client::api::{AgentChoice, Job, PullRequest, SubmitRequest};
 use clawrk_client::{Client, Error, ErrorCode};
 use std::time::Duration;
 
@@ -18,18 +18,19 @@ fn work(job: &Job) -> String {
     )
 }
 
-/// Works on up to `max_jobs` jobs (or forever with `None`); returns the jobs submitted.
+/// Works on up to `max_jobs` jobs (or forever with `None`), each pull waiting up to `wait` for a
+/// job; returns the jobs submitted.
 pub async fn agent_loop(
     client: &Client,
     agent: &AgentChoice,
     max_jobs: Option<usize>,
-    idle: Duration,
+    wait: Duration,
 ) -> Result<Vec<Job>, Error> {
     let mut done = Vec::new();
+    let pull = PullRequest::new(agent.clone(), wait.as_secs().min(30) as u32);
     while max_jobs.is_none_or(|m| done.len() < m) {
-        let Some(held) = client.pull(agent).await? else {
-            // Nothing matches this agent right now.
-            tokio::time::sleep(idle).await;
+        // The server answers as soon as a job matches, or with nothing after `wait`.
+        let Some(held) = client.pull(&pull).await? else {
             continue;
         };
         let job = held.job;
@@ -68,6 +69,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Err(_) => AgentChoice::default(),
     };
     let client = Client::new(url, key)?;
-    agent_loop(&client, &agent, None, Duration::from_secs(2)).await?;
+    agent_loop(&client, &agent, None, Duration::from_secs(25)).await?;
     Ok(())
 }

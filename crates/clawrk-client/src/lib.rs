@@ -203,10 +203,40 @@ pub struct PageRequest {
 /// The filter of [`Client::jobs`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct JobsQuery {
+    /// The jobs you sent (the default), or those your agents hold or worked on.
+    pub role: JobRole,
+    /// With `role: Agent`: only this agent's.
+    pub agent_id: Option<Uuid>,
     /// Only jobs in this status.
     pub status: Option<JobStatus>,
     /// Paging.
     pub page: PageRequest,
+}
+
+impl JobsQuery {
+    fn query(&self) -> String {
+        let mut q = Vec::new();
+        if self.role == JobRole::Agent {
+            q.push("role=agent".to_string());
+        }
+        if let Some(a) = self.agent_id {
+            q.push(format!("agent_id={a}"));
+        }
+        if let Some(s) = self.status {
+            q.push(format!("status={s}"));
+        }
+        if let Some(l) = self.page.limit {
+            q.push(format!("limit={l}"));
+        }
+        if let Some(b) = self.page.before {
+            q.push(format!("before={b}"));
+        }
+        if q.is_empty() {
+            String::new()
+        } else {
+            format!("?{}", q.join("&"))
+        }
+    }
 }
 
 /// A successful answer.
@@ -255,11 +285,8 @@ enum Idem {
 }
 
 /// The query string of a page request.
-fn page_query(page: &PageRequest, status: Option<JobStatus>) -> String {
+fn page_query(page: &PageRequest) -> String {
     let mut q = Vec::new();
-    if let Some(s) = status {
-        q.push(format!("status={s}"));
-    }
     if let Some(l) = page.limit {
         q.push(format!("limit={l}"));
     }
@@ -474,13 +501,9 @@ impl Client {
         }
     }
 
-    /// `GET /api/jobs`: a page of the caller's sent jobs.
+    /// `GET /api/jobs`: a page of the caller's sent jobs, or of their agents' work.
     pub async fn jobs(&self, query: &JobsQuery) -> Result<Page<Job>> {
-        self.page(&format!(
-            "/api/jobs{}",
-            page_query(&query.page, query.status)
-        ))
-        .await
+        self.page(&format!("/api/jobs{}", query.query())).await
     }
 
     /// The page after `page.next` of any job list.
@@ -488,15 +511,12 @@ impl Client {
         self.page(next).await
     }
 
-    /// Every sent job (in `status`, if given), newest first, page after page.
+    /// Every job of the query, newest first, page after page (from `query.page`).
     pub fn jobs_stream(
         &self,
-        status: Option<JobStatus>,
+        query: &JobsQuery,
     ) -> impl Stream<Item = Result<Job>> + Send + 'static {
-        self.walk(format!(
-            "/api/jobs{}",
-            page_query(&PageRequest::default(), status)
-        ))
+        self.walk(format!("/api/jobs{}", query.query()))
     }
 
     /// `GET /api/jobs/{id}`.
@@ -535,11 +555,11 @@ impl Client {
 
     // ---- jobs: agents ----
 
-    /// `POST /api/jobs/pull`: holds the best matching job for `agent` (the default agent when
-    /// empty); `None` when nothing matches.
-    pub async fn pull(&self, agent: &AgentChoice) -> Result<Option<Held>> {
+    /// `POST /api/jobs/pull`: holds the best matching job for the agent (the default agent when
+    /// none is named), waiting up to `wait_seconds` for one; `None` when nothing matches.
+    pub async fn pull(&self, req: &PullRequest) -> Result<Option<Held>> {
         let a = self
-            .send(Method::POST, "/api/jobs/pull", agent, Idem::No)
+            .send(Method::POST, "/api/jobs/pull", req, Idem::No)
             .await?;
         if a.status == 204 {
             return Ok(None);
@@ -614,8 +634,7 @@ impl Client {
 
     /// `GET /api/board`: a page of queued jobs.
     pub async fn board(&self, page: &PageRequest) -> Result<Page<BoardJob>> {
-        self.page(&format!("/api/board{}", page_query(page, None)))
-            .await
+        self.page(&format!("/api/board{}", page_query(page))).await
     }
 
     /// Every queued job, page after page.
@@ -630,7 +649,7 @@ impl Client {
 
     /// `GET /api/agents/directory`: a page of agents with their numbers.
     pub async fn directory(&self, page: &PageRequest) -> Result<Page<AgentProfile>> {
-        self.page(&format!("/api/agents/directory{}", page_query(page, None)))
+        self.page(&format!("/api/agents/directory{}", page_query(page)))
             .await
     }
 
@@ -689,7 +708,7 @@ impl Client {
         let a = self
             .call(
                 Method::GET,
-                &format!("/api/wallet/balance{}", page_query(page, None)),
+                &format!("/api/wallet/balance{}", page_query(page)),
                 None,
                 Idem::No,
             )

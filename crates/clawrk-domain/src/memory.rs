@@ -11,7 +11,8 @@ use crate::ids::{AgentId, ApiKeyId, JobId, Timestamp, TransferId, UserId};
 use crate::job::{Job, JobStatus, LogLine, Structured};
 use crate::money::{Account, Cents, LedgerEntry, Reason, Transfer};
 use crate::ports::{
-    AttemptOutcome, AttemptRecord, IdemRecord, JobFilter, Mode, NewLogLine, Page, Store, Tx, Work,
+    Announcement, AttemptOutcome, AttemptRecord, IdemRecord, JobFilter, Mode, NewLogLine, Page,
+    Store, Tx, Work,
 };
 use crate::user::{Agent, AgentProfile, KeyHash, User};
 use async_trait::async_trait;
@@ -37,8 +38,8 @@ pub struct MemoryState {
     logs: BTreeMap<JobId, Vec<LogLine>>,
     quotes: HashMap<(UserId, [u8; 32]), (Structured, Timestamp)>,
     idem: HashMap<(UserId, String), IdemRecord>,
-    /// Jobs whose watchers were asked to be woken, in order (tests read it).
-    pub notified: Vec<JobId>,
+    /// What the work asked to announce, in order (tests read it).
+    pub notified: Vec<Announcement>,
 }
 
 impl MemoryState {
@@ -405,8 +406,8 @@ impl Tx for MemoryState {
         Ok(self.jobs.get(&job).cloned().map(|j| (j, lines)))
     }
 
-    fn notify(&mut self, job: JobId) -> Result<()> {
-        self.notified.push(job);
+    fn notify(&mut self, what: Announcement) -> Result<()> {
+        self.notified.push(what);
         Ok(())
     }
 

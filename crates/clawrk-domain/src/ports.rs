@@ -306,8 +306,9 @@ pub trait Tx {
     fn logs(&mut self, job: JobId, after: i64) -> Result<Vec<LogLine>>;
     /// A job with its log lines after `after`, in one statement (one snapshot).
     fn job_with_logs(&mut self, job: JobId, after: i64) -> Result<Option<(Job, Vec<LogLine>)>>;
-    /// Asks for the job's log watchers to be woken, on every instance, once this work commits.
-    fn notify(&mut self, job: JobId) -> Result<()>;
+    /// Asks for watchers to be woken, on every instance, once this work commits: a job's log
+    /// watchers, or the waiting pulls when a job became queued.
+    fn notify(&mut self, what: Announcement) -> Result<()>;
 
     /// Stores (or replaces) a sender's phase-1 quote for a prompt digest.
     fn put_quote(
@@ -348,12 +349,23 @@ pub trait Tx {
     fn ping(&mut self) -> Result<()>;
 }
 
-/// Wake-ups for a job's log stream, delivered across server instances.
+/// What a committed change announces to the watchers of every instance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Announcement {
+    /// The job's log (or status) changed: its log streams read again.
+    Log(JobId),
+    /// The job became `queued`: waiting pulls try again.
+    Queued(JobId),
+}
+
+/// Wake-ups for log streams and waiting pulls, delivered across server instances.
 #[cfg_attr(any(test, feature = "mocks"), automock)]
 pub trait LogWatch: Send + Sync {
     /// Starts watching `job`: every change from now on wakes the returned waiter. Made before a
     /// read, it misses nothing that commits after the read began.
     fn watch(&self, job: JobId) -> Box<dyn Waiter>;
+    /// Starts watching the queue: every job queued from now on wakes the returned waiter.
+    fn watch_queue(&self) -> Box<dyn Waiter>;
 }
 
 /// One watcher of one job.

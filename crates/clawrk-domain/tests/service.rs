@@ -292,8 +292,16 @@ fn a_verified_job_pays_its_worker_and_logs_the_verification() {
                 "the job is verified: the agent's owner earns $3.50",
             ]
         );
-        // The lease line and the verdict each woke the job's watchers once.
-        assert_eq!(s.snapshot().notified, [job.id, job.id]);
+        // The queued job woke the waiting pulls; the lease line and the verdict each woke the
+        // job's log watchers once.
+        assert_eq!(
+            s.snapshot().notified,
+            [
+                Announcement::Queued(job.id),
+                Announcement::Log(job.id),
+                Announcement::Log(job.id)
+            ]
+        );
         let dir = m.directory(Page::first()).await.unwrap();
         let me = dir.iter().find(|p| p.agent.owner_id == worker.id).unwrap();
         assert_eq!(

@@ -34,19 +34,20 @@ fn selector(b: api::AgentChoice) -> AgentSelector {
     }
 }
 
-/// `Link: <…>; rel="next"` when the page is full.
+/// `Link: <…>; rel="next"` when the page is full; `keep` are the filters the next page keeps
+/// (values from fixed sets or ids: nothing to escape).
 fn with_next(
     mut resp: actix_web::HttpResponseBuilder,
     req: &HttpRequest,
     count: usize,
     limit: u32,
     last: Option<String>,
-    status: Option<&str>,
+    keep: &[(&str, String)],
 ) -> actix_web::HttpResponseBuilder {
     if let (true, Some(last)) = (count == limit as usize && count > 0, last) {
         let mut url = format!("{}?limit={limit}&before={last}", req.path());
-        if let Some(s) = status {
-            url.push_str(&format!("&status={s}"));
+        for (k, v) in keep {
+            url.push_str(&format!("&{k}={v}"));
         }
         resp.insert_header(("Link", format!("<{url}>; rel=\"next\"")));
     }
@@ -117,9 +118,12 @@ pub async fn run(
     }
 }
 
-/// The caller's sent jobs, newest first.
+/// The caller's jobs, newest first: those they sent (`role=sender`, the default), or those their
+/// agents hold, work on, submitted or finished (`role=agent`).
 #[utoipa::path(get, path = "/api/jobs", tag = "jobs",
-    params(("status" = Option<api::JobStatus>, Query, description = "only jobs in this status"),
+    params(("role" = Option<api::JobRole>, Query, description = "`sender` (default): jobs you sent; `agent`: jobs your agents hold or worked on"),
+        ("agent_id" = Option<uuid::Uuid>, Query, description = "with `role=agent`: only this agent's jobs"),
+        ("status" = Option<api::JobStatus>, Query, description = "only jobs in this status"),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 200, description = "page size, 1 to 200 (default 50)"), ("before" = Option<uuid::Uuid>, Query, description = "the last job id of the previous page")),
     responses((status = 200, body = Vec<api::Job>, description = "a page of jobs; `Link: <…>; rel=\"next\"` announces the next")),
     security(("api_key" = [])))]
@@ -140,21 +144,33 @@ pub async fn list_jobs(
         })
         .transpose()?;
     let p = page::<JobId>(q.limit.as_deref(), q.before.as_deref())?;
-    let jobs = st
-        .market
-        .jobs(user, JobsOf::Sender, status, None, p)
-        .await?;
+    let of = match q.role.as_deref() {
+        None | Some("sender") => JobsOf::Sender,
+        Some("agent") => JobsOf::Agent,
+        Some(_) => return Err(ApiError::bad_request("role must be sender or agent")),
+    };
+    let agent = q
+        .agent_id
+        .as_deref()
+        .map(|a| path_id::<AgentId>(a, "agent_id"))
+        .transpose()?;
+    if agent.is_some() && of != JobsOf::Agent {
+        return Err(ApiError::bad_request("agent_id needs role=agent"));
+    }
+    let jobs = st.market.jobs(user, of, status, agent, p).await?;
     let views: Vec<api::Job> = jobs.iter().map(|j| views::job(j, user)).collect();
     let last = jobs.last().map(|j| j.id.to_string());
-    Ok(with_next(
-        HttpResponse::Ok(),
-        &req,
-        jobs.len(),
-        p.limit,
-        last,
-        status.map(|s| s.as_str()),
-    )
-    .json(views))
+    let mut keep = Vec::new();
+    if of == JobsOf::Agent {
+        keep.push(("role", "agent".to_string()));
+    }
+    if let Some(a) = agent {
+        keep.push(("agent_id", a.to_string()));
+    }
+    if let Some(s) = status {
+        keep.push(("status", s.as_str().to_string()));
+    }
+    Ok(with_next(HttpResponse::Ok(), &req, jobs.len(), p.limit, last, &keep).json(views))
 }
 
 fn statuses() -> String {
@@ -224,22 +240,31 @@ fn held(job: &Job, user: UserId) -> HttpResponse {
     HttpResponse::Ok().json(views::held(job, user))
 }
 
-/// Holds the best matching queued job for one of the caller's agents.
-#[utoipa::path(post, path = "/api/jobs/pull", tag = "agents at work", request_body(content = api::AgentChoice, description = "optional: which agent pulls (the default agent otherwise)"),
+/// Holds the best matching queued job for one of the caller's agents, waiting up to
+/// `wait_seconds` for one (long poll).
+#[utoipa::path(post, path = "/api/jobs/pull", tag = "agents at work", request_body(content = api::PullRequest, description = "optional: which agent pulls (the default agent otherwise), and how long to wait"),
     responses((status = 200, description = "a job, held for the agent until `hold_expires_at`", body = api::Held),
-        (status = 204, description = "no queued job matches"),
+        (status = 204, description = "no queued job matches (after `wait_seconds`)"),
         (status = 404, description = "`not_found`: no such agent of yours", body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn pull(
     st: Data<AppState>,
     caller: Caller,
-    body: JsonBody<api::AgentChoice>,
+    body: JsonBody<api::PullRequest>,
 ) -> ApiResult<HttpResponse> {
     let user = caller.0.id;
-    Ok(match st.market.pull(user, &selector(body.value)).await? {
-        Some(job) => held(&job, user),
-        None => HttpResponse::NoContent().finish(),
-    })
+    let b = body.value;
+    let wait = b.wait_seconds.unwrap_or(0);
+    let sel = selector(api::AgentChoice {
+        agent_id: b.agent_id,
+        agent_name: b.agent_name,
+    });
+    Ok(
+        match st.market.pull_waiting(user, &sel, wait, &*st.watch).await? {
+            Some(job) => held(&job, user),
+            None => HttpResponse::NoContent().finish(),
+        },
+    )
 }
 
 /// Holds one specific queued job.
@@ -370,7 +395,7 @@ pub async fn board(
     let jobs = st.market.board(p).await?;
     let last = jobs.last().map(|j| j.id.to_string());
     let views: Vec<api::BoardJob> = jobs.iter().map(views::board_job).collect();
-    Ok(with_next(HttpResponse::Ok(), &req, views.len(), p.limit, last, None).json(views))
+    Ok(with_next(HttpResponse::Ok(), &req, views.len(), p.limit, last, &[]).json(views))
 }
 
 /// Public numbers.
@@ -494,7 +519,7 @@ pub async fn directory(
     let entries = st.market.directory(p).await?;
     let last = entries.last().map(|e| e.agent.id.to_string());
     let views: Vec<api::AgentProfile> = entries.iter().map(views::profile).collect();
-    Ok(with_next(HttpResponse::Ok(), &req, views.len(), p.limit, last, None).json(views))
+    Ok(with_next(HttpResponse::Ok(), &req, views.len(), p.limit, last, &[]).json(views))
 }
 
 /// The wallet's balance and ledger, newest first.
@@ -521,7 +546,7 @@ pub async fn balance(
         view.ledger.len(),
         p.limit,
         last,
-        None,
+        &[],
     )
     .json(view))
 }

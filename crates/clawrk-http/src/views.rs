@@ -249,6 +249,10 @@ pub struct PageQuery {
     pub before: Option<String>,
     /// `?status=` (jobs).
     pub status: Option<String>,
+    /// `?role=` (jobs).
+    pub role: Option<String>,
+    /// `?agent_id=` (jobs).
+    pub agent_id: Option<String>,
 }
 
 #[cfg(test)]

@@ -79,6 +79,9 @@ impl LogWatch for NoWatch {
     fn watch(&self, _job: clawrk_domain::ids::JobId) -> Box<dyn Waiter> {
         Box::new(Sleep)
     }
+    fn watch_queue(&self) -> Box<dyn Waiter> {
+        Box::new(Sleep)
+    }
 }
 struct Sleep;
 #[async_trait]

@@ -221,8 +221,8 @@ fn listen_loop(url: &str, watch: &std::sync::Weak<PgWatch>, stopping: &AtomicBoo
             for n in conn.notifications_iter() {
                 match n {
                     Ok(n) => {
-                        if let Ok(id) = n.payload.parse() {
-                            w.wakeups.notify(JobId(id));
+                        if let Some(a) = clawrk_sql::dialect::parse_payload(&n.payload) {
+                            w.wakeups.notify(a);
                         }
                     }
                     Err(e) => {
@@ -240,5 +240,9 @@ fn listen_loop(url: &str, watch: &std::sync::Weak<PgWatch>, stopping: &AtomicBoo
 impl LogWatch for PgWatch {
     fn watch(&self, job: JobId) -> Box<dyn Waiter> {
         self.wakeups.watch(job)
+    }
+
+    fn watch_queue(&self) -> Box<dyn Waiter> {
+        self.wakeups.watch_queue()
     }
 }

@@ -140,7 +140,11 @@ async fn every_route(db: Db) {
     assert!(directory.iter().any(|p| p.agent.id == scribe.id));
 
     // An agent's work: pull, reject, claim, accept, submit; the sender follows to the verdict.
-    let held = b.pull(&AgentChoice::id(scribe.id)).await.unwrap().unwrap();
+    let held = b
+        .pull(&PullRequest::new(AgentChoice::id(scribe.id), 0))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(held.job.id, job.id);
     assert_eq!(
         b.reject(job.id, &AgentChoice::default())
@@ -149,7 +153,12 @@ async fn every_route(db: Db) {
             .status,
         JobStatus::Queued
     );
-    assert!(b.pull(&AgentChoice::id(scribe.id)).await.unwrap().is_none());
+    assert!(
+        b.pull(&PullRequest::new(AgentChoice::id(scribe.id), 0))
+            .await
+            .unwrap()
+            .is_none()
+    );
     let held = b.claim(job.id, &AgentChoice::default()).await.unwrap();
     assert_eq!(held.job.status, JobStatus::Held);
     let accepted = b.accept(job.id, &AgentChoice::default()).await.unwrap();
@@ -276,7 +285,11 @@ async fn every_route(db: Db) {
     );
 
     // Paging follows `Link`.
-    let all: Vec<Job> = a.jobs_stream(None).try_collect().await.unwrap();
+    let all: Vec<Job> = a
+        .jobs_stream(&JobsQuery::default())
+        .try_collect()
+        .await
+        .unwrap();
     assert_eq!(all.len(), 2);
     let first = a
         .jobs(&JobsQuery {

@@ -26,13 +26,7 @@ async fn the_sender_and_agent_examples_work_end_to_end() {
     let (a, b) = (server.client(&alice.key), server.client(&bob.key));
 
     let worker = tokio::spawn(async move {
-        agent::agent_loop(
-            &b,
-            &AgentChoice::default(),
-            Some(1),
-            Duration::from_millis(100),
-        )
-        .await
+        agent::agent_loop(&b, &AgentChoice::default(), Some(1), Duration::from_secs(5)).await
     });
     let (job, verdict) = sender::send_and_follow(&a, "Write a haiku about the sea")
         .await

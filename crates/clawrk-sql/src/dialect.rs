@@ -10,13 +10,32 @@
 //!   excludes every other, so locked reads are plain reads.
 //! - **Upserts**: `ON CONFLICT` is the same SQL on both, but diesel builds it per backend.
 //! - **Notification**: PostgreSQL announces a job on the `clawrk_job_events` channel with
-//!   `pg_notify`, delivered at commit to every instance listening; SQLite has no such channel, and
-//!   its adapter wakes its own watchers after the commit.
+//!   `pg_notify`, delivered at commit to every instance listening (payload [`payload`]); SQLite has
+//!   no such channel, and its adapter wakes its own watchers after the commit.
 
 use crate::Db;
+use clawrk_domain::ids::JobId;
+use clawrk_domain::ports::Announcement;
 
-/// The channel log watchers listen on; the payload is the job id.
+/// The channel watchers listen on; the payload is [`payload`].
 pub const CHANNEL: &str = "clawrk_job_events";
+
+/// An announcement as it travels: the job id for a log change, `queued:` and the job id for a
+/// job that became queued. UUIDs this crate formats, never caller text.
+pub fn payload(a: &Announcement) -> String {
+    match a {
+        Announcement::Log(job) => job.to_string(),
+        Announcement::Queued(job) => format!("queued:{job}"),
+    }
+}
+
+/// Reads [`payload`]; `None` for anything else.
+pub fn parse_payload(p: &str) -> Option<Announcement> {
+    match p.strip_prefix("queued:") {
+        Some(id) => id.parse().ok().map(|u| Announcement::Queued(JobId(u))),
+        None => p.parse().ok().map(|u| Announcement::Log(JobId(u))),
+    }
+}
 
 /// The statement that begins a write transaction.
 pub(crate) fn begin(db: &Db) -> &'static str {
@@ -67,13 +86,15 @@ pub(crate) use {load_locked, per_backend};
 
 /// Commits a write transaction. On PostgreSQL the notifications for its changed jobs travel in the
 /// same round trip (one simple-query batch: `SELECT pg_notify(…); COMMIT`), delivered at commit.
-/// The payloads are UUIDs this crate formats, never caller text.
-pub(crate) fn commit(db: &mut Db, jobs: &[clawrk_domain::ids::JobId]) -> diesel::QueryResult<()> {
+pub(crate) fn commit(db: &mut Db, announced: &[Announcement]) -> diesel::QueryResult<()> {
     use diesel::connection::SimpleConnection;
     let mut batch = String::new();
     if let Db::Pg(_) = db {
-        for job in jobs {
-            batch.push_str(&format!("SELECT pg_notify('{CHANNEL}', '{job}'); "));
+        for a in announced {
+            batch.push_str(&format!(
+                "SELECT pg_notify('{CHANNEL}', '{}'); ",
+                payload(a)
+            ));
         }
     }
     batch.push_str("COMMIT");
@@ -82,15 +103,15 @@ pub(crate) fn commit(db: &mut Db, jobs: &[clawrk_domain::ids::JobId]) -> diesel:
 
 /// Announces changed jobs to every instance's watchers outside a transaction (PostgreSQL; SQLite's
 /// adapter wakes its own watchers instead).
-pub(crate) fn announce(db: &mut Db, jobs: &[clawrk_domain::ids::JobId]) -> diesel::QueryResult<()> {
+pub(crate) fn announce(db: &mut Db, announced: &[Announcement]) -> diesel::QueryResult<()> {
     use diesel::RunQueryDsl;
     use diesel::sql_types::{Text, Untyped};
     if let Db::Pg(_) = db {
-        for job in jobs {
+        for a in announced {
             diesel::dsl::sql::<Untyped>("SELECT pg_notify(")
                 .bind::<Text, _>(CHANNEL)
                 .sql(", ")
-                .bind::<Text, _>(job.to_string())
+                .bind::<Text, _>(payload(a))
                 .sql(")")
                 .execute(db)?;
         }

@@ -13,7 +13,7 @@ use clawrk_domain::ids::{AgentId, ApiKeyId, JobId, Timestamp, TransferId, UserId
 use clawrk_domain::job::{Job, JobStatus, LogLine, Structured};
 use clawrk_domain::money::{Account, Cents, LedgerEntry, Reason, Transfer};
 use clawrk_domain::ports::{
-    AttemptRecord, IdemRecord, JobFilter, Mode, NewLogLine, Page, Tx, Work,
+    Announcement, AttemptRecord, IdemRecord, JobFilter, Mode, NewLogLine, Page, Tx, Work,
 };
 use clawrk_domain::user::{Agent, AgentProfile, KeyHash, User};
 use diesel::connection::SimpleConnection;
@@ -30,7 +30,11 @@ const MAX_BALANCE: i64 = i64::MAX / 2;
 /// Runs `work` on `db` in `mode`. Returns its result and the jobs whose watchers it asked to wake;
 /// on PostgreSQL those were announced with the commit already, the SQLite adapter wakes them.
 /// A transaction that fails, or panics, is rolled back.
-pub fn run(db: &mut Db, mode: Mode, work: Work) -> Result<(Box<dyn Any + Send>, Vec<JobId>)> {
+pub fn run(
+    db: &mut Db,
+    mode: Mode,
+    work: Work,
+) -> Result<(Box<dyn Any + Send>, Vec<Announcement>)> {
     let mut woken = Vec::new();
     let out = match mode {
         Mode::Read | Mode::Single => {
@@ -76,7 +80,7 @@ fn rollback(db: &mut Db) {
 /// The domain's data access on one connection.
 pub struct SqlTx<'a> {
     db: &'a mut Db,
-    woken: &'a mut Vec<JobId>,
+    woken: &'a mut Vec<Announcement>,
 }
 
 /// Renames a unique-violation conflict (the domain words it for the caller).
@@ -700,9 +704,9 @@ impl Tx for SqlTx<'_> {
         Ok(Some((row.into_job()?, lines)))
     }
 
-    fn notify(&mut self, job: JobId) -> Result<()> {
-        if !self.woken.contains(&job) {
-            self.woken.push(job);
+    fn notify(&mut self, what: Announcement) -> Result<()> {
+        if !self.woken.contains(&what) {
+            self.woken.push(what);
         }
         Ok(())
     }

@@ -148,8 +148,8 @@ impl Store for SqliteStore {
                     clawrk_sql::run(&mut guard, mode, work)
                 }
             }?;
-            for job in woken {
-                watch.notify(job);
+            for a in woken {
+                watch.notify(a);
             }
             Ok(out)
         })

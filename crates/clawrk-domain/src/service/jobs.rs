@@ -10,7 +10,7 @@ use crate::job::{
 use crate::lifecycle;
 use crate::matching;
 use crate::money::{Cents, Price, TimeLimit};
-use crate::ports::{BoardStats, JobFilter, Page, Tx};
+use crate::ports::{Announcement, BoardStats, JobFilter, LogWatch, Page, Tx};
 use crate::text::{is_blank, no_nul, no_nul_opt};
 use crate::user::{self, Agent};
 use std::collections::BTreeMap;
@@ -62,6 +62,13 @@ pub struct AgentSelector {
     /// By name.
     pub name: Option<String>,
 }
+
+/// The longest a pull may wait for a job, in seconds.
+pub const MAX_PULL_WAIT_SECONDS: u32 = 30;
+
+/// How often a waiting pull looks again without a wake-up (another process on the same SQLite
+/// file, an announcement lost while the listener reconnected).
+const PULL_POLL: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Whose jobs a listing shows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -208,6 +215,7 @@ impl Marketplace {
             .store()
             .transaction(move |tx| {
                 tx.insert_job(&paid.job)?;
+                tx.notify(Announcement::Queued(paid.job.id))?;
                 super::post(tx, &*clock, &paid.transfers, now)
             })
             .await;
@@ -316,6 +324,38 @@ impl Marketplace {
             lifecycle::cancel(job, user, now)
         })
         .await
+    }
+
+    /// [`Marketplace::pull`], waiting up to `wait_seconds` (at most [`MAX_PULL_WAIT_SECONDS`]) for
+    /// a matching job when there is none: every job queued on any instance wakes the waiting
+    /// pulls (`watch`), which try again; a poll covers what no announcement reaches. Waiting holds
+    /// no store connection.
+    pub async fn pull_waiting(
+        &self,
+        user: UserId,
+        sel: &AgentSelector,
+        wait_seconds: i64,
+        watch: &dyn LogWatch,
+    ) -> Result<Option<Job>> {
+        if !(0..=i64::from(MAX_PULL_WAIT_SECONDS)).contains(&wait_seconds) {
+            return Err(DomainError::invalid(format!(
+                "wait_seconds must be between 0 and {MAX_PULL_WAIT_SECONDS}"
+            )));
+        }
+        // Watching starts before the first try, so a job queued in between is not missed.
+        let mut waiter = watch.watch_queue();
+        let until = self.now().plus_millis(wait_seconds * 1000);
+        loop {
+            if let Some(job) = self.pull(user, sel).await? {
+                return Ok(Some(job));
+            }
+            let left = until.millis() - self.now().millis();
+            if left <= 0 {
+                return Ok(None);
+            }
+            let left = std::time::Duration::from_millis(left.unsigned_abs());
+            waiter.wait(left.min(PULL_POLL)).await;
+        }
     }
 
     /// Holds the best matching queued job for the caller's agent; `None` when nothing matches.

@@ -18,15 +18,20 @@ mod verification;
 
 pub use auth::Principal;
 pub use idempotency::IdemState;
-pub use jobs::{AgentSelector, JobsOf, LogUpdate, PULL_CANDIDATES, RunOutcome, RunRequest};
+pub use jobs::{
+    AgentSelector, JobsOf, LogUpdate, MAX_PULL_WAIT_SECONDS, PULL_CANDIDATES, RunOutcome,
+    RunRequest,
+};
 pub use verification::SWEEP_BATCH;
 
 use crate::error::{DomainError, Result};
 use crate::ids::{JobId, Timestamp, TransferId};
-use crate::job::Job;
+use crate::job::{Job, JobStatus};
 use crate::lifecycle::Change;
 use crate::money::Transfer;
-use crate::ports::{Clock, PaymentGateway, PayoutGateway, Store, Structurer, Tx, Verifier};
+use crate::ports::{
+    Announcement, Clock, PaymentGateway, PayoutGateway, Store, Structurer, Tx, Verifier,
+};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -213,7 +218,10 @@ fn apply(tx: &mut dyn Tx, clock: &dyn Clock, before: &Job, change: &Change) -> R
     }
     if !change.log.is_empty() {
         tx.append_logs(change.job.id, &change.log, now)?;
-        tx.notify(change.job.id)?;
+        tx.notify(Announcement::Log(change.job.id))?;
+    }
+    if change.job.status == JobStatus::Queued && before.status != JobStatus::Queued {
+        tx.notify(Announcement::Queued(change.job.id))?;
     }
     Ok(true)
 }

@@ -9,7 +9,7 @@ use crate::error::{DomainError, Result};
 use crate::ids::Timestamp;
 use crate::job::{Job, JobStatus, LogLevel, Verdict};
 use crate::lifecycle::{self, Change};
-use crate::ports::{LogSink, NewLogLine, SweepReport, VerifyTask};
+use crate::ports::{Announcement, LogSink, NewLogLine, SweepReport, VerifyTask};
 use async_trait::async_trait;
 use std::sync::{Arc, Mutex};
 
@@ -92,7 +92,7 @@ impl Marketplace {
                     job.attempt_count
                 );
                 tx.append_logs(job.id, &[(LogLevel::Info, line)], now)?;
-                tx.notify(job.id)?;
+                tx.notify(Announcement::Log(job.id))?;
                 Ok(Some(job))
             })
             .await?
@@ -140,7 +140,7 @@ impl Marketplace {
                             if j.status == JobStatus::Submitted && j.attempt_count == attempt =>
                         {
                             tx.append_logs(id, &lines, at)?;
-                            tx.notify(id)
+                            tx.notify(Announcement::Log(id))
                         }
                         _ => Ok(()),
                     })
