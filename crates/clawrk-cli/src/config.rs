@@ -1,6 +1,7 @@
 //! What the CLI remembers between runs, under `~/.clawrk/`: the API key (`credentials.json`, mode
-//! 0600 in a 0700 directory) and the working state (`state.json`: the agent chosen with `use` and
-//! the job last pulled or claimed, so `accept`, `submit`… need no id).
+//! 0600 in a 0700 directory) and the working state (`state.json`: per API key, the agent chosen
+//! with `use` and the job last pulled or claimed, so `accept`, `submit`… need no id). The state is
+//! filed under a digest of the key, so two keys on one machine never share an agent choice.
 
 use serde::{Deserialize, Serialize};
 use std::fs;
@@ -15,13 +16,30 @@ pub struct Credentials {
     pub api_url: Option<String>,
 }
 
-/// The remembered working state.
-#[derive(Serialize, Deserialize, Default)]
+/// The remembered working state of one API key.
+#[derive(Serialize, Deserialize, Default, Clone)]
 pub struct State {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job: Option<String>,
+}
+
+/// `state.json`: the states by key digest.
+#[derive(Serialize, Deserialize, Default)]
+struct States {
+    #[serde(default)]
+    by_key: std::collections::BTreeMap<String, State>,
+}
+
+/// Files state under a digest of the key (never the key itself).
+fn key_digest(key: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(key.as_bytes())
+        .iter()
+        .take(12)
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// `~/.clawrk`.
@@ -88,10 +106,19 @@ pub fn forget_credentials() -> Result<bool, String> {
     }
 }
 
-pub fn state() -> Result<State, String> {
-    Ok(read("state.json")?.unwrap_or_default())
+/// The state of `key`.
+pub fn state(key: &str) -> Result<State, String> {
+    let all: States = read("state.json")?.unwrap_or_default();
+    Ok(all
+        .by_key
+        .get(&key_digest(key))
+        .cloned()
+        .unwrap_or_default())
 }
 
-pub fn save_state(s: &State) -> Result<(), String> {
-    write("state.json", s)
+/// Saves the state of `key`.
+pub fn save_state(key: &str, s: &State) -> Result<(), String> {
+    let mut all: States = read("state.json")?.unwrap_or_default();
+    all.by_key.insert(key_digest(key), s.clone());
+    write("state.json", &all)
 }

@@ -1,16 +1,27 @@
-//! `clawrk`: the command-line client of the clawrk API for senders and agent operators (SPEC §10).
+//! `clawrk`: the command-line client of the clawrk API for senders and agent operators (SPEC §10),
+//! built on `clawrk-client` (typed answers, retries of 429/503, idempotency keys, paging,
+//! reconnecting log streams).
 //!
-//! Human-readable output by default, `--json` for scripts (the server's JSON as is). Errors are one
-//! line on stderr with a distinct exit code (see `clawrk --help`).
+//! Text for people by default, `--json` for scripts (the API's JSON, one value per line). Money is
+//! in dollars both ways. Errors are one line on stderr with a distinct exit code (`clawrk --help`).
 
-mod client;
+mod agent_run;
 mod config;
+mod fail;
+mod out;
 
-use clap::{Parser, Subcommand};
-use client::{Client, Failure, exit, money};
-use serde_json::{Value, json};
-use std::io::{BufRead, Write};
+use clap::{CommandFactory, Parser, Subcommand};
+use clawrk_client::api::*;
+use clawrk_client::{Client, JobsQuery, LogEvent, Page, PageRequest, RunOutcome};
+use fail::{Failure, exit};
+use futures::{StreamExt, TryStreamExt};
+use out::{Out, money};
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Read, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
+use uuid::Uuid;
 
 const DEFAULT_URL: &str = "http://127.0.0.1:8080";
 
@@ -20,26 +31,40 @@ const DEFAULT_URL: &str = "http://127.0.0.1:8080";
     name = "clawrk",
     version,
     about,
-    after_help = "Environment: CLAWRK_API_URL (server, default http://127.0.0.1:8080), CLAWRK_API_KEY \
-                  (overrides the stored login).\n\
-                  Exit codes: 0 ok, 1 error, 2 usage, 3 not logged in / bad key, 4 insufficient balance, \
-                  5 hold expired, 6 not found, 7 server unreachable, 8 job failed, 9 job cancelled, \
-                  10 nothing to pull."
+    after_help = concat!(
+        "Environment: CLAWRK_API_URL (server root, default http://127.0.0.1:8080), CLAWRK_API_KEY \
+         (overrides the stored login), NO_COLOR.\nMoney is in dollars: 5, 5.50 or $5.50.\n",
+        "Exit codes: 0 ok, 1 error, 2 usage, 3 not logged in / bad key, 4 insufficient balance, \
+         5 hold expired, 6 not found, 7 server unreachable, 8 job failed, 9 job cancelled, \
+         10 nothing to pull, 11 deadline passed, 12 confirmation needed (no terminal: pass --yes), \
+         13 not possible in the job's status."
+    )
 )]
 struct Cli {
-    /// Print the server's JSON instead of text.
+    /// Print the API's JSON instead of text.
     #[arg(long, global = true)]
     json: bool,
-    /// The clawrk server.
+    /// The clawrk server's root URL.
     #[arg(long, env = "CLAWRK_API_URL", global = true)]
     api_url: Option<String>,
     #[command(subcommand)]
     cmd: Cmd,
 }
 
+/// Paging of a list.
+#[derive(clap::Args, Clone, Copy)]
+struct Paging {
+    /// At most this many (1 to 200; default 50).
+    #[arg(long)]
+    limit: Option<u32>,
+    /// Every page.
+    #[arg(long, conflicts_with = "limit")]
+    all: bool,
+}
+
 #[derive(Subcommand)]
 enum Cmd {
-    /// Store an API key (asked for unless --key) in ~/.clawrk/credentials.json.
+    /// Store an API key (asked for, without echo, unless --key) in ~/.clawrk/credentials.json.
     Login {
         #[arg(long)]
         key: Option<String>,
@@ -48,56 +73,104 @@ enum Cmd {
     Logout,
     /// Who the key belongs to.
     Whoami,
-    /// Wallet balance and recent ledger lines.
-    Balance,
-    /// Describe a task: shows the estimate, asks, then pays it into escrow.
+    /// Wallet balance and ledger, newest first.
+    Balance {
+        #[command(flatten)]
+        paging: Paging,
+    },
+    /// Add money to the wallet (where the server takes payments).
+    Topup {
+        /// Dollars.
+        amount: String,
+    },
+    /// Take money out of the wallet (where the server pays out).
+    Withdraw {
+        /// Dollars.
+        amount: String,
+    },
+    /// Describe a task (`-` reads it from stdin): shows the estimate, asks, then pays it into escrow.
     Run {
         prompt: String,
-        /// Your price in cents instead of the estimate.
+        /// Your price in dollars instead of the estimate.
         #[arg(long)]
-        price: Option<i64>,
+        price: Option<String>,
         /// Your time limit in seconds instead of the estimate.
         #[arg(long = "time-limit")]
         time_limit: Option<i64>,
-        /// Confirm without asking.
+        /// A secret for the worker, NAME=VALUE (repeatable); shown only to the agent that accepts.
+        #[arg(long = "env", value_name = "NAME=VALUE")]
+        env: Vec<String>,
+        /// Confirm without asking (required without a terminal).
         #[arg(short = 'y', long = "yes")]
         yes: bool,
     },
-    /// Your sent jobs, newest first.
+    /// Your jobs, newest first: those you sent, or with --work those your agents took.
     Jobs {
         #[arg(short = 's', long)]
         status: Option<String>,
+        /// The jobs your agents hold, work on, submitted or finished.
+        #[arg(long)]
+        work: bool,
+        /// With --work: only this agent's (name).
+        #[arg(long, requires = "work")]
+        agent: Option<String>,
+        #[command(flatten)]
+        paging: Paging,
     },
-    /// One job.
+    /// One job: its terms, status, output and verdict.
     Job { id: String },
     /// Pay a job waiting for payment.
     Pay { id: String },
     /// Cancel a job.
     Cancel { id: String },
-    /// Your agents; `agents create NAME --personality TEXT` adds one.
+    /// Queued jobs anyone's agents can take.
+    Board {
+        #[command(flatten)]
+        paging: Paging,
+    },
+    /// Your agents; subcommands create, show, update and delete them.
     Agents {
         #[command(subcommand)]
         action: Option<AgentsCmd>,
     },
-    /// Act as this agent from now on (pull, claim, accept, reject).
+    /// Act as this agent from now on (pull, claim, accept, reject), for the current key.
     Use { name: String },
     /// Hold the best matching job for your agent.
-    Pull,
+    Pull {
+        /// Which agent (default: the one in `use`, else your default agent).
+        #[arg(long)]
+        agent: Option<String>,
+        /// Wait up to this many seconds for a job (0 to 30).
+        #[arg(long, default_value_t = 0)]
+        wait: u32,
+    },
     /// Hold one specific queued job.
-    Claim { id: String },
+    Claim {
+        id: String,
+        #[arg(long)]
+        agent: Option<String>,
+    },
     /// Accept the held job (the clock starts).
-    Accept { id: Option<String> },
+    Accept {
+        id: Option<String>,
+        #[arg(long)]
+        agent: Option<String>,
+    },
     /// Give the held job back.
-    Reject { id: Option<String> },
+    Reject {
+        id: Option<String>,
+        #[arg(long)]
+        agent: Option<String>,
+    },
     /// Submit your output for the accepted job.
     Submit {
         id: Option<String>,
         /// The output text.
         #[arg(short = 't', long = "text", conflicts_with = "file")]
         text: Option<String>,
-        /// Read the output from a file.
+        /// Read the output from a file (`-`: stdin).
         #[arg(short = 'f', long = "file")]
-        file: Option<std::path::PathBuf>,
+        file: Option<PathBuf>,
     },
     /// Give up the accepted job.
     Fail {
@@ -109,10 +182,37 @@ enum Cmd {
     Logs { id: String },
     /// Follow a job until it ends: exit 0 verified, 8 failed, 9 cancelled.
     Wait { id: String },
+    /// Judge an output against requirements (nothing is stored or paid).
+    Verify {
+        /// What the output must satisfy.
+        #[arg(long)]
+        requirements: String,
+        /// A checkable statement (repeatable).
+        #[arg(long = "criterion")]
+        criteria: Vec<String>,
+        /// The output text.
+        #[arg(short = 't', long = "text", conflicts_with = "file")]
+        text: Option<String>,
+        /// Read the output from a file (`-`: stdin).
+        #[arg(short = 'f', long = "file")]
+        file: Option<PathBuf>,
+    },
+    /// Run an agent: pull, accept, run a command on each job, submit its output.
+    Agent {
+        #[command(subcommand)]
+        action: AgentCmd,
+    },
+    /// Print shell completions.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Subcommand)]
 enum AgentsCmd {
+    /// List your agents (the default).
+    List,
     /// Create an agent.
     Create {
         name: String,
@@ -121,517 +221,909 @@ enum AgentsCmd {
         #[arg(long = "avatar-url")]
         avatar_url: Option<String>,
     },
+    /// One agent.
+    Show { agent: String },
+    /// Change an agent.
+    Update {
+        agent: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long, conflicts_with = "clear_personality")]
+        personality: Option<String>,
+        #[arg(long)]
+        clear_personality: bool,
+        #[arg(long = "avatar-url", conflicts_with = "clear_avatar_url")]
+        avatar_url: Option<String>,
+        #[arg(long)]
+        clear_avatar_url: bool,
+    },
+    /// Delete an agent (not the default one, not one at work).
+    Delete { agent: String },
+    /// The public directory of agents.
+    Directory {
+        #[command(flatten)]
+        paging: Paging,
+    },
 }
 
-struct Ctx {
-    json: bool,
-    url: String,
+#[derive(Subcommand)]
+enum AgentCmd {
+    /// Work jobs with a command: it gets the job as JSON on stdin and CLAWRK_JOB_ID,
+    /// CLAWRK_DEADLINE, CLAWRK_OUTPUT_DIR and the job's env vars in its environment; its stdout is
+    /// submitted; a non-zero exit gives the job up with its stderr's tail as the reason.
+    Run(agent_run::Args),
+}
+
+/// What every command shares: where, as whom, how to print.
+pub struct Ctx {
+    pub out: Out,
+    pub url: String,
     key: Option<String>,
 }
 
 impl Ctx {
-    fn client(&self) -> Result<Client, Failure> {
-        match &self.key {
-            Some(k) => Ok(Client::new(&self.url, Some(k.clone()))),
-            None => Err(Failure::new(
+    /// A client with the stored or given key.
+    pub fn client(&self) -> Result<Client, Failure> {
+        let key = self.key()?;
+        Client::new(&self.url, key).map_err(|e| fail::explain(e, &self.url))
+    }
+
+    fn key(&self) -> Result<&str, Failure> {
+        self.key.as_deref().ok_or_else(|| {
+            Failure::new(
                 exit::AUTH,
                 "not logged in: run `clawrk login` (or set CLAWRK_API_KEY)",
-            )),
+            )
+        })
+    }
+
+    fn anonymous(&self) -> Result<Client, Failure> {
+        Client::anonymous(&self.url).map_err(|e| fail::explain(e, &self.url))
+    }
+
+    /// A client error, explained.
+    pub fn explain(&self, e: clawrk_client::Error) -> Failure {
+        fail::explain(e, &self.url)
+    }
+
+    fn state(&self) -> Result<config::State, Failure> {
+        Ok(config::state(self.key()?)?)
+    }
+
+    fn save_state(&self, s: &config::State) -> Result<(), Failure> {
+        Ok(config::save_state(self.key()?, s)?)
+    }
+
+    /// The agent named on the command line, else the one in `use`, else the default.
+    fn agent(&self, named: Option<String>) -> Result<AgentChoice, Failure> {
+        Ok(match named.or(self.state()?.agent) {
+            Some(name) => AgentChoice::name(name),
+            None => AgentChoice::default(),
+        })
+    }
+
+    fn remember_job(&self, id: Uuid) -> Result<(), Failure> {
+        let mut st = self.state()?;
+        st.job = Some(id.to_string());
+        self.save_state(&st)
+    }
+
+    /// The job given, or the one remembered from the last pull or claim.
+    fn job_or_last(&self, id: Option<String>) -> Result<Uuid, Failure> {
+        match id {
+            Some(id) => job_id(&id),
+            None => match self.state()?.job {
+                Some(id) => job_id(&id),
+                None => Err(Failure::usage(
+                    "no job given and none remembered: pass an id, or `clawrk pull` first",
+                )),
+            },
         }
     }
+}
 
-    /// Prints the JSON with --json, else the text.
-    fn show(&self, body: &Value, text: impl FnOnce() -> String) {
-        if self.json {
-            println!("{body}");
-        } else {
-            println!("{}", text());
-        }
+/// A job id from the command line.
+fn job_id(text: &str) -> Result<Uuid, Failure> {
+    text.trim()
+        .parse()
+        .map_err(|_| Failure::usage(format!("{text:?} is not a job id (a UUID)")))
+}
+
+/// The server URL, checked: a scheme, no `/api` suffix.
+fn server_url(raw: &str) -> Result<String, Failure> {
+    let url = raw.trim().trim_end_matches('/');
+    if !url.starts_with("http://") && !url.starts_with("https://") {
+        return Err(Failure::usage(format!(
+            "CLAWRK_API_URL {raw:?} needs a scheme: http://{url}"
+        )));
+    }
+    Ok(url.strip_suffix("/api").unwrap_or(url).to_string())
+}
+
+/// Reads a file, or stdin for `-`.
+fn read_input(path: &std::path::Path) -> Result<String, Failure> {
+    if path.as_os_str() == "-" {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .map_err(|e| Failure::from(format!("cannot read stdin: {e}")))?;
+        Ok(s)
+    } else {
+        std::fs::read_to_string(path)
+            .map_err(|e| Failure::from(format!("cannot read {}: {e}", path.display())))
     }
 }
 
-fn s(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => "-".into(),
-        other => other.to_string(),
-    }
-}
-
-fn job_text(j: &Value) -> String {
-    let mut out = format!(
-        "{}  {}\n  {}\n  price {}  time limit {} s  attempts {}",
-        s(&j["id"]),
-        s(&j["status"]),
-        s(&j["title"]),
-        money(j["price_cents"].as_i64().unwrap_or(0)),
-        s(&j["time_limit_seconds"]),
-        s(&j["attempt_count"]),
-    );
-    if let Some(d) = j["deadline_at"].as_str() {
-        out.push_str(&format!("\n  deadline {d}"));
-    }
-    if let Some(v) = j["verification"].as_object() {
-        let verdict = if v["passed"] == true {
-            "passed"
-        } else {
-            "failed"
-        };
-        out.push_str(&format!(
-            "\n  verification {verdict}: {}",
-            s(&v["reasoning"])
-        ));
-    }
-    out
-}
-
-fn held_text(b: &Value, now_ms: i64) -> String {
-    let j = &b["job"];
-    let left = b["hold_expires_at"]
-        .as_str()
-        .and_then(parse_ms)
-        .map(|t| ((t - now_ms).max(0) + 999) / 1000)
-        .unwrap_or(0);
-    let mut out = format!(
-        "{}  {}\n  price {}  time limit {} s  hold: {left} s left to accept\n  requirements: {}",
-        s(&j["id"]),
-        s(&j["title"]),
-        money(j["price_cents"].as_i64().unwrap_or(0)),
-        s(&j["time_limit_seconds"]),
-        s(&j["requirements"]),
-    );
-    for c in j["acceptance_criteria"].as_array().into_iter().flatten() {
-        out.push_str(&format!("\n  - {}", s(c)));
-    }
-    out
-}
-
-/// Milliseconds since the epoch of an RFC 3339 timestamp.
-fn parse_ms(t: &str) -> Option<i64> {
-    let at = time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()?;
-    i64::try_from(at.unix_timestamp_nanos() / 1_000_000).ok()
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
-fn ask(question: &str) -> Result<String, Failure> {
-    eprint!("{question}");
+/// Asks a yes/no question on the terminal.
+fn confirm(question: &str) -> Result<bool, Failure> {
+    eprint!("{question} [y/N] ");
     let _ = std::io::stderr().flush();
     let mut line = String::new();
     std::io::stdin()
-        .lock()
         .read_line(&mut line)
         .map_err(|e| Failure::from(format!("cannot read the answer: {e}")))?;
-    Ok(line.trim().to_string())
+    Ok(matches!(line.trim().to_lowercase().as_str(), "y" | "yes"))
 }
 
-/// The job id given, or the one remembered from the last pull or claim.
-fn job_or_last(id: Option<String>) -> Result<String, Failure> {
-    match id {
-        Some(id) => Ok(id),
-        None => config::state()?.job.ok_or_else(|| {
-            Failure::from(
-                "no job given and none remembered: pass an id, or `clawrk pull` first".to_string(),
-            )
-        }),
+/// A page request from the flags.
+fn page_of(p: &Paging) -> PageRequest {
+    PageRequest {
+        limit: p.limit,
+        before: None,
     }
 }
 
-/// The agent chosen with `use`, as a request body.
-fn agent_body() -> Result<Value, Failure> {
-    Ok(match config::state()?.agent {
-        Some(name) => json!({ "agent_name": name }),
-        None => json!({}),
-    })
+/// The items of a list: one page, or every page with `--all`.
+async fn list<T, F, Fut, S>(p: &Paging, one: F, all: S) -> Result<Vec<T>, clawrk_client::Error>
+where
+    F: FnOnce(PageRequest) -> Fut,
+    Fut: std::future::Future<Output = Result<Page<T>, clawrk_client::Error>>,
+    S: futures::Stream<Item = Result<T, clawrk_client::Error>>,
+{
+    if p.all {
+        all.try_collect().await
+    } else {
+        Ok(one(page_of(p)).await?.items)
+    }
 }
 
-fn remember_job(id: &str) -> Result<(), Failure> {
-    let mut st = config::state()?;
-    st.job = Some(id.to_string());
-    Ok(config::save_state(&st)?)
+fn status_arg(s: &str) -> Result<JobStatus, Failure> {
+    JobStatus::parse(s).ok_or_else(|| {
+        Failure::usage(format!(
+            "{s:?} is not a status: {}",
+            JobStatus::ALL.map(|s| s.as_str()).join(", ")
+        ))
+    })
 }
 
 async fn run(cli: Cli) -> Result<(), Failure> {
     let stored = config::credentials()?;
-    let url = cli
+    let raw_url = cli
         .api_url
         .clone()
         .filter(|u| !u.trim().is_empty())
         .or_else(|| stored.as_ref().and_then(|c| c.api_url.clone()))
         .unwrap_or_else(|| DEFAULT_URL.to_string());
+    let url = server_url(&raw_url)?;
     let key = std::env::var("CLAWRK_API_KEY")
         .ok()
         .filter(|k| !k.trim().is_empty())
         .or_else(|| stored.map(|c| c.api_key));
     let ctx = Ctx {
-        json: cli.json,
+        out: Out::new(cli.json),
         url,
         key,
     };
+    let out = ctx.out;
     match cli.cmd {
         Cmd::Login { key } => {
             let key = match key {
                 Some(k) => k,
-                None => ask("API key: ")?,
+                None if std::io::stdin().is_terminal() => {
+                    rpassword::prompt_password("API key: ")
+                        .map_err(|e| Failure::from(format!("cannot read the key: {e}")))?
+                }
+                None => {
+                    let mut line = String::new();
+                    std::io::stdin()
+                        .read_line(&mut line)
+                        .map_err(|e| Failure::from(format!("cannot read the key: {e}")))?;
+                    line
+                }
             };
+            let key = key.trim().to_string();
             if key.is_empty() {
                 return Err(Failure::new(exit::AUTH, "no API key given"));
             }
-            let who = Client::new(&ctx.url, Some(key.clone()))
-                .get("/whoami")
-                .await?;
+            let who = Client::new(&ctx.url, &key)
+                .map_err(|e| ctx.explain(e))?
+                .whoami()
+                .await
+                .map_err(|e| ctx.explain(e))?;
             config::save_credentials(&config::Credentials {
                 api_key: key,
-                api_url: cli.api_url,
+                api_url: cli.api_url.map(|_| ctx.url.clone()),
             })?;
-            ctx.show(&who.body, || {
-                format!(
-                    "Logged in as {} ({})",
-                    s(&who.body["user"]["name"]),
-                    s(&who.body["user"]["id"])
-                )
+            out.show(&who, || {
+                format!("Logged in as {} ({})", who.user.name, who.user.id)
             });
         }
         Cmd::Logout => {
             let had = config::forget_credentials()?;
-            ctx.show(&json!({ "logged_out": had }), || {
+            out.show(&serde_json::json!({ "logged_out": had }), || {
                 if had { "Logged out." } else { "Not logged in." }.to_string()
             });
         }
         Cmd::Whoami => {
-            let a = ctx.client()?.get("/whoami").await?;
-            let u = &a.body["user"];
-            ctx.show(&a.body, || {
+            let w = ctx.client()?.whoami().await.map_err(|e| ctx.explain(e))?;
+            out.show(&w, || {
                 format!(
                     "{} ({})  balance {}",
-                    s(&u["name"]),
-                    s(&u["id"]),
-                    money(u["balance_cents"].as_i64().unwrap_or(0))
+                    w.user.name,
+                    w.user.id,
+                    money(w.user.balance_cents)
                 )
             });
         }
-        Cmd::Balance => {
-            let a = ctx.client()?.get("/wallet/balance?limit=10").await?;
-            ctx.show(&a.body, || {
-                let mut out = format!(
-                    "Balance: {}",
-                    money(a.body["balance_cents"].as_i64().unwrap_or(0))
-                );
-                for e in a.body["ledger"].as_array().into_iter().flatten() {
-                    out.push_str(&format!(
-                        "\n  {}  {:>10}  {}{}",
-                        s(&e["created_at"]),
-                        money(e["delta_cents"].as_i64().unwrap_or(0)),
-                        s(&e["reason"]),
-                        e["job_id"]
-                            .as_str()
-                            .map(|j| format!("  job {j}"))
-                            .unwrap_or_default()
-                    ));
+        Cmd::Balance { paging } => {
+            let c = ctx.client()?;
+            let first = c
+                .wallet(&page_of(&paging))
+                .await
+                .map_err(|e| ctx.explain(e))?;
+            let mut ledger = first.ledger.items.clone();
+            let mut next = first.ledger.next.clone();
+            while paging.all
+                && let Some(n) = next.take()
+            {
+                let page = c.wallet_next(&n).await.map_err(|e| ctx.explain(e))?;
+                ledger.extend(page.ledger.items);
+                next = page.ledger.next;
+            }
+            let wallet = Wallet {
+                balance_cents: first.balance_cents,
+                ledger,
+            };
+            out.show(&wallet, || {
+                let mut text = format!("Balance: {}", money(wallet.balance_cents));
+                for e in &wallet.ledger {
+                    text.push('\n');
+                    text.push_str(&out::ledger_line(e));
                 }
-                out
+                if !paging.all && first.ledger.next.is_some() {
+                    text.push_str("\n  (more: --all, or --limit N)");
+                }
+                text
             });
+        }
+        Cmd::Topup { amount } => {
+            let cents = out::parse_dollars(&amount).map_err(Failure::usage)?;
+            let b = ctx
+                .client()?
+                .topup(cents)
+                .await
+                .map_err(|e| ctx.explain(e))?;
+            out.show(&b, || format!("Balance: {}", money(b.balance_cents)));
+        }
+        Cmd::Withdraw { amount } => {
+            let cents = out::parse_dollars(&amount).map_err(Failure::usage)?;
+            let b = ctx
+                .client()?
+                .withdraw(cents)
+                .await
+                .map_err(|e| ctx.explain(e))?;
+            out.show(&b, || format!("Balance: {}", money(b.balance_cents)));
         }
         Cmd::Run {
             prompt,
             price,
             time_limit,
+            env,
             yes,
+        } => post_job(&ctx, prompt, price, time_limit, env, yes).await?,
+        Cmd::Jobs {
+            status,
+            work,
+            agent,
+            paging,
         } => {
             let c = ctx.client()?;
-            let mut body = json!({ "prompt": prompt });
-            if let Some(p) = price {
-                body["price_cents"] = json!(p);
-            }
-            if let Some(t) = time_limit {
-                body["time_limit_seconds"] = json!(t);
-            }
-            let est = c.post("/jobs/run", body.clone()).await?.body;
-            let price = est["estimated_price_cents"].as_i64().unwrap_or(0);
-            if !ctx.json || !yes {
-                let mut out = format!(
-                    "{}\n  {}\n  requirements: {}\n  price {}  time limit {} s",
-                    s(&est["title"]),
-                    s(&est["description"]),
-                    s(&est["requirements"]),
-                    money(price),
-                    s(&est["estimated_time_limit_seconds"])
-                );
-                for crit in est["acceptance_criteria"].as_array().into_iter().flatten() {
-                    out.push_str(&format!("\n  - {}", s(crit)));
-                }
-                eprintln!("{out}");
-            }
-            if !yes {
-                let answer = ask(&format!(
-                    "Pay {} into escrow and post this job? [y/N] ",
-                    money(price)
-                ))?;
-                if !matches!(answer.to_lowercase().as_str(), "y" | "yes") {
-                    ctx.show(&est, || "Not posted.".to_string());
-                    return Ok(());
-                }
-            }
-            body["confirmed"] = json!(true);
-            // A 402 still created the job (pending payment): say how to pay it later.
-            match c.post("/jobs/run", body).await {
-                Ok(a) => ctx.show(&a.body, || format!("Posted: {}", job_text(&a.body))),
-                Err(f) if f.code == exit::PAYMENT => {
-                    return Err(Failure::new(
-                        exit::PAYMENT,
-                        format!(
-                            "{}. The job waits for payment: top up, then run `clawrk pay <id>` (see `clawrk jobs -s pending_payment`).",
-                            f.message
-                        ),
-                    ));
-                }
-                Err(f) => return Err(f),
-            }
-        }
-        Cmd::Jobs { status } => {
-            let path = match status {
-                Some(st) => format!("/jobs?status={st}"),
-                None => "/jobs".into(),
+            let agent_id = match agent {
+                Some(name) => Some(find_agent(&ctx, &c, &name).await?.id),
+                None => None,
             };
-            let a = ctx.client()?.get(&path).await?;
-            ctx.show(&a.body, || {
-                let jobs = a.body.as_array().cloned().unwrap_or_default();
-                if jobs.is_empty() {
-                    "No jobs.".into()
+            let query = JobsQuery {
+                role: if work {
+                    JobRole::Agent
                 } else {
-                    jobs.iter().map(job_text).collect::<Vec<_>>().join("\n")
+                    JobRole::Sender
+                },
+                agent_id,
+                status: status.as_deref().map(status_arg).transpose()?,
+                page: page_of(&paging),
+            };
+            let page = c.jobs(&query).await.map_err(|e| ctx.explain(e))?;
+            let more = page.next.is_some() && !paging.all;
+            let jobs = if paging.all {
+                c.jobs_stream(&query)
+                    .try_collect()
+                    .await
+                    .map_err(|e| ctx.explain(e))?
+            } else {
+                page.items
+            };
+            if out.json {
+                out.json(&jobs);
+            } else if jobs.is_empty() {
+                out.line("No jobs.");
+            } else {
+                for j in &jobs {
+                    out.line(out::job_line(j));
                 }
-            });
+                if more {
+                    out.line("(more: --all, or --limit N)");
+                }
+            }
         }
         Cmd::Job { id } => {
-            let a = ctx.client()?.get(&format!("/jobs/{id}")).await?;
-            ctx.show(&a.body, || job_text(&a.body));
+            let j = ctx
+                .client()?
+                .job(job_id(&id)?)
+                .await
+                .map_err(|e| ctx.explain(e))?;
+            out.show(&j, || out::job_text(&j));
         }
         Cmd::Pay { id } => {
-            let a = ctx
+            let j = ctx
                 .client()?
-                .post(&format!("/jobs/{id}/pay"), json!({}))
-                .await?;
-            ctx.show(&a.body, || format!("Paid: {}", job_text(&a.body)));
+                .pay(job_id(&id)?)
+                .await
+                .map_err(|e| ctx.explain(e))?;
+            out.show(&j, || format!("Paid: {}", out::job_line(&j)));
         }
         Cmd::Cancel { id } => {
-            let a = ctx
+            let j = ctx
                 .client()?
-                .post(&format!("/jobs/{id}/cancel"), json!({}))
-                .await?;
-            ctx.show(&a.body, || {
-                if a.body["status"] == "cancelled" {
-                    format!("Cancelled: {}", job_text(&a.body))
-                } else {
-                    format!(
-                        "Cancellation requested (the job is at work): {}",
-                        job_text(&a.body)
-                    )
+                .cancel(job_id(&id)?)
+                .await
+                .map_err(|e| ctx.explain(e))?;
+            out.show(&j, || match j.status {
+                JobStatus::Cancelled => format!("Cancelled: {}", out::job_line(&j)),
+                _ => format!(
+                    "Cancellation requested: the job ends when the running attempt does.\n{}",
+                    out::job_line(&j)
+                ),
+            });
+        }
+        Cmd::Board { paging } => {
+            let c = ctx.anonymous()?;
+            let all = c.board_stream();
+            let jobs = list(&paging, |p| async move { c.board(&p).await }, all)
+                .await
+                .map_err(|e| ctx.explain(e))?;
+            if out.json {
+                out.json(&jobs);
+            } else if jobs.is_empty() {
+                out.line("The board is empty.");
+            } else {
+                for j in &jobs {
+                    out.line(out::board_line(j));
                 }
-            });
+            }
         }
-        Cmd::Agents { action: None } => {
-            let a = ctx.client()?.get("/agents").await?;
-            let current = config::state()?.agent;
-            ctx.show(&a.body, || {
-                a.body
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|ag| {
-                        let name = s(&ag["name"]);
-                        let mark = if current.as_deref() == Some(name.as_str())
-                            || (current.is_none() && ag["is_default"] == true)
-                        {
-                            "*"
-                        } else {
-                            " "
-                        };
-                        format!(
-                            "{mark} {name}  {}  {}",
-                            s(&ag["id"]),
-                            ag["personality"].as_str().unwrap_or("")
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            });
-        }
-        Cmd::Agents {
-            action:
-                Some(AgentsCmd::Create {
-                    name,
-                    personality,
-                    avatar_url,
-                }),
-        } => {
-            let a = ctx
-                .client()?
-                .post(
-                    "/agents",
-                    json!({ "name": name, "personality": personality, "avatar_url": avatar_url }),
-                )
-                .await?;
-            ctx.show(&a.body, || {
-                format!(
-                    "Created agent {} ({})",
-                    s(&a.body["name"]),
-                    s(&a.body["id"])
-                )
-            });
-        }
+        Cmd::Agents { action } => agents(&ctx, action.unwrap_or(AgentsCmd::List)).await?,
         Cmd::Use { name } => {
-            let a = ctx.client()?.get("/agents").await?;
-            let found = a
-                .body
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|ag| ag["name"] == name.as_str());
-            if !found {
-                return Err(Failure::new(
-                    exit::NOT_FOUND,
-                    format!("you have no agent named {name:?} (see `clawrk agents`)"),
-                ));
+            let c = ctx.client()?;
+            let agent = find_agent(&ctx, &c, &name).await?;
+            let mut st = ctx.state()?;
+            st.agent = Some(agent.name.clone());
+            ctx.save_state(&st)?;
+            out.show(&agent, || format!("Acting as agent {}.", agent.name));
+        }
+        Cmd::Pull { agent, wait } => {
+            let c = ctx.client()?;
+            let choice = ctx.agent(agent)?;
+            let spinner = (wait > 0).then(|| out.spinner("waiting for a job…"));
+            let held = c
+                .pull(&PullRequest::new(choice, wait))
+                .await
+                .map_err(|e| ctx.explain(e))?;
+            drop(spinner);
+            match held {
+                Some(h) => {
+                    ctx.remember_job(h.job.id)?;
+                    out.show(&h, || out::held_text(&h));
+                }
+                None => {
+                    if out.json {
+                        out.line("null");
+                    } else {
+                        out.line(
+                            "No job matches right now (`pull` never offers a job this agent held \
+                             before; see `clawrk board` and `clawrk claim <id>`).",
+                        );
+                    }
+                    return Err(Failure::quiet(exit::NOTHING));
+                }
             }
-            let mut st = config::state()?;
-            st.agent = Some(name.clone());
-            config::save_state(&st)?;
-            ctx.show(&json!({ "agent": name }), || {
-                format!("Acting as agent {name}.")
+        }
+        Cmd::Claim { id, agent } => {
+            let id = job_id(&id)?;
+            let h = ctx
+                .client()?
+                .claim(id, &ctx.agent(agent)?)
+                .await
+                .map_err(|e| ctx.explain(e))?;
+            ctx.remember_job(id)?;
+            out.show(&h, || out::held_text(&h));
+        }
+        Cmd::Accept { id, agent } => {
+            let id = ctx.job_or_last(id)?;
+            let j = ctx
+                .client()?
+                .accept(id, &ctx.agent(agent)?)
+                .await
+                .map_err(|e| ctx.explain(e))?;
+            out.show(&j, || {
+                format!(
+                    "Accepted: {}\n  submit with `clawrk submit -f FILE` before {}",
+                    out::job_line(&j),
+                    j.deadline_at.map(out::when).unwrap_or_default()
+                )
             });
         }
-        Cmd::Pull => {
-            let a = ctx.client()?.post("/jobs/pull", agent_body()?).await?;
-            if a.status == reqwest::StatusCode::NO_CONTENT {
-                if ctx.json {
-                    println!("null");
-                } else {
-                    println!("No job matches right now.");
-                }
-                return Err(Failure::new(exit::NOTHING, String::new()));
-            }
-            remember_job(&s(&a.body["job"]["id"]))?;
-            ctx.show(&a.body, || held_text(&a.body, now_ms()));
-        }
-        Cmd::Claim { id } => {
-            let a = ctx
+        Cmd::Reject { id, agent } => {
+            let id = ctx.job_or_last(id)?;
+            let j = ctx
                 .client()?
-                .post(&format!("/jobs/{id}/claim"), agent_body()?)
-                .await?;
-            remember_job(&id)?;
-            ctx.show(&a.body, || held_text(&a.body, now_ms()));
-        }
-        Cmd::Accept { id } => {
-            let id = job_or_last(id)?;
-            let a = ctx
-                .client()?
-                .post(&format!("/jobs/{id}/accept"), agent_body()?)
-                .await?;
-            ctx.show(&a.body, || format!("Accepted: {}", job_text(&a.body)));
-        }
-        Cmd::Reject { id } => {
-            let id = job_or_last(id)?;
-            let a = ctx
-                .client()?
-                .post(&format!("/jobs/{id}/reject"), agent_body()?)
-                .await?;
-            ctx.show(&a.body, || format!("Rejected: {}", job_text(&a.body)));
+                .reject(id, &ctx.agent(agent)?)
+                .await
+                .map_err(|e| ctx.explain(e))?;
+            out.show(&j, || format!("Rejected: {}", out::job_line(&j)));
         }
         Cmd::Submit { id, text, file } => {
-            let id = job_or_last(id)?;
             let output = match (text, file) {
                 (Some(t), _) => t,
-                (None, Some(f)) => std::fs::read_to_string(&f)
-                    .map_err(|e| Failure::from(format!("cannot read {}: {e}", f.display())))?,
+                (None, Some(f)) => read_input(&f)?,
                 (None, None) => {
-                    return Err(Failure::from(
-                        "give the output with -t TEXT or -f FILE".to_string(),
+                    return Err(Failure::usage(
+                        "give the output with -t TEXT or -f FILE (-f - reads stdin)",
                     ));
                 }
             };
-            let a = ctx
+            let id = ctx.job_or_last(id)?;
+            let j = ctx
                 .client()?
-                .post(&format!("/jobs/{id}/submit"), json!({ "output": output }))
-                .await?;
-            ctx.show(&a.body, || {
+                .submit(id, &SubmitRequest::text(output))
+                .await
+                .map_err(|e| ctx.explain(e))?;
+            out.show(&j, || {
                 format!(
                     "Submitted: {}\n  follow the verification with `clawrk logs {id}`",
-                    job_text(&a.body)
+                    out::job_line(&j)
                 )
             });
         }
         Cmd::Fail { id, reason } => {
-            let id = job_or_last(id)?;
-            let a = ctx
+            let id = ctx.job_or_last(id)?;
+            let j = ctx
                 .client()?
-                .post(&format!("/jobs/{id}/fail"), json!({ "reason": reason }))
-                .await?;
-            ctx.show(&a.body, || format!("Gave up: {}", job_text(&a.body)));
+                .fail(id, reason.as_deref())
+                .await
+                .map_err(|e| ctx.explain(e))?;
+            out.show(&j, || format!("Gave up: {}", out::job_line(&j)));
         }
         Cmd::Logs { id } => {
-            follow(&ctx, &id).await?;
+            let id = job_id(&id)?;
+            let c = ctx.client()?;
+            follow(&ctx, &c, id, None).await?;
         }
-        Cmd::Wait { id } => loop {
-            follow(&ctx, &id).await?;
-            let j = ctx.client()?.get(&format!("/jobs/{id}")).await?.body;
-            match j["status"].as_str() {
-                Some("verified") => {
-                    ctx.show(&j, || "Verified.".into());
-                    return Ok(());
+        Cmd::Wait { id } => wait(&ctx, job_id(&id)?).await?,
+        Cmd::Verify {
+            requirements,
+            criteria,
+            text,
+            file,
+        } => {
+            let output = match (text, file) {
+                (Some(t), _) => t,
+                (None, Some(f)) => read_input(&f)?,
+                (None, None) => {
+                    return Err(Failure::usage("give the output with -t TEXT or -f FILE"));
                 }
-                Some("failed") => {
-                    ctx.show(&j, || {
-                        "Failed after all attempts; the sender was refunded.".into()
-                    });
-                    return Err(Failure::new(exit::JOB_FAILED, String::new()));
-                }
-                Some("cancelled") => {
-                    ctx.show(&j, || "Cancelled.".into());
-                    return Err(Failure::new(exit::JOB_CANCELLED, String::new()));
-                }
-                // Not final yet (waiting for an agent, or back in the queue after a failed
-                // attempt): look again shortly.
-                _ => tokio::time::sleep(std::time::Duration::from_secs(1)).await,
-            }
-        },
+            };
+            let c = ctx.client()?;
+            let spinner = out.spinner("verifying…");
+            let v = c
+                .verify(&VerifyRequest {
+                    requirements,
+                    acceptance_criteria: (!criteria.is_empty()).then_some(criteria),
+                    output,
+                })
+                .await
+                .map_err(|e| ctx.explain(e))?;
+            drop(spinner);
+            out.show(&v, || out::verdict_text(&v));
+        }
+        Cmd::Agent {
+            action: AgentCmd::Run(args),
+        } => agent_run::run(&ctx, args).await?,
+        Cmd::Completions { shell } => {
+            let mut cmd = Cli::command();
+            clap_complete::generate(shell, &mut cmd, "clawrk", &mut std::io::stdout());
+        }
     }
     Ok(())
 }
 
-async fn follow(ctx: &Ctx, id: &str) -> Result<(), Failure> {
-    let json = ctx.json;
-    ctx.client()?
-        .follow(id, |event, data| {
-            if json {
-                println!("{}", json!({ "event": event, "data": data }));
-            } else if event == "verdict" {
-                let verdict = if data["passed"] == true {
-                    "PASSED"
-                } else {
-                    "FAILED"
-                };
-                println!("verdict: {verdict} — {}", s(&data["reasoning"]));
-            } else {
-                println!(
-                    "[{}] {:5} {}",
-                    s(&data["seq"]),
-                    s(&data["level"]),
-                    s(&data["message"])
-                );
+/// `run`: the estimate, a confirmation, the job.
+async fn post_job(
+    ctx: &Ctx,
+    prompt: String,
+    price: Option<String>,
+    time_limit: Option<i64>,
+    env: Vec<String>,
+    yes: bool,
+) -> Result<(), Failure> {
+    let out = ctx.out;
+    let prompt = if prompt == "-" {
+        read_input(std::path::Path::new("-"))?
+    } else {
+        prompt
+    };
+    let mut env_vars = BTreeMap::new();
+    for pair in env {
+        let Some((k, v)) = pair.split_once('=') else {
+            return Err(Failure::usage(format!("--env {pair:?} is not NAME=VALUE")));
+        };
+        env_vars.insert(k.to_string(), v.to_string());
+    }
+    let interactive = std::io::stdin().is_terminal();
+    if !yes && !interactive {
+        return Err(Failure::new(
+            exit::NEEDS_CONFIRMATION,
+            "`run` asks before paying; without a terminal to ask on, pass --yes",
+        ));
+    }
+    let req = RunRequest {
+        prompt,
+        env_vars: (!env_vars.is_empty()).then_some(env_vars),
+        attachments: None,
+        price_cents: price
+            .as_deref()
+            .map(out::parse_dollars)
+            .transpose()
+            .map_err(Failure::usage)?,
+        time_limit_seconds: time_limit,
+        confirmed: None,
+    };
+    let c = ctx.client()?;
+    let spinner = out.spinner("estimating…");
+    let outcome = c.run(&req).await.map_err(|e| ctx.explain(e))?;
+    drop(spinner);
+    let RunOutcome::Estimate(est) = outcome else {
+        return Err(Failure::from(
+            "the server created a job without confirmation".to_string(),
+        ));
+    };
+    out.note(out::estimate_text(&est));
+    if !yes
+        && !confirm(&format!(
+            "Pay {} into escrow and post this job?",
+            money(est.estimated_price_cents)
+        ))?
+    {
+        out.show(&est, || "Not posted.".to_string());
+        return Ok(());
+    }
+    let confirmed = RunRequest {
+        confirmed: Some(true),
+        ..req
+    };
+    match c.run(&confirmed).await.map_err(|e| ctx.explain(e))? {
+        RunOutcome::Queued(job) => out.show(&job, || format!("Posted: {}", out::job_line(&job))),
+        RunOutcome::PendingPayment {
+            job,
+            required_cents,
+            available_cents,
+        } => {
+            if out.json {
+                out.json(&job);
             }
+            return Err(Failure::new(
+                exit::PAYMENT,
+                format!(
+                    "insufficient balance: the job costs {}, the wallet holds {}. Job {} waits for \
+                     payment: `clawrk topup {}`, then `clawrk pay {}`",
+                    money(required_cents),
+                    money(available_cents),
+                    job.id,
+                    money((required_cents - available_cents).max(500)).trim_start_matches('$'),
+                    job.id
+                ),
+            ));
+        }
+        RunOutcome::Estimate(_) => {
+            return Err(Failure::from(
+                "the server did not create the job".to_string(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// One of the caller's agents by name (or id).
+async fn find_agent(ctx: &Ctx, c: &Client, name: &str) -> Result<Agent, Failure> {
+    let agents = c.agents().await.map_err(|e| ctx.explain(e))?;
+    agents
+        .into_iter()
+        .find(|a| a.name == name || a.id.to_string() == name)
+        .ok_or_else(|| {
+            Failure::new(
+                exit::NOT_FOUND,
+                format!("you have no agent named {name:?} (see `clawrk agents`)"),
+            )
         })
-        .await
+}
+
+async fn agents(ctx: &Ctx, action: AgentsCmd) -> Result<(), Failure> {
+    let out = ctx.out;
+    match action {
+        AgentsCmd::List => {
+            let c = ctx.client()?;
+            let agents = c.agents().await.map_err(|e| ctx.explain(e))?;
+            let current = ctx.state()?.agent;
+            if out.json {
+                out.json(&agents);
+            } else {
+                for a in &agents {
+                    let used = match &current {
+                        Some(name) => *name == a.name,
+                        None => a.is_default,
+                    };
+                    out.line(out::agent_line(a, used));
+                }
+            }
+        }
+        AgentsCmd::Create {
+            name,
+            personality,
+            avatar_url,
+        } => {
+            let a = ctx
+                .client()?
+                .create_agent(&NewAgent {
+                    name,
+                    personality,
+                    avatar_url,
+                })
+                .await
+                .map_err(|e| ctx.explain(e))?;
+            out.show(&a, || format!("Created agent {} ({})", a.name, a.id));
+        }
+        AgentsCmd::Show { agent } => {
+            let c = ctx.client()?;
+            let a = find_agent(ctx, &c, &agent).await?;
+            out.show(&a, || {
+                format!(
+                    "{}  {}\n  personality: {}\n  avatar: {}\n  created {}{}",
+                    a.name,
+                    a.id,
+                    a.personality.as_deref().unwrap_or("-"),
+                    a.avatar_url.as_deref().unwrap_or("-"),
+                    out::when(a.created_at),
+                    if a.is_default { "  (default)" } else { "" }
+                )
+            });
+        }
+        AgentsCmd::Update {
+            agent,
+            name,
+            personality,
+            clear_personality,
+            avatar_url,
+            clear_avatar_url,
+        } => {
+            let c = ctx.client()?;
+            let found = find_agent(ctx, &c, &agent).await?;
+            let patch = AgentPatch {
+                name: name.clone(),
+                personality: if clear_personality {
+                    Some(None)
+                } else {
+                    personality.map(Some)
+                },
+                avatar_url: if clear_avatar_url {
+                    Some(None)
+                } else {
+                    avatar_url.map(Some)
+                },
+            };
+            if patch == AgentPatch::default() {
+                return Err(Failure::usage(
+                    "nothing to change: --name, --personality, --avatar-url or a --clear-… flag",
+                ));
+            }
+            let a = c
+                .update_agent(found.id, &patch)
+                .await
+                .map_err(|e| ctx.explain(e))?;
+            // A renamed agent in use stays in use.
+            let mut st = ctx.state()?;
+            if st.agent.as_deref() == Some(found.name.as_str()) && name.is_some() {
+                st.agent = Some(a.name.clone());
+                ctx.save_state(&st)?;
+            }
+            out.show(&a, || format!("Updated agent {} ({})", a.name, a.id));
+        }
+        AgentsCmd::Delete { agent } => {
+            let c = ctx.client()?;
+            let found = find_agent(ctx, &c, &agent).await?;
+            c.delete_agent(found.id).await.map_err(|e| ctx.explain(e))?;
+            let mut st = ctx.state()?;
+            if st.agent.as_deref() == Some(found.name.as_str()) {
+                st.agent = None;
+                ctx.save_state(&st)?;
+            }
+            out.show(&serde_json::json!({ "deleted": found.id }), || {
+                format!("Deleted agent {}", found.name)
+            });
+        }
+        AgentsCmd::Directory { paging } => {
+            let c = ctx.anonymous()?;
+            let all = c.directory_stream();
+            let entries = list(&paging, |p| async move { c.directory(&p).await }, all)
+                .await
+                .map_err(|e| ctx.explain(e))?;
+            if out.json {
+                out.json(&entries);
+            } else {
+                for p in &entries {
+                    out.line(out::profile_line(p));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What a followed log printed: its last seq, and when the verdict it printed was given.
+struct Followed {
+    last_seq: Option<i64>,
+    verdict_at: Option<time::OffsetDateTime>,
+}
+
+/// Prints a job's log from after `after` to its end (the verdict, or the end of a job that has
+/// none).
+async fn follow(ctx: &Ctx, c: &Client, id: Uuid, after: Option<i64>) -> Result<Followed, Failure> {
+    let out = ctx.out;
+    let mut stream = match after {
+        Some(seq) => c.follow_logs_after(id, seq).boxed(),
+        None => c.follow_logs(id).boxed(),
+    };
+    let mut last = after;
+    while let Some(ev) = stream.next().await {
+        let ev = ev.map_err(|e| ctx.explain(e))?;
+        match &ev {
+            LogEvent::Line(l) => {
+                last = Some(l.seq);
+                out.show(&serde_json::json!({ "event": "log", "data": l }), || {
+                    out::log_text(l)
+                });
+            }
+            LogEvent::ServerError(e) => {
+                out.note(format!(
+                    "(the server cannot read the log right now: {}; still following)",
+                    e.error
+                ));
+            }
+            LogEvent::Verdict(v) => {
+                out.show(
+                    &serde_json::json!({ "event": "verdict", "data": v }),
+                    || out::verdict_text(v),
+                );
+                return Ok(Followed {
+                    last_seq: last,
+                    verdict_at: Some(v.verified_at),
+                });
+            }
+            LogEvent::End(e) => {
+                out.show(&serde_json::json!({ "event": "end", "data": e }), || {
+                    format!("the job ended without a verdict: {}", e.status)
+                });
+                return Ok(Followed {
+                    last_seq: last,
+                    verdict_at: None,
+                });
+            }
+        }
+    }
+    Err(Failure::from("the log stream ended early".to_string()))
+}
+
+/// `wait`: follows each attempt to its verdict, says what it waits for between attempts, and
+/// ends with the job.
+async fn wait(ctx: &Ctx, id: Uuid) -> Result<(), Failure> {
+    let out = ctx.out;
+    let c = ctx.client()?;
+    let mut last_seq = None;
+    let mut said: Option<JobStatus> = None;
+    // The verdict last printed, so that each is printed once.
+    let mut shown: Option<time::OffsetDateTime> = None;
+    loop {
+        let job = c.job(id).await.map_err(|e| ctx.explain(e))?;
+        // A verdict given while nobody followed (before `wait` started, or between two looks).
+        if let Some(v) = &job.verification
+            && job.status != JobStatus::Submitted
+            && shown != Some(v.verified_at)
+        {
+            out.show(
+                &serde_json::json!({ "event": "verdict", "data": v }),
+                || out::verdict_text(v),
+            );
+            shown = Some(v.verified_at);
+        }
+        match job.status {
+            JobStatus::Verified => {
+                out.show(&job, || format!("Verified.\n{}", out::output_text(&job)));
+                return Ok(());
+            }
+            JobStatus::Failed => {
+                out.show(&job, || {
+                    "Failed after all attempts; the sender was refunded.".to_string()
+                });
+                return Err(Failure::quiet(exit::JOB_FAILED));
+            }
+            JobStatus::Cancelled => {
+                out.show(&job, || "Cancelled.".to_string());
+                return Err(Failure::quiet(exit::JOB_CANCELLED));
+            }
+            JobStatus::Submitted => {
+                said = None;
+                let f = follow(ctx, &c, id, last_seq).await?;
+                last_seq = f.last_seq;
+                shown = f.verdict_at.or(shown);
+                continue;
+            }
+            other => {
+                if said != Some(other) {
+                    let what = match other {
+                        JobStatus::PendingPayment => format!(
+                            "waiting for payment: `clawrk pay {id}` (needs {})",
+                            money(job.price_cents)
+                        ),
+                        JobStatus::Queued if job.attempt_count > 0 => format!(
+                            "re-queued (attempt {}/3 failed), waiting for an agent",
+                            job.attempt_count
+                        ),
+                        JobStatus::Queued => "queued, waiting for an agent".to_string(),
+                        JobStatus::Held => "held by an agent, waiting for it to accept".to_string(),
+                        _ => format!(
+                            "an agent is working on attempt {}/3 (deadline {})",
+                            job.attempt_count,
+                            job.deadline_at.map(out::when).unwrap_or_default()
+                        ),
+                    };
+                    out.note(what);
+                    said = Some(other);
+                }
+                // Between attempts the log has nothing to follow: look at the job now and then.
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        }
+    }
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_current_thread()
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { exit::USAGE } else { 0 });
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_all()
         .build()
     {
@@ -657,14 +1149,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn money_and_times() {
-        assert_eq!(money(1234), "$12.34");
-        assert_eq!(money(-50), "-$0.50");
-        assert_eq!(money(0), "$0.00");
-        assert_eq!(parse_ms("1970-01-01T00:00:01.500Z"), Some(1_500));
-        assert_eq!(
-            parse_ms("2026-01-01T00:00:00.000Z"),
-            Some(1_767_225_600_000)
-        );
+    fn server_urls_are_checked_and_cleaned() {
+        assert_eq!(server_url("http://h:8080/").unwrap(), "http://h:8080");
+        assert_eq!(server_url("http://h:8080/api").unwrap(), "http://h:8080");
+        assert_eq!(server_url("http://h:8080/api/").unwrap(), "http://h:8080");
+        let e = server_url("localhost:8080").unwrap_err();
+        assert_eq!(e.code, exit::USAGE);
+        assert!(e.message.contains("http://localhost:8080"), "{}", e.message);
+    }
+
+    #[test]
+    fn the_cli_definition_is_consistent() {
+        Cli::command().debug_assert();
     }
 }

@@ -1,5 +1,7 @@
 //! The real `clawrk` binary against a spawned `clawrk-server` (embedded store, heuristic LLM): a
-//! sender's and an agent operator's whole flow, and the one-line errors with their exit codes.
+//! sender's and an agent operator's whole flow, the one-line errors with their exit codes, pipes,
+//! stdin and URL mistakes, `wait` across a failed attempt, and `clawrk agent run` working jobs
+//! (a failing command, one past its deadline, a restart while a job is accepted).
 //!
 //! The server binary is the one `cargo test --workspace` builds next to `clawrk`.
 
@@ -37,6 +39,10 @@ impl Drop for Server {
 
 impl Server {
     fn start() -> Server {
+        Server::start_with(&[])
+    }
+
+    fn start_with(env: &[(&str, &str)]) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("clawrk.db");
         let port = TcpListener::bind("127.0.0.1:0")
@@ -50,6 +56,7 @@ impl Server {
             .env_remove("DATABASE_URL")
             .env_remove("OPENAI_API_KEY")
             .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .spawn()
             .unwrap();
@@ -128,6 +135,23 @@ impl Person {
         child.wait_with_output().unwrap()
     }
 
+    /// Logs in with a key.
+    fn login(server: &Server, key: &str) -> Person {
+        let p = Person::new(server);
+        p.ok(&["login", "--key", key]);
+        p
+    }
+
+    /// A command for this person (HOME, server), to spawn.
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(CLI);
+        cmd.env("HOME", self.home.path())
+            .env("CLAWRK_API_URL", &self.url)
+            .env_remove("CLAWRK_API_KEY")
+            .args(args);
+        cmd
+    }
+
     /// Runs and expects success; returns stdout.
     fn ok(&self, args: &[&str]) -> String {
         let out = self.run(args);
@@ -150,6 +174,26 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A user with `cents` and a logged-in person.
+fn user(server: &Server, name: &str, cents: i64) -> Person {
+    let key = server.admin(&["create-user", name])["api_key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    if cents > 0 {
+        server.admin(&["credit", name, &cents.to_string()]);
+    }
+    Person::login(server, &key)
+}
+
+/// A haiku the offline verifier passes for "Write a haiku about the sea".
+const HAIKU: &str =
+    "Write a haiku about the sea:\ngrey waves fold into white foam\nthe tide breathes, and goes";
+
 #[test]
 fn a_sender_and_an_agent_operator_walk_a_job_through() {
     let server = Server::start();
@@ -170,9 +214,10 @@ fn a_sender_and_an_agent_operator_walk_a_job_through() {
     assert_eq!(code(&o), 3, "{}", stderr(&o));
     assert!(stderr(&o).contains("clawrk login"));
 
-    // Login from the prompt; the key is stored owner-only.
+    // Login with the key on stdin (no terminal: nothing to hide); stored owner-only.
     let o = alice.run_with(&["login"], Some(&format!("{alice_key}\n")));
     assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stdout(&o).contains(&alice_key), "the key is never echoed");
     let creds = alice.home.path().join(".clawrk/credentials.json");
     #[cfg(unix)]
     {
@@ -195,10 +240,10 @@ fn a_sender_and_an_agent_operator_walk_a_job_through() {
     let id = jobs[0]["id"].as_str().unwrap().to_string();
     let price = jobs[0]["price_cents"].as_i64().unwrap();
 
-    // Declining the confirmation posts nothing.
-    let o = alice.run_with(&["run", "Something else entirely"], Some("n\n"));
-    assert!(o.status.success());
-    assert!(String::from_utf8_lossy(&o.stdout).contains("Not posted"));
+    // Without a terminal and without --yes, `run` refuses (nothing is posted).
+    let o = alice.run_with(&["run", "Something else entirely"], Some("y\n"));
+    assert_eq!(code(&o), 12, "{}", stderr(&o));
+    assert!(stderr(&o).contains("--yes"), "{}", stderr(&o));
     assert_eq!(
         serde_json::from_str::<Value>(&alice.ok(&["--json", "jobs"]))
             .unwrap()
@@ -224,23 +269,30 @@ fn a_sender_and_an_agent_operator_walk_a_job_through() {
         pulled.contains(&id) && pulled.contains("left to accept"),
         "{pulled}"
     );
-    assert!(bob.ok(&["accept"]).contains("accepted"));
+    assert!(bob.ok(&["accept"]).contains("Accepted"));
+    let work: Value = serde_json::from_str(&bob.ok(&["--json", "jobs", "--work"])).unwrap();
+    assert_eq!(work[0]["id"], id.as_str(), "the agent's own work list");
     let out_file = bob.home.path().join("haiku.txt");
-    std::fs::write(
-        &out_file,
-        "Write the sea a haiku:\ngrey waves fold into white foam\nthe tide breathes, and goes",
-    )
-    .unwrap();
+    std::fs::write(&out_file, HAIKU.replace("\\n", "\n")).unwrap();
     assert!(
         bob.ok(&["submit", "-f", out_file.to_str().unwrap()])
-            .contains("submitted")
+            .contains("Submitted")
     );
 
-    // Alice waits for the verdict: exit 0 on verified; the log shows each line.
+    // Alice waits for the verdict: exit 0 on verified, and she sees the output.
     let waited = alice.ok(&["wait", &id]);
     assert!(
         waited.contains("verdict: PASSED") && waited.contains("Verified."),
         "{waited}"
+    );
+    assert!(
+        waited.contains("grey waves fold into white foam"),
+        "{waited}"
+    );
+    let shown = alice.ok(&["job", &id]);
+    assert!(
+        shown.contains("grey waves fold into white foam") && shown.contains("requirements"),
+        "{shown}"
     );
     let logs = alice.ok(&["logs", &id]);
     assert!(logs.contains("[1] info"), "{logs}");
@@ -249,15 +301,21 @@ fn a_sender_and_an_agent_operator_walk_a_job_through() {
     assert_eq!(earned["balance_cents"], price - fee);
     assert!(bob.ok(&["balance"]).contains("earning"));
 
-    // Nothing left to pull: exit 10.
+    // Nothing left to pull: exit 10, with a pointer to claim.
     let o = bob.run(&["pull"]);
     assert_eq!(code(&o), 10);
+    assert!(stdout(&o).contains("claim"), "{}", stdout(&o));
 
-    // 402: the job waits for payment, and the message says how to pay.
-    let o = alice.run(&["run", "A very expensive study", "--price", "100000", "-y"]);
+    // 402: the pending job's id and what to do, in dollars.
+    let o = alice.run(&["run", "A very expensive study", "--price", "1000", "-y"]);
     assert_eq!(code(&o), 4, "{}", stderr(&o));
+    let pending: Value =
+        serde_json::from_str(&alice.ok(&["--json", "jobs", "-s", "pending_payment"])).unwrap();
+    let pending_id = pending[0]["id"].as_str().unwrap();
     assert!(
-        stderr(&o).contains("insufficient balance") && stderr(&o).contains("clawrk pay"),
+        stderr(&o).contains(pending_id)
+            && stderr(&o).contains("clawrk pay")
+            && stderr(&o).contains("$1000.00"),
         "{}",
         stderr(&o)
     );
@@ -301,4 +359,281 @@ fn an_unreachable_server_and_a_bad_key_are_one_line_errors() {
         .output()
         .unwrap();
     assert_eq!(code(&o), 3);
+
+    // URL mistakes: no scheme is explained; a trailing /api is fine.
+    let key = server.admin(&["create-user", "carol"])["api_key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let with = |url: &str| {
+        Command::new(CLI)
+            .env("HOME", home.path())
+            .env("CLAWRK_API_URL", url)
+            .env("CLAWRK_API_KEY", &key)
+            .arg("whoami")
+            .output()
+            .unwrap()
+    };
+    let o = with(server.url.trim_start_matches("http://"));
+    assert_eq!(code(&o), 2);
+    assert!(stderr(&o).contains("http://"), "{}", stderr(&o));
+    let o = with(&format!("{}/api", server.url));
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+fn pipes_stdin_dollars_and_the_thin_commands() {
+    let server = Server::start_with(&[("CLAWRK_PAYMENTS", "dev")]);
+    let alice = user(&server, "alice", 0);
+    let bob = user(&server, "bob", 0);
+
+    // Dollars in, dollars out.
+    assert!(alice.ok(&["topup", "25"]).contains("$25.00"));
+    assert!(alice.ok(&["topup", "$5.50"]).contains("$30.50"));
+    assert_eq!(code(&alice.run(&["topup", "five"])), 2);
+    assert!(alice.ok(&["withdraw", "5.50"]).contains("$25.00"));
+
+    // A long ledger into `head -1`: quiet, exit 0, no panic.
+    for _ in 0..40 {
+        server.admin(&["credit", "alice", "1"]);
+    }
+    let o = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "'{CLI}' balance --limit 200 | head -1; exit ${{PIPESTATUS[0]}}"
+        ))
+        .env("HOME", alice.home.path())
+        .env("CLAWRK_API_URL", &alice.url)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
+    assert_eq!(stdout(&o).lines().count(), 1);
+
+    // The prompt from stdin; the output from stdin.
+    let o = alice.run_with(&["run", "-", "-y"], Some("Write a haiku about the sea\n"));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("Posted"), "{}", stdout(&o));
+    let o = alice.run_with(&["run", "-", "-y", "--env", "NOT_A_PAIR"], Some("x"));
+    assert_eq!(code(&o), 2);
+    let board = bob.ok(&["board"]);
+    assert!(board.contains("Haiku"), "{board}");
+    bob.ok(&["pull"]);
+    bob.ok(&["accept"]);
+    let o = bob.run(&["submit"]);
+    assert_eq!(code(&o), 2, "no output given is a usage error");
+    let o = bob.run_with(&["submit", "-f", "-"], Some(&HAIKU.replace("\\n", "\n")));
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    // Paging: --limit announces more, --all gets everything.
+    alice.ok(&["run", "Write a limerick about the sea", "-y"]);
+    let one = alice.ok(&["jobs", "--limit", "1"]);
+    assert!(one.contains("(more"), "{one}");
+    let all: Value = serde_json::from_str(&alice.ok(&["--json", "jobs", "--all"])).unwrap();
+    assert_eq!(all.as_array().unwrap().len(), 2);
+
+    // Agents: show, update, delete; the directory; verify; completions.
+    bob.ok(&["agents", "create", "scribe"]);
+    assert!(bob.ok(&["agents", "show", "scribe"]).contains("scribe"));
+    assert!(
+        bob.ok(&["agents", "update", "scribe", "--personality", "terse"])
+            .contains("Updated")
+    );
+    assert_eq!(code(&bob.run(&["agents", "update", "scribe"])), 2);
+    assert!(bob.ok(&["agents", "directory"]).contains("scribe"));
+    assert!(bob.ok(&["agents", "delete", "scribe"]).contains("Deleted"));
+    assert_eq!(code(&bob.run(&["agents", "show", "scribe"])), 6);
+    let verdict = alice.ok(&[
+        "verify",
+        "--requirements",
+        "a haiku about the sea",
+        "-t",
+        &HAIKU.replace("\\n", "\n"),
+    ]);
+    assert!(verdict.contains("verdict:"), "{verdict}");
+    let completions = alice.ok(&["completions", "bash"]);
+    assert!(completions.contains("clawrk"), "{completions}");
+}
+
+#[test]
+fn wait_reports_a_failed_attempt_once_and_follows_the_next() {
+    let server = Server::start();
+    let alice = user(&server, "alice", 2000);
+    let bob = user(&server, "bob", 0);
+    alice.ok(&["run", "Write a haiku about the sea", "-y"]);
+    let jobs: Value = serde_json::from_str(&alice.ok(&["--json", "jobs"])).unwrap();
+    let id = jobs[0]["id"].as_str().unwrap().to_string();
+
+    // The first attempt fails verification.
+    bob.ok(&["pull"]);
+    bob.ok(&["accept"]);
+    bob.ok(&["submit", "-t", "nothing to do with anything"]);
+    let waiter = alice
+        .command(&["wait", &id])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Give `wait` time to see the failed verdict and the re-queued job, then a second attempt.
+    std::thread::sleep(Duration::from_secs(4));
+    let o = bob.run(&["claim", &id]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    bob.ok(&["accept"]);
+    bob.ok(&["submit", "-t", &HAIKU.replace("\\n", "\n")]);
+    let o = waiter.wait_with_output().unwrap();
+    let (out, err) = (stdout(&o), stderr(&o));
+    assert!(o.status.success(), "{out}{err}");
+    assert_eq!(out.matches("verdict: FAILED").count(), 1, "{out}");
+    assert_eq!(out.matches("verdict: PASSED").count(), 1, "{out}");
+    assert_eq!(
+        err.matches("re-queued (attempt 1/3 failed)").count(),
+        1,
+        "{err}"
+    );
+    assert!(out.contains("Verified."), "{out}");
+
+    // On a job waiting for payment, `wait` says what it waits for.
+    let o = alice.run(&["run", "A very expensive study", "--price", "1000", "-y"]);
+    assert_eq!(code(&o), 4);
+    let pending: Value =
+        serde_json::from_str(&alice.ok(&["--json", "jobs", "-s", "pending_payment"])).unwrap();
+    let pid = pending[0]["id"].as_str().unwrap().to_string();
+    let mut waiter = alice
+        .command(&["wait", &pid])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let _ = waiter.kill();
+    let o = waiter.wait_with_output().unwrap();
+    assert!(
+        stderr(&o).contains("waiting for payment") && stderr(&o).contains("clawrk pay"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// The operator's command: does the work, fails on "fail-me", hangs on "slow-me".
+const WORKER: &str = r#"input=$(cat)
+case "$input" in
+  *fail-me*) echo "cannot do this one" >&2; exit 3 ;;
+  *slow-me*) sleep 60 ;;
+esac
+test -n "$CLAWRK_JOB_ID" || exit 9
+printf 'Write a haiku about the sea:\ngrey waves fold into white foam\nthe tide breathes, and goes (%s)\n' "$SECRET"
+"#;
+
+#[test]
+fn agent_run_works_jobs_with_a_command() {
+    let server = Server::start();
+    let alice = user(&server, "alice", 10_000);
+    let bob = user(&server, "bob", 0);
+    let script = bob.home.path().join("worker.sh");
+    std::fs::write(&script, WORKER).unwrap();
+    let exec = format!("sh {}", script.display());
+
+    // Three jobs: one done, one the command refuses, one that outlasts its deadline.
+    alice.ok(&[
+        "run",
+        "Write a haiku about the sea",
+        "-y",
+        "--env",
+        "SECRET=s3cret",
+    ]);
+    alice.ok(&["run", "fail-me: a haiku about the sea", "-y"]);
+    alice.ok(&[
+        "run",
+        "slow-me: a haiku about the sea",
+        "-y",
+        "--time-limit",
+        "60",
+    ]);
+    let o = bob.run(&[
+        "--json",
+        "agent",
+        "run",
+        "--exec",
+        &exec,
+        "--max-jobs",
+        "3",
+        "--deadline-margin",
+        "57",
+    ]);
+    let events: Vec<Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "submitted").count(),
+        1,
+        "{kinds:?}"
+    );
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "gave_up").count(),
+        2,
+        "{kinds:?}"
+    );
+    let reasons: Vec<&str> = events
+        .iter()
+        .filter(|e| e["event"] == "gave_up")
+        .map(|e| e["reason"].as_str().unwrap())
+        .collect();
+    assert!(
+        reasons.iter().any(|r| r.contains("cannot do this one")),
+        "{reasons:?}"
+    );
+    assert!(reasons.iter().any(|r| r.contains("margin")), "{reasons:?}");
+    let verdict = events
+        .iter()
+        .find(|e| e["event"] == "verdict")
+        .expect("the verdict came");
+    assert_eq!(verdict["passed"], true, "{verdict}");
+    let jobs: Value = serde_json::from_str(&alice.ok(&["--json", "jobs", "--all"])).unwrap();
+    let done = jobs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["status"] == "verified")
+        .expect("one job verified");
+    assert!(
+        done["output_text"].as_str().unwrap().contains("s3cret"),
+        "the job's env vars reach the command"
+    );
+
+    // A restart while a job is accepted: the next run picks it up and finishes it.
+    alice.ok(&["run", "Write another haiku about the sea", "-y"]);
+    let mut first = bob
+        .command(&["agent", "run", "--exec", "sleep 60", "--max-jobs", "1"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let accepted = || {
+        let work: Value =
+            serde_json::from_str(&bob.ok(&["--json", "jobs", "--work", "-s", "accepted"])).unwrap();
+        work.as_array().unwrap().len()
+    };
+    let started = Instant::now();
+    while accepted() == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the job was accepted"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let o = bob.run(&["--json", "agent", "run", "--exec", &exec, "--max-jobs", "0"]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains("\"resume\"") && out.contains("\"submitted\""),
+        "{out}"
+    );
+    assert_eq!(accepted(), 0);
 }

@@ -550,7 +550,16 @@ impl Client {
 
     /// The job's log: lines, then the verdict; reconnects after disconnects (see [`LogEvent`]).
     pub fn follow_logs(&self, id: Uuid) -> impl Stream<Item = Result<LogEvent>> + Send + 'static {
-        logs::follow(self, id, self.inner.follow)
+        logs::follow(self, id, None, self.inner.follow)
+    }
+
+    /// [`Client::follow_logs`] from the line after `seq` (the lines up to it were seen before).
+    pub fn follow_logs_after(
+        &self,
+        id: Uuid,
+        seq: i64,
+    ) -> impl Stream<Item = Result<LogEvent>> + Send + 'static {
+        logs::follow(self, id, Some(seq.to_string()), self.inner.follow)
     }
 
     // ---- jobs: agents ----

@@ -80,13 +80,14 @@ enum Step {
 pub(crate) fn follow(
     client: &Client,
     job: Uuid,
+    after: Option<String>,
     follow: Follow,
 ) -> impl Stream<Item = Result<LogEvent>> + Send + 'static {
     let state = State {
         inner: client.inner.clone(),
         job,
         follow,
-        last_id: None,
+        last_id: after,
         events: None,
         failures: 0,
         done: false,

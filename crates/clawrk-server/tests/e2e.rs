@@ -1,16 +1,62 @@
-//! End to end on PostgreSQL: the real server binary, a wiremock OpenAI, and HTTP as a user drives
-//! it. The whole lifecycle (estimate, 402 then pay, pull/reject/pull, accept, submit, the SSE
-//! stream to its verdict, the payout), three failed attempts, cancel in each status, an expired
-//! hold, and a crash during verification.
+//! End to end on PostgreSQL: the real server binary, a wiremock OpenAI, and the typed client as a
+//! user drives it. The whole lifecycle (estimate, 402 then pay, pull/reject/pull, accept, submit,
+//! the log stream to its verdict, the payout), three failed attempts, cancel in each status, an
+//! expired hold, a crash during verification, the admin commands, SIGTERM, health, and streams
+//! across instances and in numbers.
 
 mod common;
 
+use clawrk_client::api::*;
+use clawrk_client::{Client, ErrorCode, LogEvent, PageRequest, RunOutcome};
 use common::*;
+use futures::StreamExt;
 use serde_json::json;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
+use uuid::Uuid;
 
 const STREAM: Duration = Duration::from_secs(20);
+
+/// Follows a job's log to its last event: the lines and the verdict.
+async fn follow(c: &Client, id: Uuid) -> (Vec<LogLine>, Option<Verdict>) {
+    let mut s = Box::pin(c.follow_logs(id));
+    let mut lines = Vec::new();
+    loop {
+        let ev = tokio::time::timeout(STREAM, s.next())
+            .await
+            .expect("the stream moved")
+            .expect("the stream ended with its last event")
+            .unwrap();
+        match ev {
+            LogEvent::Line(l) => lines.push(l),
+            LogEvent::Verdict(v) => return (lines, Some(v)),
+            LogEvent::End(_) => return (lines, None),
+            LogEvent::ServerError(_) => {}
+        }
+    }
+}
+
+async fn balance(c: &Client) -> i64 {
+    c.wallet(&PageRequest::default())
+        .await
+        .unwrap()
+        .balance_cents
+}
+
+async fn queued(c: &Client, req: RunRequest) -> Job {
+    match c.run(&req).await.unwrap() {
+        RunOutcome::Queued(j) => j,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn none() -> AgentChoice {
+    AgentChoice::default()
+}
+
+fn pull_now() -> PullRequest {
+    PullRequest::default()
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn whole_lifecycle_on_postgres() {
@@ -21,76 +67,67 @@ async fn whole_lifecycle_on_postgres() {
     let bob = create_user(&db, "bob", 0);
     let carol = create_user(&db, "carol", 0);
     let (a, b, c) = (
-        server.api(&alice.key),
-        server.api(&bob.key),
-        server.api(&carol.key),
+        server.client(&alice.key),
+        server.client(&bob.key),
+        server.client(&carol.key),
     );
 
     // Estimate, then confirm with an empty wallet: 402 with the job.
-    let (s, est) = a
-        .post("/jobs/run", json!({"prompt": "a haiku about the sea"}))
-        .await;
-    assert_eq!(s, 200);
-    assert_eq!(est["needs_confirmation"], true);
-    assert_eq!(est["estimated_price_cents"], 500);
-    let (s, pending) = a
-        .post(
-            "/jobs/run",
-            json!({"prompt": "a haiku about the sea", "confirmed": true}),
-        )
-        .await;
-    assert_eq!(s, 402, "{pending}");
-    assert_eq!(pending["required_cents"], 500);
-    assert_eq!(pending["available_cents"], 0);
-    assert_eq!(pending["job"]["status"], "pending_payment");
-    assert_eq!(pending["job"]["structured_by"], "llm:test-model");
-    let id = pending["job"]["id"].as_str().unwrap().to_string();
+    let est = a.estimate("a haiku about the sea").await.unwrap();
+    assert!(est.needs_confirmation);
+    assert_eq!(est.estimated_price_cents, 500);
+    let RunOutcome::PendingPayment {
+        job: pending,
+        required_cents,
+        available_cents,
+    } = a
+        .run(&RunRequest::confirmed("a haiku about the sea"))
+        .await
+        .unwrap()
+    else {
+        panic!("an empty wallet leaves the job pending")
+    };
+    assert_eq!((required_cents, available_cents), (500, 0));
+    assert_eq!(pending.status, JobStatus::PendingPayment);
+    assert_eq!(pending.structured_by, "llm:test-model");
+    let id = pending.id;
     admin(&db, &["credit", "alice", "1000"]);
-    let (s, paid) = a.post(&format!("/jobs/{id}/pay"), json!({})).await;
-    assert_eq!((s, paid["status"].as_str()), (200, Some("queued")));
-    assert_eq!(a.balance().await, 500);
+    assert_eq!(a.pay(id).await.unwrap().status, JobStatus::Queued);
+    assert_eq!(balance(&a).await, 500);
 
     // Bob pulls and rejects; pulling again does not offer the same job.
-    let (s, held) = b.post("/jobs/pull", json!({})).await;
-    assert_eq!(s, 200);
-    assert_eq!(held["job"]["id"], id.as_str());
-    assert!(held["hold_expires_at"].is_string());
-    let (s, _) = b.post(&format!("/jobs/{id}/reject"), json!({})).await;
-    assert_eq!(s, 200);
-    let (s, _) = b.post("/jobs/pull", json!({})).await;
-    assert_eq!(s, 204);
+    let held = b.pull(&pull_now()).await.unwrap().unwrap();
+    assert_eq!(held.job.id, id);
+    b.reject(id, &none()).await.unwrap();
+    assert!(b.pull(&pull_now()).await.unwrap().is_none());
 
     // Carol pulls, accepts and submits; the verifier passes; the stream ends with the verdict.
-    let (s, _) = c.post("/jobs/pull", json!({})).await;
-    assert_eq!(s, 200);
-    let (s, acc) = c.post(&format!("/jobs/{id}/accept"), json!({})).await;
-    assert_eq!((s, acc["status"].as_str()), (200, Some("accepted")));
-    let (s, sub) = c
-        .post(
-            &format!("/jobs/{id}/submit"),
-            json!({"output": "the sea / three lines / done"}),
-        )
-        .await;
-    assert_eq!((s, sub["status"].as_str()), (200, Some("submitted")));
-    let text = a.follow_logs(&id, STREAM).await;
-    assert!(text.contains("event: log"), "{text}");
-    assert!(text.contains("event: verdict"), "{text}");
-    assert!(text.contains("\"passed\":true"), "{text}");
-    let (_, job) = a.get(&format!("/jobs/{id}")).await;
-    assert_eq!(job["status"], "verified");
-    assert_eq!(job["verification"]["verifier"], "llm:test-model");
-    // $5.00 → fee $1.50, Carol $3.50; Alice paid $5.00 of her $10.00.
-    assert_eq!(c.balance().await, 350);
-    assert_eq!(a.balance().await, 500);
-    assert_eq!(b.balance().await, 0);
-    // A stream opened after the verdict replays everything and ends at once.
-    let again = c.follow_logs(&id, STREAM).await;
-    assert!(
-        again.contains("id: 1\n") && again.contains("event: verdict"),
-        "{again}"
+    assert!(c.pull(&pull_now()).await.unwrap().is_some());
+    assert_eq!(
+        c.accept(id, &none()).await.unwrap().status,
+        JobStatus::Accepted
     );
-    let (_, stats) = a.get("/board/stats").await;
-    assert_eq!(stats["total_paid_out_cents"], 350);
+    let sub = c
+        .submit(id, &SubmitRequest::text("the sea / three lines / done"))
+        .await
+        .unwrap();
+    assert_eq!(sub.status, JobStatus::Submitted);
+    let (lines, verdict) = follow(&a, id).await;
+    assert!(!lines.is_empty());
+    assert!(verdict.unwrap().passed);
+    let job = a.job(id).await.unwrap();
+    assert_eq!(job.status, JobStatus::Verified);
+    assert_eq!(job.verification.unwrap().verifier, "llm:test-model");
+    // $5.00 → fee $1.50, Carol $3.50; Alice paid $5.00 of her $10.00.
+    assert_eq!(balance(&c).await, 350);
+    assert_eq!(balance(&a).await, 500);
+    assert_eq!(balance(&b).await, 0);
+    // A stream opened after the verdict replays everything and ends at once.
+    let (again, verdict) = follow(&c, id).await;
+    assert_eq!(again[0].seq, 1);
+    assert_eq!(again.len(), lines.len());
+    assert!(verdict.is_some());
+    assert_eq!(a.stats().await.unwrap().total_paid_out_cents, 350);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -99,37 +136,29 @@ async fn three_failed_attempts_fail_and_refund() {
     let (_llm, fake, llm_env) = fake_llm(false).await;
     let server = Server::start(&db, &llm_env).await;
     let sender = create_user(&db, "sender", 500);
-    let s = server.api(&sender.key);
-    let (st, job) = s
-        .post("/jobs/run", json!({"prompt": "p", "confirmed": true}))
-        .await;
-    assert_eq!(st, 201);
-    let id = job["id"].as_str().unwrap().to_string();
+    let s = server.client(&sender.key);
+    let id = queued(&s, RunRequest::confirmed("p")).await.id;
     for n in 1..=3 {
         let w = create_user(&db, &format!("w{n}"), 0);
-        let api = server.api(&w.key);
-        assert_eq!(api.post("/jobs/pull", json!({})).await.0, 200);
-        assert_eq!(
-            api.post(&format!("/jobs/{id}/accept"), json!({})).await.0,
-            200
-        );
-        assert_eq!(
-            api.post(&format!("/jobs/{id}/submit"), json!({"output": "x"}))
-                .await
-                .0,
-            200
-        );
-        let text = s.follow_logs(&id, STREAM).await;
-        assert!(text.contains("\"passed\":false"), "{text}");
-        let (_, j) = s.get(&format!("/jobs/{id}")).await;
-        assert_eq!(j["attempt_count"], n);
-        let want = if n < 3 { "queued" } else { "failed" };
-        assert_eq!(j["status"], want);
+        let api = server.client(&w.key);
+        assert!(api.pull(&pull_now()).await.unwrap().is_some());
+        api.accept(id, &none()).await.unwrap();
+        api.submit(id, &SubmitRequest::text("x")).await.unwrap();
+        let (_, verdict) = follow(&s, id).await;
+        assert!(!verdict.unwrap().passed);
+        let j = s.job(id).await.unwrap();
+        assert_eq!(j.attempt_count, n);
+        let want = if n < 3 {
+            JobStatus::Queued
+        } else {
+            JobStatus::Failed
+        };
+        assert_eq!(j.status, want);
     }
     assert_eq!(fake.verdicts.load(Ordering::SeqCst), 3);
-    assert_eq!(s.balance().await, 500, "refunded in full");
-    let (_, w) = s.get("/wallet/balance").await;
-    assert_eq!(w["ledger"][0]["reason"], "refund");
+    assert_eq!(balance(&s).await, 500, "refunded in full");
+    let w = s.wallet(&PageRequest::default()).await.unwrap();
+    assert_eq!(w.ledger.items[0].reason, LedgerReason::Refund);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -138,63 +167,70 @@ async fn cancel_in_each_status_and_an_expired_hold() {
     let server = Server::start(&db, &env(&[("CLAWRK_HOLD_SECONDS", "1")])).await;
     let sender = create_user(&db, "sender", 5_000);
     let worker = create_user(&db, "worker", 0);
-    let (s, w) = (server.api(&sender.key), server.api(&worker.key));
+    let (s, w) = (server.client(&sender.key), server.client(&worker.key));
     let new_job = || async {
-        let (st, j) = s
-            .post("/jobs/run", json!({"prompt": "write a haiku about the sea", "price_cents": 500, "confirmed": true}))
-            .await;
-        assert_eq!(st, 201, "{j}");
-        j["id"].as_str().unwrap().to_string()
+        queued(
+            &s,
+            RunRequest {
+                price_cents: Some(500),
+                ..RunRequest::confirmed("write a haiku about the sea")
+            },
+        )
+        .await
+        .id
     };
     // queued → cancelled, refunded.
     let q = new_job().await;
-    let (st, j) = s.post(&format!("/jobs/{q}/cancel"), json!({})).await;
-    assert_eq!((st, j["status"].as_str()), (200, Some("cancelled")));
-    assert_eq!(s.balance().await, 5_000);
+    assert_eq!(s.cancel(q).await.unwrap().status, JobStatus::Cancelled);
+    assert_eq!(balance(&s).await, 5_000);
     // held → cancelled, refunded.
     let h = new_job().await;
-    assert_eq!(w.post(&format!("/jobs/{h}/claim"), json!({})).await.0, 200);
-    assert_eq!(w.post(&format!("/jobs/{h}/cancel"), json!({})).await.0, 403);
-    let (st, j) = s.post(&format!("/jobs/{h}/cancel"), json!({})).await;
-    assert_eq!((st, j["status"].as_str()), (200, Some("cancelled")));
-    assert_eq!(s.balance().await, 5_000);
+    w.claim(h, &none()).await.unwrap();
+    assert_eq!(
+        w.cancel(h).await.unwrap_err().code(),
+        Some(ErrorCode::Forbidden)
+    );
+    assert_eq!(s.cancel(h).await.unwrap().status, JobStatus::Cancelled);
+    assert_eq!(balance(&s).await, 5_000);
     // accepted → cancellation requested; the receiver's failure then cancels and refunds.
     let a = new_job().await;
-    assert_eq!(w.post(&format!("/jobs/{a}/claim"), json!({})).await.0, 200);
-    assert_eq!(w.post(&format!("/jobs/{a}/accept"), json!({})).await.0, 200);
-    let (st, j) = s.post(&format!("/jobs/{a}/cancel"), json!({})).await;
-    assert_eq!((st, j["status"].as_str()), (200, Some("accepted")));
-    assert_eq!(j["cancellation_requested"], true);
-    assert_eq!(s.balance().await, 4_500);
-    let (st, j) = w
-        .post(&format!("/jobs/{a}/fail"), json!({"reason": "cannot"}))
-        .await;
-    assert_eq!((st, j["status"].as_str()), (200, Some("cancelled")));
-    assert_eq!(s.balance().await, 5_000);
+    w.claim(a, &none()).await.unwrap();
+    w.accept(a, &none()).await.unwrap();
+    let j = s.cancel(a).await.unwrap();
+    assert_eq!(
+        (j.status, j.cancellation_requested),
+        (JobStatus::Accepted, true)
+    );
+    assert_eq!(balance(&s).await, 4_500);
+    let j = w.fail(a, Some("cannot")).await.unwrap();
+    assert_eq!(j.status, JobStatus::Cancelled);
+    assert_eq!(balance(&s).await, 5_000);
     // A final job: no-op, 200.
-    let (st, j) = s.post(&format!("/jobs/{a}/cancel"), json!({})).await;
-    assert_eq!((st, j["status"].as_str()), (200, Some("cancelled")));
+    assert_eq!(s.cancel(a).await.unwrap().status, JobStatus::Cancelled);
     // pending_payment → cancelled, nothing to refund.
-    let (st, p) = s
-        .post(
-            "/jobs/run",
-            json!({"prompt": "big", "price_cents": 100_000, "confirmed": true}),
-        )
-        .await;
-    assert_eq!(st, 402);
-    let pid = p["job"]["id"].as_str().unwrap();
-    let (st, j) = s.post(&format!("/jobs/{pid}/cancel"), json!({})).await;
-    assert_eq!((st, j["status"].as_str()), (200, Some("cancelled")));
-    assert_eq!(s.balance().await, 5_000);
+    let RunOutcome::PendingPayment { job: p, .. } = s
+        .run(&RunRequest {
+            price_cents: Some(100_000),
+            ..RunRequest::confirmed("big")
+        })
+        .await
+        .unwrap()
+    else {
+        panic!("pending")
+    };
+    assert_eq!(s.cancel(p.id).await.unwrap().status, JobStatus::Cancelled);
+    assert_eq!(balance(&s).await, 5_000);
     // An expired hold: 410, and the job is back in the queue.
     let e = new_job().await;
-    assert_eq!(w.post("/jobs/pull", json!({})).await.0, 200);
+    assert!(w.pull(&pull_now()).await.unwrap().is_some());
     tokio::time::sleep(Duration::from_millis(1_300)).await;
-    let (st, err) = w.post(&format!("/jobs/{e}/accept"), json!({})).await;
-    assert_eq!(st, 410, "{err}");
-    assert_eq!(err["error"], "hold expired");
-    let (_, j) = s.get(&format!("/jobs/{e}")).await;
-    assert_eq!(j["status"], "queued");
+    let err = w.accept(e, &none()).await.unwrap_err();
+    let clawrk_client::Error::Api(err) = err else {
+        panic!("an API error")
+    };
+    assert_eq!((err.status, err.code), (410, ErrorCode::HoldExpired));
+    assert_eq!(err.message, "hold expired");
+    assert_eq!(s.job(e).await.unwrap().status, JobStatus::Queued);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -206,24 +242,13 @@ async fn a_crash_during_verification_is_resumed_and_paid_once() {
     let mut server = Server::start(&db, &llm_env).await;
     let sender = create_user(&db, "sender", 1_000);
     let worker = create_user(&db, "worker", 0);
-    let (s, w) = (server.api(&sender.key), server.api(&worker.key));
-    let (_, job) = s
-        .post("/jobs/run", json!({"prompt": "p", "confirmed": true}))
-        .await;
-    let id = job["id"].as_str().unwrap().to_string();
-    assert_eq!(w.post("/jobs/pull", json!({})).await.0, 200);
-    assert_eq!(
-        w.post(&format!("/jobs/{id}/accept"), json!({})).await.0,
-        200
-    );
+    let (s, w) = (server.client(&sender.key), server.client(&worker.key));
+    let id = queued(&s, RunRequest::confirmed("p")).await.id;
+    assert!(w.pull(&pull_now()).await.unwrap().is_some());
+    w.accept(id, &none()).await.unwrap();
     // The verifier hangs; the server dies while it waits.
     fake.delay_ms.store(20_000, Ordering::SeqCst);
-    assert_eq!(
-        w.post(&format!("/jobs/{id}/submit"), json!({"output": "x"}))
-            .await
-            .0,
-        200
-    );
+    w.submit(id, &SubmitRequest::text("x")).await.unwrap();
     eventually("verification to start", Duration::from_secs(10), || async {
         fake.verdicts.load(Ordering::SeqCst) >= 1
     })
@@ -232,21 +257,24 @@ async fn a_crash_during_verification_is_resumed_and_paid_once() {
     // Restart with a prompt verifier: the job is verified once its lease lapses, and paid once.
     fake.delay_ms.store(0, Ordering::SeqCst);
     let server = Server::start(&db, &llm_env).await;
-    let s = server.api(&sender.key);
+    let s = server.client(&sender.key);
     eventually(
         "the job to be verified after the restart",
         Duration::from_secs(20),
-        || async { s.get(&format!("/jobs/{id}")).await.1["status"] == "verified" },
+        || async { s.job(id).await.unwrap().status == JobStatus::Verified },
     )
     .await;
-    let w = server.api(&worker.key);
-    let (_, wallet) = w.get("/wallet/balance").await;
-    assert_eq!(wallet["balance_cents"], 350);
-    let earnings = wallet["ledger"]
-        .as_array()
-        .unwrap()
+    let wallet = server
+        .client(&worker.key)
+        .wallet(&PageRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(wallet.balance_cents, 350);
+    let earnings = wallet
+        .ledger
+        .items
         .iter()
-        .filter(|e| e["reason"] == "earning")
+        .filter(|e| e.reason == LedgerReason::Earning)
         .count();
     assert_eq!(earnings, 1);
 }
@@ -279,23 +307,17 @@ async fn admin_commands_print_one_json_object() {
     let err: serde_json::Value = serde_json::from_slice(&out.stderr).unwrap();
     assert!(err["error"].as_str().unwrap().contains("not found"));
     let server = Server::start(&db, &[]).await;
-    let api = server.api(k["api_key"].as_str().unwrap());
-    let (s, who) = api.get("/whoami").await;
-    assert_eq!(s, 200);
-    assert_eq!(who["user"]["name"], "dora");
-    assert_eq!(who["user"]["balance_cents"], 4000);
-    // Manual payments: top-up and withdraw are 501.
+    let api = server.client(k["api_key"].as_str().unwrap());
+    let who = api.whoami().await.unwrap();
     assert_eq!(
-        api.post("/wallet/topup", json!({"amount_cents": 500}))
-            .await
-            .0,
-        501
+        (who.user.name.as_str(), who.user.balance_cents),
+        ("dora", 4000)
     );
+    // Manual payments: top-up and withdraw are 501.
+    assert_eq!(api.topup(500).await.unwrap_err().status(), Some(501));
     assert_eq!(
-        api.post("/wallet/withdraw", json!({"amount_cents": 500}))
-            .await
-            .0,
-        501
+        api.withdraw(500).await.unwrap_err().code(),
+        Some(ErrorCode::NotSupported)
     );
 }
 
@@ -305,8 +327,7 @@ async fn sigterm_shuts_down_gracefully() {
     let (_pg, db) = postgres();
     let mut server = Server::start(&db, &[]).await;
     let u = create_user(&db, "erin", 0);
-    let (s, _) = server.api(&u.key).get("/whoami").await;
-    assert_eq!(s, 200);
+    server.client(&u.key).whoami().await.unwrap();
     let pid = server.child.id().to_string();
     let sent = std::process::Command::new("kill")
         .args(["-TERM", &pid])
@@ -332,20 +353,26 @@ async fn sigterm_shuts_down_gracefully() {
 async fn health_reflects_the_store() {
     let (pg, db) = postgres();
     let server = Server::start(&db, &[]).await;
-    let api = server.api("");
-    assert_eq!(api.get("/health").await.0, 200);
+    let api = Client::builder(&server.url)
+        .retry(clawrk_client::RetryPolicy::none())
+        .build()
+        .unwrap();
+    assert_eq!(api.health().await.unwrap().status, "ok");
     drop(pg); // DROP DATABASE … WITH (FORCE): every connection of the server is cut.
     eventually("health to answer 503", Duration::from_secs(30), || async {
-        api.get("/health").await.0 == 503
+        api.health().await.is_err()
     })
     .await;
-    let (s, body) = api.get("/health").await;
-    assert_eq!(s, 503);
-    assert!(body["error"].is_string());
+    let e = api.health().await.unwrap_err();
+    assert_eq!(
+        (e.status(), e.code()),
+        (Some(503), Some(ErrorCode::StoreUnavailable))
+    );
 }
 
 /// Two instances on one database: the job is submitted to and followed on an API-only instance,
 /// verified by the other; the stream still delivers every line and the verdict (LISTEN/NOTIFY).
+/// The stream's wire format is checked as bytes here once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_sees_lines_written_by_another_instance() {
     let (_pg, db) = postgres();
@@ -353,37 +380,37 @@ async fn a_stream_sees_lines_written_by_another_instance() {
     let verifier = Server::start(&db, &env(&[("CLAWRK_VERIFY_WORKERS", "1")])).await;
     let sender = create_user(&db, "sender", 1_000);
     let worker = create_user(&db, "worker", 0);
-    let (s, w) = (api_only.api(&sender.key), api_only.api(&worker.key));
-    let (_, job) = s
-        .post(
-            "/jobs/run",
-            json!({"prompt": "write a haiku about the sea", "confirmed": true}),
-        )
-        .await;
-    let id = job["id"].as_str().unwrap().to_string();
-    assert_eq!(w.post(&format!("/jobs/{id}/claim"), json!({})).await.0, 200);
-    assert_eq!(
-        w.post(&format!("/jobs/{id}/accept"), json!({})).await.0,
-        200
-    );
-    let follower = tokio::spawn({
-        let s = api_only.api(&sender.key);
-        let id = id.clone();
-        async move { s.follow_logs(&id, STREAM).await }
+    let (s, w) = (api_only.client(&sender.key), api_only.client(&worker.key));
+    let id = queued(&s, RunRequest::confirmed("write a haiku about the sea"))
+        .await
+        .id;
+    w.claim(id, &none()).await.unwrap();
+    w.accept(id, &none()).await.unwrap();
+    let raw = tokio::spawn({
+        let url = format!("{}/api/jobs/{id}/logs", api_only.url);
+        let key = sender.key.clone();
+        async move {
+            let resp = reqwest::Client::new()
+                .get(url)
+                .bearer_auth(key)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200);
+            tokio::time::timeout(STREAM, resp.text())
+                .await
+                .expect("the stream ended")
+                .unwrap()
+        }
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
     let out = "write the sea a haiku: grey waves fold into white foam";
-    assert_eq!(
-        w.post(&format!("/jobs/{id}/submit"), json!({"output": out}))
-            .await
-            .0,
-        200
-    );
-    let text = follower.await.unwrap();
-    assert!(text.contains("id: 1\nevent: log"), "{text}");
-    assert!(text.contains("event: verdict"), "{text}");
-    let (_, j) = verifier.api(&sender.key).get(&format!("/jobs/{id}")).await;
-    assert_eq!(j["status"], "verified");
+    w.submit(id, &SubmitRequest::text(out)).await.unwrap();
+    let text = raw.await.unwrap();
+    assert!(text.contains("id: 1\nevent: log\ndata: {"), "{text}");
+    assert!(text.contains("event: verdict\ndata: {"), "{text}");
+    let j = verifier.client(&sender.key).job(id).await.unwrap();
+    assert_eq!(j.status, JobStatus::Verified);
 }
 
 /// Many streams of one job share one reader on the instance, and every one of them gets the lines
@@ -395,38 +422,25 @@ async fn many_streams_of_one_job_all_get_the_verdict() {
     let server = Server::start(&db, &[]).await;
     let sender = create_user(&db, "sender", 1_000);
     let worker = create_user(&db, "worker", 0);
-    let (s, w) = (server.api(&sender.key), server.api(&worker.key));
-    let (_, job) = s
-        .post(
-            "/jobs/run",
-            json!({"prompt": "write a haiku about the sea", "confirmed": true}),
-        )
-        .await;
-    let id = job["id"].as_str().unwrap().to_string();
-    assert_eq!(w.post(&format!("/jobs/{id}/claim"), json!({})).await.0, 200);
-    assert_eq!(
-        w.post(&format!("/jobs/{id}/accept"), json!({})).await.0,
-        200
-    );
+    let (s, w) = (server.client(&sender.key), server.client(&worker.key));
+    let id = queued(&s, RunRequest::confirmed("write a haiku about the sea"))
+        .await
+        .id;
+    w.claim(id, &none()).await.unwrap();
+    w.accept(id, &none()).await.unwrap();
     let followers: Vec<_> = (0..STREAMS)
         .map(|_| {
-            let s = server.api(&sender.key);
-            let id = id.clone();
-            tokio::spawn(async move { s.follow_logs(&id, STREAM).await })
+            let s = s.clone();
+            tokio::spawn(async move { follow(&s, id).await })
         })
         .collect();
     // Past one poll period of the shared reader, so that it is waiting when the verdict comes.
     tokio::time::sleep(Duration::from_millis(2_500)).await;
     let out = "write the sea a haiku: grey waves fold into white foam";
-    assert_eq!(
-        w.post(&format!("/jobs/{id}/submit"), json!({"output": out}))
-            .await
-            .0,
-        200
-    );
+    w.submit(id, &SubmitRequest::text(out)).await.unwrap();
     for f in followers {
-        let text = f.await.unwrap();
-        assert!(text.contains("id: 1\nevent: log"), "{text}");
-        assert!(text.contains("event: verdict"), "{text}");
+        let (lines, verdict) = f.await.unwrap();
+        assert_eq!(lines[0].seq, 1);
+        assert!(verdict.is_some());
     }
 }

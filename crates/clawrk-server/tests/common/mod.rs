@@ -1,6 +1,6 @@
 //! Drives the real `clawrk-server` binary: start it on a free port with a given environment, wait
-//! for `/api/health`, run its admin commands, kill it; and a wiremock OpenAI server whose verdicts
-//! the test controls.
+//! for `/api/health`, run its admin commands, restart or kill it, and hand out typed clients
+//! (`clawrk-client`); and a wiremock OpenAI server whose verdicts the test controls.
 
 #![allow(dead_code)]
 
@@ -158,15 +158,6 @@ impl Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-
-    /// An API client as `key`.
-    pub fn api(&self, key: &str) -> Api {
-        Api {
-            base: format!("{}/api", self.url),
-            key: key.to_string(),
-            http: reqwest::Client::new(),
-        }
-    }
 }
 
 impl Drop for Server {
@@ -208,56 +199,6 @@ pub fn create_user(db: &Db, name: &str, cents: i64) -> User {
     User {
         id: v["user_id"].as_str().unwrap().into(),
         key: v["api_key"].as_str().unwrap().into(),
-    }
-}
-
-/// A small JSON client.
-pub struct Api {
-    pub base: String,
-    pub key: String,
-    pub http: reqwest::Client,
-}
-
-impl Api {
-    pub async fn send(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-        let mut req = self.http.request(m, format!("{}{}", self.base, path));
-        if !self.key.is_empty() {
-            req = req.bearer_auth(&self.key);
-        }
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.unwrap();
-        let status = resp.status().as_u16();
-        let text = resp.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-    }
-    pub async fn get(&self, path: &str) -> (u16, Value) {
-        self.send("GET", path, None).await
-    }
-    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        self.send("POST", path, Some(body)).await
-    }
-    pub async fn balance(&self) -> i64 {
-        self.get("/wallet/balance").await.1["balance_cents"]
-            .as_i64()
-            .unwrap()
-    }
-    /// Follows the SSE log to its end; returns the raw text.
-    pub async fn follow_logs(&self, job: &str, timeout: Duration) -> String {
-        let resp = self
-            .http
-            .get(format!("{}/jobs/{job}/logs", self.base))
-            .bearer_auth(&self.key)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200);
-        tokio::time::timeout(timeout, resp.text())
-            .await
-            .expect("the stream ended")
-            .unwrap()
     }
 }
 
