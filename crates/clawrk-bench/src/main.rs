@@ -1,5 +1,6 @@
 //! The load harness (issue #8): starts the real `clawrk-server` on a fresh PostgreSQL database with
-//! the heuristic LLM, seeds it in SQL, drives it over HTTP, and runs the raw-SQL twin of the same
+//! the heuristic LLM, seeds it in SQL, drives it over HTTP with the typed client (`clawrk-client`,
+//! without retries, so that every answer counts), and runs the raw-SQL twin of the same
 //! statements with `pgbench` (`bench/*.sql`) so that each figure stands beside what the database
 //! alone does.
 //!
@@ -8,6 +9,8 @@
 //! sender against 1,000), W8 (1,000 SSE subscribers); writes `bench/results/latest.json`.
 
 use clap::Parser;
+use clawrk_client::api::{AgentChoice, PullRequest, RunRequest, SubmitRequest};
+use clawrk_client::{Client, JobsQuery, LogEvent, PageRequest, RetryPolicy, RunOutcome};
 use clawrk_postgres::testing::with_database;
 use futures::StreamExt;
 use serde_json::{Value, json};
@@ -341,11 +344,11 @@ impl Server {
             .stdout(Stdio::null())
             .spawn()
             .expect("start clawrk-server");
-        let base = format!("http://127.0.0.1:{port}/api");
+        let base = format!("http://127.0.0.1:{port}");
         let http = reqwest::Client::new();
         let t = Instant::now();
         while http
-            .get(format!("{base}/health"))
+            .get(format!("{base}/api/health"))
             .send()
             .await
             .map(|r| r.status() != 200)
@@ -372,11 +375,21 @@ impl Server {
     }
 }
 
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .pool_max_idle_per_host(1024)
+/// A client of the server at `base` as `key`, without retries (every answer is measured).
+fn client(base: &str, key: &str) -> Client {
+    Client::builder(base)
+        .api_key(key)
+        .retry(RetryPolicy::none())
         .build()
-        .expect("http client")
+        .expect("client")
+}
+
+/// A confirmed run that must queue the job.
+async fn queue(c: &Client, prompt: String) -> uuid::Uuid {
+    match c.run(&RunRequest::confirmed(prompt)).await.expect("run") {
+        RunOutcome::Queued(job) => job.id,
+        other => panic!("run: {other:?}"),
+    }
 }
 
 fn pct(sorted: &[f64], p: f64) -> f64 {
@@ -393,7 +406,7 @@ fn round(v: f64) -> f64 {
 
 /// One hold as the client saw it: the job, when the pull answered, when the reject was sent.
 struct Hold {
-    job: String,
+    job: uuid::Uuid,
     held: Instant,
     released: Instant,
 }
@@ -403,39 +416,24 @@ struct Hold {
 /// each job, a pull may only answer after the previous holder sent its reject. Returns the pull +
 /// reject cycles per second and the pull latency p50/p99 (ms).
 async fn pulls(base: &str, n: u32, secs: u64) -> (f64, f64, f64) {
-    let http = client();
     let end = Instant::now() + Duration::from_secs(secs);
     let tasks = (0..n).map(|i| {
-        let (http, base) = (http.clone(), base.to_string());
+        let c = client(base, &worker_key(i));
         tokio::spawn(async move {
-            let key = worker_key(i);
             let (mut holds, mut lat) = (Vec::new(), Vec::new());
             while Instant::now() < end {
                 let t = Instant::now();
-                let r = http
-                    .post(format!("{base}/jobs/pull"))
-                    .bearer_auth(&key)
-                    .send()
-                    .await
-                    .expect("pull");
-                let status = r.status();
-                let body: Value = r.json().await.unwrap_or(Value::Null);
+                let answer = c.pull(&PullRequest::default()).await.expect("pull");
                 let held = Instant::now();
                 lat.push(held.duration_since(t).as_secs_f64() * 1000.0);
-                match status.as_u16() {
-                    200 => {}
-                    204 => break,
-                    s => panic!("pull answered {s}: {body}"),
-                }
-                let job = body["job"]["id"].as_str().unwrap_or_default().to_string();
+                let Some(h) = answer else {
+                    break;
+                };
+                let job = h.job.id;
                 let released = Instant::now();
-                let r = http
-                    .post(format!("{base}/jobs/{job}/reject"))
-                    .bearer_auth(&key)
-                    .send()
+                c.reject(job, &AgentChoice::default())
                     .await
                     .expect("reject");
-                assert_eq!(r.status(), 200, "reject");
                 holds.push(Hold {
                     job,
                     held,
@@ -561,34 +559,35 @@ fn tempdir(tag: &str) -> PathBuf {
 /// `n` sender/worker pairs run whole lifecycles for `secs` (run, pull, accept, submit, then follow
 /// the log to the verdict); lifecycles per second.
 async fn lifecycles(base: &str, n: u32, secs: u64) -> f64 {
-    let http = client();
     let done = Arc::new(AtomicU64::new(0));
     let end = Instant::now() + Duration::from_secs(secs);
     let tasks = (0..n).map(|i| {
-        let (http, base, done) = (http.clone(), base.to_string(), done.clone());
+        let (sender, worker, done) = (
+            client(base, &sender_key(i)),
+            client(base, &worker_key(i)),
+            done.clone(),
+        );
         tokio::spawn(async move {
-            let (sk, wk) = (sender_key(i), worker_key(i));
             let mut k = 0u64;
             while Instant::now() < end {
                 k += 1;
-                let post = |path: String, key: &str, body: Value| http.post(format!("{base}{path}")).bearer_auth(key.to_string()).json(&body).send();
-                let r = post("/jobs/run".into(), &sk, json!({"prompt": format!("write a short report number {i}-{k}"), "confirmed": true})).await.expect("run");
-                assert_eq!(r.status(), 201, "run");
-                let r = post("/jobs/pull".into(), &wk, json!({})).await.expect("pull");
-                if r.status() != 200 {
+                queue(&sender, format!("write a short report number {i}-{k}")).await;
+                let Some(held) = worker.pull(&PullRequest::default()).await.expect("pull") else {
                     continue;
-                }
-                let held: Value = r.json().await.expect("json");
-                let id = held["job"]["id"].as_str().unwrap_or_default().to_string();
-                let r = post(format!("/jobs/{id}/accept"), &wk, json!({})).await.expect("accept");
-                assert_eq!(r.status(), 200, "accept");
-                let r = post(format!("/jobs/{id}/submit"), &wk, json!({"output": "a short report with the report"})).await.expect("submit");
-                assert_eq!(r.status(), 200, "submit");
-                // Wait for the verdict the way a client does: follow the job's SSE log to its end.
-                let stream = http.get(format!("{base}/jobs/{id}/logs")).bearer_auth(&wk).send().await.expect("logs");
-                let mut body = stream.bytes_stream();
-                while let Some(chunk) = body.next().await {
-                    if chunk.map(|c| String::from_utf8_lossy(&c).contains("event: verdict")).unwrap_or(true) {
+                };
+                let id = held.job.id;
+                worker
+                    .accept(id, &AgentChoice::default())
+                    .await
+                    .expect("accept");
+                worker
+                    .submit(id, &SubmitRequest::text("a short report with the report"))
+                    .await
+                    .expect("submit");
+                // Wait for the verdict the way a client does: follow the job's log to its end.
+                let mut log = Box::pin(worker.follow_logs(id));
+                while let Some(ev) = log.next().await {
+                    if matches!(ev, Ok(LogEvent::Verdict(_) | LogEvent::End(_)) | Err(_)) {
                         break;
                     }
                 }
@@ -631,19 +630,19 @@ async fn w4(admin: &str, history: u32, secs: u64) -> Value {
     let db = Database::create(admin, &format!("w4_{history}"));
     seed(&db.url, 10, 16, 50_000, history);
     let server = Server::start(&db.url).await;
-    let http = client();
+    let c = client(&server.base, &sender_key(0));
+    let query = JobsQuery {
+        page: PageRequest {
+            limit: Some(50),
+            before: None,
+        },
+        ..JobsQuery::default()
+    };
     let mut lat = Vec::new();
     // Warm up (connections open on demand), then measure.
     for i in 0..330 {
         let t = Instant::now();
-        let r = http
-            .get(format!("{}/jobs?limit=50", server.base))
-            .bearer_auth(sender_key(0))
-            .send()
-            .await
-            .expect("list");
-        assert_eq!(r.status(), 200);
-        let _ = r.bytes().await;
+        c.jobs(&query).await.expect("list");
         if i >= 30 {
             lat.push(t.elapsed().as_secs_f64() * 1000.0);
         }
@@ -661,24 +660,21 @@ async fn w5(admin: &str, secs: u64) -> Value {
         let db = Database::create(admin, &format!("w5_{label}"));
         seed(&db.url, senders, 1, 0, 0);
         let server = Server::start(&db.url).await;
-        let http = client();
         let done = Arc::new(AtomicU64::new(0));
         let end = Instant::now() + Duration::from_secs(secs);
+        // One client per sender this task uses (the hot one shares a key).
         let tasks = (0..16u32).map(|c| {
-            let (http, base, done) = (http.clone(), server.base.clone(), done.clone());
+            let (base, done) = (server.base.clone(), done.clone());
             tokio::spawn(async move {
+                let mut clients = std::collections::HashMap::new();
                 let mut k = 0u32;
                 while Instant::now() < end {
                     k += 1;
                     let s = (c * 7919 + k) % senders;
-                    let r = http
-                        .post(format!("{base}/jobs/run"))
-                        .bearer_auth(sender_key(s))
-                        .json(&json!({"prompt": format!("report {c}-{k}"), "confirmed": true}))
-                        .send()
-                        .await
-                        .expect("run");
-                    assert_eq!(r.status(), 201);
+                    let sender = clients
+                        .entry(s)
+                        .or_insert_with(|| client(&base, &sender_key(s)));
+                    queue(sender, format!("report {c}-{k}")).await;
                     done.fetch_add(1, Ordering::SeqCst);
                 }
             })
@@ -700,27 +696,17 @@ async fn w8(admin: &str, subs: usize) -> Value {
     let db = Database::create(admin, "w8");
     seed(&db.url, 1, 1, 0, 0);
     let server = Server::start(&db.url).await;
-    let http = client();
-    let base = server.base.clone();
-    let r: Value = http
-        .post(format!("{base}/jobs/run"))
-        .bearer_auth(sender_key(0))
-        .json(&json!({"prompt": "write a report", "confirmed": true}))
-        .send()
-        .await
-        .expect("run")
-        .json()
-        .await
-        .expect("json");
-    let id = r["id"].as_str().unwrap_or_default().to_string();
-    http.post(format!("{base}/jobs/{id}/claim"))
-        .bearer_auth(worker_key(0))
-        .send()
+    let (sender, worker) = (
+        client(&server.base, &sender_key(0)),
+        client(&server.base, &worker_key(0)),
+    );
+    let id = queue(&sender, "write a report".into()).await;
+    worker
+        .claim(id, &AgentChoice::default())
         .await
         .expect("claim");
-    http.post(format!("{base}/jobs/{id}/accept"))
-        .bearer_auth(worker_key(0))
-        .send()
+    worker
+        .accept(id, &AgentChoice::default())
         .await
         .expect("accept");
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -728,19 +714,11 @@ async fn w8(admin: &str, subs: usize) -> Value {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Instant>();
     let mut streams = Vec::new();
     for _ in 0..subs {
-        let resp = http
-            .get(format!("{base}/jobs/{id}/logs"))
-            .bearer_auth(sender_key(0))
-            .send()
-            .await
-            .expect("stream");
         let tx = tx.clone();
+        let mut log = Box::pin(sender.follow_logs(id));
         streams.push(tokio::spawn(async move {
-            let mut body = resp.bytes_stream();
-            let mut text = String::new();
-            while let Some(Ok(chunk)) = body.next().await {
-                text.push_str(&String::from_utf8_lossy(&chunk));
-                if text.contains("event: verdict") {
+            while let Some(Ok(ev)) = log.next().await {
+                if matches!(ev, LogEvent::Verdict(_)) {
                     let _ = tx.send(Instant::now());
                     return;
                 }
@@ -751,10 +729,8 @@ async fn w8(admin: &str, subs: usize) -> Value {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after = server.rss_kib();
     let submitted = Instant::now();
-    http.post(format!("{base}/jobs/{id}/submit"))
-        .bearer_auth(worker_key(0))
-        .json(&json!({"output": "a report"}))
-        .send()
+    worker
+        .submit(id, &SubmitRequest::text("a report"))
         .await
         .expect("submit");
     let mut delays = Vec::new();

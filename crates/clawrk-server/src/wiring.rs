@@ -200,8 +200,10 @@ pub async fn open_store(args: &StoreArgs) -> Result<Opened> {
             let db = tokio::task::spawn_blocking(move || SqliteStore::open(path))
                 .await
                 .map_err(|e| DomainError::Internal(e.to_string()))??;
+            // The absolute path: admin commands run elsewhere would open another file.
+            let path = std::fs::canonicalize(db.path()).unwrap_or_else(|_| db.path().to_path_buf());
             Ok(Opened {
-                describe: format!("embedded SQLite {}", db.path().display()),
+                describe: format!("embedded SQLite {}", path.display()),
                 store: Arc::new(db.clone()),
                 backend: Backend::Sqlite(db),
             })
