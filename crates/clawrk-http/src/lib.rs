@@ -70,7 +70,26 @@ async fn request_id(
         user = tracing::field::Empty,
     );
     let started = Instant::now();
-    let mut res = next.call(req).instrument(span.clone()).await?;
+    // A panic in a handler is a bug: it answers 500 like any internal error (and is logged),
+    // instead of dropping the connection and the worker thread with it. (The request cannot be
+    // kept aside for a response of our own — routing needs it unshared —, so the error goes to
+    // the framework, which answers with its `ResponseError` body.)
+    let answered = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(
+        next.call(req).instrument(span.clone()),
+    ))
+    .await;
+    let mut res = match answered {
+        Ok(res) => res?,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            span.in_scope(|| tracing::error!(panic = %what, "a handler panicked"));
+            return Err(ApiError::new(clawrk_api::ErrorCode::Internal, "internal error").into());
+        }
+    };
     if let Ok(v) = HeaderValue::from_str(&id) {
         res.headers_mut()
             .insert(HeaderName::from_static(REQUEST_ID), v);

@@ -39,7 +39,10 @@ use utoipa::{Modify, OpenApi, PartialSchema};
         routes::withdraw, routes::whoami, routes::whoami_post, routes::verify, routes::cron,
         routes::health, openapi_json
     ),
-    components(schemas(ErrorBody, ErrorCode, clawrk_api::StreamError, clawrk_api::StreamEnd, clawrk_api::LogLine)),
+    components(schemas(
+        ErrorBody, ErrorCode, clawrk_api::StreamError, clawrk_api::StreamEnd, clawrk_api::LogLine,
+        clawrk_api::JobRole
+    )),
     modifiers(&Security, &Complete)
 )]
 pub struct ApiDoc;

@@ -122,10 +122,11 @@ pub async fn run(
 /// agents hold, work on, submitted or finished (`role=agent`).
 #[utoipa::path(get, path = "/api/jobs", tag = "jobs",
     params(("role" = Option<api::JobRole>, Query, description = "`sender` (default): jobs you sent; `agent`: jobs your agents hold or worked on"),
-        ("agent_id" = Option<uuid::Uuid>, Query, description = "with `role=agent`: only this agent's jobs"),
+        ("agent_id" = Option<uuid::Uuid>, Query, description = "only the jobs this agent of yours holds or worked on (with `role=sender` that is none: your agents cannot take your jobs)"),
         ("status" = Option<api::JobStatus>, Query, description = "only jobs in this status"),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 200, description = "page size, 1 to 200 (default 50)"), ("before" = Option<uuid::Uuid>, Query, description = "the last job id of the previous page")),
-    responses((status = 200, body = Vec<api::Job>, description = "a page of jobs; `Link: <…>; rel=\"next\"` announces the next")),
+    responses((status = 200, body = Vec<api::Job>, description = "a page of jobs; `Link: <…>; rel=\"next\"` announces the next"),
+        (status = 404, description = "`not_found`: `agent_id` is not one of your agents", body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn list_jobs(
     st: Data<AppState>,
@@ -154,9 +155,6 @@ pub async fn list_jobs(
         .as_deref()
         .map(|a| path_id::<AgentId>(a, "agent_id"))
         .transpose()?;
-    if agent.is_some() && of != JobsOf::Agent {
-        return Err(ApiError::bad_request("agent_id needs role=agent"));
-    }
     let jobs = st.market.jobs(user, of, status, agent, p).await?;
     let views: Vec<api::Job> = jobs.iter().map(|j| views::job(j, user)).collect();
     let last = jobs.last().map(|j| j.id.to_string());

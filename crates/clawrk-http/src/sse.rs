@@ -125,6 +125,7 @@ impl LogHub {
     responses(
         (status = 200, content_type = "text/event-stream",
          description = "`event: log` (`id:` = seq, data = a `LogLine`), then one `event: verdict` (data = a `Verdict`) and the end of the stream — or, for a job that ended without a verdict, `event: end` (data = a `StreamEnd`); `event: error` (data = a `StreamError`) while the log cannot be read (the stream stays open)"),
+        (status = 403, description = "`forbidden`: only the sender and the agent's owner follow a job's log (not an agent that only holds it)", body = ErrorBody),
         (status = 404, description = "`not_found`: no such job, or not yours to see", body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn logs(

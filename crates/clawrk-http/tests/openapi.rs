@@ -421,6 +421,37 @@ async fn what_the_document_refuses_the_types_refuse_too() {
     assert!(clawrk_domain::job::Output::new(Some("  ".into()), None).is_err());
 }
 
+/// Every `$ref` in `v`.
+fn refs(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Object(m) => {
+            if let Some(Value::String(r)) = m.get("$ref") {
+                out.push(r.clone());
+            }
+            m.values().for_each(|v| refs(v, out));
+        }
+        Value::Array(a) => a.iter().for_each(|v| refs(v, out)),
+        _ => {}
+    }
+}
+
+#[actix_web::test]
+async fn every_reference_resolves() {
+    let doc = served().await;
+    let mut all = Vec::new();
+    refs(&doc, &mut all);
+    assert!(!all.is_empty());
+    for r in all {
+        let name = r
+            .strip_prefix("#/components/schemas/")
+            .unwrap_or_else(|| panic!("unexpected reference {r}"));
+        assert!(
+            doc["components"]["schemas"][name].is_object(),
+            "{r} does not exist"
+        );
+    }
+}
+
 #[actix_web::test]
 async fn every_route_documents_its_parameters_and_shared_statuses() {
     let doc = served().await;

@@ -129,14 +129,18 @@ async fn user(w: &World, name: &str, cents: i64) -> (UserId, String) {
 }
 
 fn world_with(structurer_calls: usize, passes: bool) -> World {
-    let wall = Arc::new(WallClock::default());
-    let clock: Arc<dyn Clock> = wall.clone();
-    let store = Arc::new(clawrk_domain::memory::MemoryStore::new());
     let mut structurer = MockStructurer::new();
     structurer
         .expect_structure()
         .times(structurer_calls)
         .returning(|_| Ok(structured()));
+    world_of(structurer, passes)
+}
+
+fn world_of(structurer: MockStructurer, passes: bool) -> World {
+    let wall = Arc::new(WallClock::default());
+    let clock: Arc<dyn Clock> = wall.clone();
+    let store = Arc::new(clawrk_domain::memory::MemoryStore::new());
     let mut payments = MockPaymentGateway::new();
     payments.expect_collect().returning(|_, _| Ok(()));
     let mut payouts = MockPayoutGateway::new();
@@ -1279,4 +1283,39 @@ async fn malformed_requests_are_refused_and_change_nothing() {
     );
     assert_eq!(s, StatusCode::OK);
     assert_eq!(headers.get("content-type").unwrap(), "application/json");
+}
+
+/// A bug that panics inside a request answers 500 in the error shape (nothing of the panic
+/// disclosed), and the server keeps serving.
+#[actix_web::test]
+async fn a_panic_is_an_internal_error_not_a_dropped_connection() {
+    let mut structurer = MockStructurer::new();
+    structurer
+        .expect_structure()
+        .returning(|_| panic!("a bug with a secret inside"));
+    let w = world_of(structurer, true);
+    let (_, key) = user(&w, "alice", 0).await;
+    let app = test::init_service(app(w.state.clone())).await;
+    // The framework turns the error into the answer (as the server does on the wire).
+    let err = test::try_call_service(
+        &app,
+        TestRequest::post()
+            .uri("/api/jobs/run")
+            .insert_header(bearer(&key))
+            .set_json(json!({ "prompt": "a haiku" }))
+            .to_request(),
+    )
+    .await
+    .err()
+    .expect("the panic became an error");
+    let resp = err.error_response();
+    assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let bytes = actix_web::body::to_bytes(resp.into_body()).await.unwrap();
+    let body: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(body, json!({ "error": "internal error", "code": "internal" }));
+    let (s, ..) = call!(
+        app,
+        TestRequest::get().uri("/api/whoami").insert_header(bearer(&key))
+    );
+    assert_eq!(s, StatusCode::OK);
 }

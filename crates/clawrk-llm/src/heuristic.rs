@@ -94,7 +94,9 @@ fn sentences(text: &str) -> Vec<String> {
 fn strip_opening(s: &str) -> &str {
     let mut s = s.trim();
     loop {
-        let lower = s.to_lowercase();
+        // ASCII folding keeps byte offsets: the openings are ASCII, and a Unicode lowercase may
+        // change a character's length (`İ`), which would cut `s` inside a character.
+        let lower = s.to_ascii_lowercase();
         match OPENINGS.iter().find(|o| lower.starts_with(*o)) {
             Some(o) => s = s[o.len()..].trim_start(),
             None => return s,
@@ -106,7 +108,8 @@ fn strip_opening(s: &str) -> &str {
 pub fn title(prompt: &str) -> String {
     let first = sentences(prompt).into_iter().next().unwrap_or_default();
     let mut clause = strip_opening(&first).to_string();
-    let lower = clause.to_lowercase();
+    // Offsets found in `lower` cut `clause`: ASCII folding keeps them valid (see `strip_opening`).
+    let lower = clause.to_ascii_lowercase();
     if let Some(cut) = CLAUSE_ENDS
         .iter()
         .filter_map(|e| lower.find(e))

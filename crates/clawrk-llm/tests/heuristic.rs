@@ -131,3 +131,41 @@ async fn verifier_checks_key_terms_and_judges_each_criterion() {
             .all(|c| c.note == "the output is empty")
     );
 }
+
+/// Any text, however its letters change length when lowercased (`İ`, the Kelvin sign, …), is
+/// structured and judged without a panic: a panic here took HTTP workers down (found by the fuzzer).
+#[test]
+fn no_text_makes_the_heuristic_panic() {
+    use proptest::prelude::*;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let tricky = [
+        "İstanbul, please: write a haiku",
+        "\u{212A}elvin, could you: summarise",
+        "Please İİİİİİİİ, then İ",
+        "ǅ, ß, ﬁ; Ω, ς: ẞ",
+        "",
+        "   ",
+    ];
+    let check = |text: &str| {
+        rt.block_on(async {
+            let _ = Heuristic.structure(text).await;
+            let task = VerifyTask {
+                title: text.into(),
+                description: text.into(),
+                requirements: text.into(),
+                acceptance_criteria: vec![text.into()],
+                output: text.into(),
+                attachments: None,
+            };
+            let _ = Heuristic.verify(&task, Arc::new(Lines::default())).await;
+        })
+    };
+    for t in tricky {
+        check(t);
+    }
+    proptest!(ProptestConfig::with_cases(500), |(text in "\\PC{0,60}")| {
+        check(&text);
+    });
+}
