@@ -1312,10 +1312,15 @@ async fn a_panic_is_an_internal_error_not_a_dropped_connection() {
     assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
     let bytes = actix_web::body::to_bytes(resp.into_body()).await.unwrap();
     let body: Value = serde_json::from_slice(&bytes).unwrap();
-    assert_eq!(body, json!({ "error": "internal error", "code": "internal" }));
+    assert_eq!(
+        body,
+        json!({ "error": "internal error", "code": "internal" })
+    );
     let (s, ..) = call!(
         app,
-        TestRequest::get().uri("/api/whoami").insert_header(bearer(&key))
+        TestRequest::get()
+            .uri("/api/whoami")
+            .insert_header(bearer(&key))
     );
     assert_eq!(s, StatusCode::OK);
 }
