@@ -183,6 +183,12 @@ pub struct Job {
     pub presented_to_agents: Vec<Uuid>,
     /// The latest verdict.
     pub verification: Option<Verdict>,
+    /// Set while the latest submission waits for the sender's review (the verifier failed on it
+    /// repeatedly): when it is approved if the sender does not decide with
+    /// `POST /api/jobs/{id}/review`.
+    #[serde(default, with = "crate::times::ms_option")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
+    pub review_due_at: Option<OffsetDateTime>,
     /// `llm:<model>` or `heuristic`.
     pub structured_by: String,
     /// Created.
@@ -500,6 +506,27 @@ pub struct VerifyRequest {
         )
     )]
     pub output: String,
+}
+
+/// `POST /api/jobs/{id}/review`: the sender's decision on a submission the verifier could not
+/// judge.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReviewRequest {
+    /// `approve` pays the agent (as a passed verdict); `reject` fails the attempt (as a failed
+    /// verdict).
+    pub decision: ReviewDecision,
+}
+
+/// A review's decision.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ReviewDecision {
+    /// The output is accepted: the agent's owner is paid.
+    Approve,
+    /// The output is refused: the attempt fails.
+    Reject,
 }
 
 /// Whose jobs `GET /api/jobs` lists.

@@ -28,6 +28,9 @@ pub struct SweepReport {
     pub released_holds: u64,
     /// Accepted attempts failed at their deadline.
     pub failed_deadlines: u64,
+    /// Submissions approved because their sender did not review them in time.
+    #[serde(default)]
+    pub approved_reviews: u64,
 }
 
 /// `GET /api/health`.

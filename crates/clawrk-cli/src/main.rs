@@ -123,6 +123,18 @@ enum Cmd {
     Pay { id: String },
     /// Cancel a job.
     Cancel { id: String },
+    /// Decide a submission the verifier could not judge: approve pays the agent, reject re-queues
+    /// the job (or refunds you after its last attempt).
+    #[command(group(clap::ArgGroup::new("decision").required(true).args(["approve", "reject"])))]
+    Review {
+        id: String,
+        /// Accept the output and pay the agent.
+        #[arg(long)]
+        approve: bool,
+        /// Refuse the output: the attempt fails.
+        #[arg(long)]
+        reject: bool,
+    },
     /// Queued jobs anyone's agents can take.
     Board {
         #[command(flatten)]
@@ -591,6 +603,37 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 JobStatus::Cancelled => format!("Cancelled: {}", out::job_line(&j)),
                 _ => format!(
                     "Cancellation requested: the job ends when the running attempt does.\n{}",
+                    out::job_line(&j)
+                ),
+            });
+        }
+        Cmd::Review {
+            id,
+            approve,
+            reject: _,
+        } => {
+            let decision = if approve {
+                ReviewDecision::Approve
+            } else {
+                ReviewDecision::Reject
+            };
+            let j = ctx
+                .client()?
+                .review(job_id(&id)?, decision)
+                .await
+                .map_err(|e| ctx.explain(e))?;
+            out.show(&j, || match j.status {
+                JobStatus::Verified => {
+                    format!("Approved: the agent is paid.\n{}", out::job_line(&j))
+                }
+                JobStatus::Failed => {
+                    format!(
+                        "Rejected: that was the last attempt; you were refunded.\n{}",
+                        out::job_line(&j)
+                    )
+                }
+                _ => format!(
+                    "Rejected: the job is queued for another attempt.\n{}",
                     out::job_line(&j)
                 ),
             });
@@ -1080,6 +1123,13 @@ async fn wait(ctx: &Ctx, id: Uuid) -> Result<(), Failure> {
             }
             JobStatus::Submitted => {
                 said = None;
+                if let Some(due) = job.review_due_at {
+                    out.note(format!(
+                        "the verifier could not judge this submission: it waits for your review \
+                         (`clawrk review {id} --approve` or `--reject`); approved automatically {}",
+                        out::when(due)
+                    ));
+                }
                 let f = follow(ctx, &c, id, last_seq).await?;
                 last_seq = f.last_seq;
                 shown = f.verdict_at.or(shown);

@@ -210,6 +210,14 @@ pub fn job_text(j: &Job) -> String {
     {
         out.push_str(&format!("\n  deadline {} (in {})", when(t), until(t)));
     }
+    if let Some(t) = j.review_due_at {
+        out.push_str(&format!(
+            "\n  waiting for the sender's review (the verifier could not judge it); approved \
+             automatically {} (in {})",
+            when(t),
+            until(t)
+        ));
+    }
     if j.cancellation_requested {
         out.push_str("\n  cancellation requested: it ends when the running attempt does");
     }

@@ -624,6 +624,19 @@ impl Client {
         .json()
     }
 
+    /// `POST /api/jobs/{id}/review`: the sender's decision on a submission the verifier gave up
+    /// on (`review_due_at` is set).
+    pub async fn review(&self, id: Uuid, decision: ReviewDecision) -> Result<Job> {
+        self.send(
+            Method::POST,
+            &format!("/api/jobs/{id}/review"),
+            &ReviewRequest { decision },
+            Idem::Yes,
+        )
+        .await?
+        .json()
+    }
+
     /// `POST /api/jobs/{id}/fail`: gives up an accepted job.
     pub async fn fail(&self, id: Uuid, reason: Option<&str>) -> Result<Job> {
         let body = FailRequest {

@@ -279,6 +279,11 @@ pub struct JobRecord {
     pub presented_to_agents: Vec<AgentId>,
     /// The latest verdict.
     pub verification: Option<Verdict>,
+    /// How often the verifier failed on the latest submission (each submission starts at 0).
+    pub verify_errors: u32,
+    /// Set while the latest submission waits for the sender's review (the verifier failed too
+    /// often): when it is approved if the sender does not decide.
+    pub review_due_at: Option<Timestamp>,
     /// `llm:<model>` or `heuristic`.
     pub structured_by: String,
     /// Created.

@@ -138,6 +138,8 @@ pub fn create(draft: JobDraft, id: JobId, sender: UserId, paid: bool, now: Times
         attachments: draft.attachments,
         presented_to_agents: Vec::new(),
         verification: None,
+        verify_errors: 0,
+        review_due_at: None,
         structured_by: draft.structured.structured_by,
         created_at: now,
         updated_at: now,
@@ -331,6 +333,8 @@ pub fn submit(job: &Job, user: UserId, output: Output, now: Timestamp) -> Result
     let mut r = edit(job, now);
     r.status = JobStatus::Submitted;
     r.submitted_at = Some(now);
+    r.verify_errors = 0;
+    r.review_due_at = None;
     r.output_text = output.text().map(str::to_string);
     r.output_attachments = Some(output.attachments().clone());
     Ok(Change::new(r, Vec::new()))
@@ -404,6 +408,7 @@ pub fn apply_verdict(job: &Job, verdict: Verdict, now: Timestamp) -> Result<Chan
     let passed = verdict.passed;
     let report = verdict_lines(&verdict);
     r.verification = Some(verdict);
+    r.review_due_at = None;
     let mut change = if passed {
         r.status = JobStatus::Verified;
         r.completed_at = Some(now);
@@ -428,6 +433,112 @@ pub fn apply_verdict(job: &Job, verdict: Verdict, now: Timestamp) -> Result<Chan
     // The verdict's own lines come before what it caused.
     change.log.splice(0..0, report);
     Ok(change)
+}
+
+/// The verifier failed on a `submitted` job (`why`): the failure is counted, and at the
+/// `max_errors`-th the submission goes to the sender's review, approved automatically after
+/// `review_seconds` without a decision — never held against the agent. `None` when the job moved
+/// on meanwhile (another attempt, a verdict), so nothing is written.
+pub fn verifier_failed(
+    job: &Job,
+    attempt: u32,
+    why: &str,
+    max_errors: u32,
+    retry_seconds: u64,
+    review_seconds: u32,
+    now: Timestamp,
+) -> Option<Change> {
+    if job.status != JobStatus::Submitted
+        || job.attempt_count != attempt
+        || job.review_due_at.is_some()
+    {
+        return None;
+    }
+    let mut r = edit(job, now);
+    r.verify_errors = job.verify_errors.saturating_add(1);
+    let n = r.verify_errors;
+    let change =
+        if n >= max_errors.max(1) {
+            let due = now.plus_seconds(review_seconds);
+            r.review_due_at = Some(due);
+            Change::new(r, Vec::new())
+            .note(LogLevel::Error, format!("verifier error ({n}/{max_errors}): {why}"))
+            .note(
+                LogLevel::Warn,
+                format!(
+                    "the verifier failed {n} times: the sender reviews the submission (approve or \
+                     reject with POST /api/jobs/{}/review); without a decision within {} h it is \
+                     approved",
+                    job.id,
+                    review_seconds.div_ceil(3600)
+                ),
+            )
+        } else {
+            Change::new(r, Vec::new()).note(
+                LogLevel::Error,
+                format!("verifier error ({n}/{max_errors}): {why}; retrying in {retry_seconds} s"),
+            )
+        };
+    Some(change)
+}
+
+/// A verdict that is a person's decision (or the lack of one), not the verifier's: every criterion
+/// takes the decision.
+fn decided(job: &Job, passed: bool, reasoning: String, verifier: &str, now: Timestamp) -> Verdict {
+    Verdict {
+        passed,
+        reasoning,
+        criteria: job
+            .acceptance_criteria
+            .iter()
+            .map(|c| crate::job::CriterionResult {
+                criterion: c.clone(),
+                passed,
+                note: format!("decided by {verifier}"),
+            })
+            .collect(),
+        verifier: verifier.to_string(),
+        verified_at: now,
+    }
+}
+
+/// The sender's review of a submission the verifier could not judge: approval pays the agent as
+/// a passed verdict does; rejection fails the attempt as a failed verdict does.
+pub fn review(job: &Job, user: UserId, approve: bool, now: Timestamp) -> Result<Change> {
+    ensure_sender(job, user, "review")?;
+    // Only a submission the verifier gave up on waits for the sender's review.
+    if job.status != JobStatus::Submitted || job.review_due_at.is_none() {
+        return Err(invalid(job, "review"));
+    }
+    let reasoning = if approve {
+        "approved by the sender (the verifier could not judge it)"
+    } else {
+        "rejected by the sender (the verifier could not judge it)"
+    };
+    apply_verdict(
+        job,
+        decided(job, approve, reasoning.into(), "sender", now),
+        now,
+    )
+}
+
+/// A review nobody decided by its due time: the submission is approved (as marketplaces do when
+/// the requester does not review in time).
+pub fn auto_approve(job: &Job, now: Timestamp) -> Result<Change> {
+    match (job.status, job.review_due_at) {
+        (JobStatus::Submitted, Some(due)) if due <= now => apply_verdict(
+            job,
+            decided(
+                job,
+                true,
+                "approved automatically: the sender did not review it in time".into(),
+                "auto-approval",
+                now,
+            ),
+            now,
+        ),
+        _ => Err(invalid(job, "approve")),
+    }
 }
 
 /// `cancel` by the sender. Unpaid: cancelled. Waiting for or held by an agent: cancelled and

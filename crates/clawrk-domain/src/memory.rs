@@ -318,12 +318,29 @@ impl Tx for MemoryState {
             .collect())
     }
 
+    fn reviews_due(&mut self, now: Timestamp, limit: u32) -> Result<Vec<Job>> {
+        Ok(self
+            .jobs
+            .values()
+            .filter(|j| {
+                j.status == JobStatus::Submitted && j.review_due_at.is_some_and(|t| t <= now)
+            })
+            .take(limit as usize)
+            .cloned()
+            .collect())
+    }
+
+    fn postpone_verification(&mut self, job: JobId, until: Timestamp) -> Result<()> {
+        self.leases.insert(job, until);
+        Ok(())
+    }
+
     fn lease_submitted(&mut self, now: Timestamp, until: Timestamp) -> Result<Option<Job>> {
         let leases = &self.leases;
         let next = self
             .jobs
             .values()
-            .filter(|j| j.status == JobStatus::Submitted)
+            .filter(|j| j.status == JobStatus::Submitted && j.review_due_at.is_none())
             .filter(|j| leases.get(&j.id).is_none_or(|l| *l <= now))
             .min_by_key(|j| (j.submitted_at, j.id))
             .cloned();

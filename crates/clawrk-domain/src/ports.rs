@@ -84,6 +84,8 @@ pub struct SweepReport {
     pub released_holds: u64,
     /// Accepted attempts whose deadline passed and were failed.
     pub failed_deadlines: u64,
+    /// Submissions whose review the sender did not decide in time, approved.
+    pub approved_reviews: u64,
 }
 
 /// Which jobs a listing returns; every filter given must hold.
@@ -284,9 +286,14 @@ pub trait Tx {
     fn expired_holds(&mut self, now: Timestamp, limit: u32) -> Result<Vec<Job>>;
     /// Locks up to `limit` `accepted` jobs whose deadline passed by `now`, skipping locked rows.
     fn overdue(&mut self, now: Timestamp, limit: u32) -> Result<Vec<Job>>;
-    /// Takes the oldest `submitted` job whose verification lease is free or lapsed by `now`,
-    /// leasing it until `until` (skipping locked rows); one statement.
+    /// Locks up to `limit` `submitted` jobs whose review is due by `now`, skipping locked rows.
+    fn reviews_due(&mut self, now: Timestamp, limit: u32) -> Result<Vec<Job>>;
+    /// Takes the oldest `submitted` job not waiting for the sender's review whose verification
+    /// lease is free or lapsed by `now`, leasing it until `until` (skipping locked rows); one
+    /// statement.
     fn lease_submitted(&mut self, now: Timestamp, until: Timestamp) -> Result<Option<Job>>;
+    /// Keeps verification workers off a job until `until` (after a verifier error).
+    fn postpone_verification(&mut self, job: JobId, until: Timestamp) -> Result<()>;
     /// Jobs matching `filter`, newest first.
     fn jobs(&mut self, filter: &JobFilter, page: Page<JobId>) -> Result<Vec<Job>>;
     /// How many jobs are in each status (statuses without jobs may be missing).

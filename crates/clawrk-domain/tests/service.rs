@@ -405,14 +405,114 @@ fn a_verifier_error_is_logged_and_no_verdict_is_invented() {
             log_of(&m, job.id).await[1..],
             [
                 "first call failed".to_string(),
-                "verifier error: llm timed out; retrying in 60 s".to_string()
+                "verifier error (1/5): llm timed out; retrying in 30 s".to_string()
             ]
         );
-        // The lease keeps other workers off until it lapses.
+        assert_eq!(j.verify_errors, 1);
+        // Other workers stay off until the retry is due.
         assert!(m.verify_next().await.unwrap().is_none());
-        clock.advance_secs(61);
+        clock.advance_secs(31);
         assert!(m.verify_next().await.is_err());
         assert_eq!(balance(&s, Account::Escrow(job.id)), 500);
+    });
+}
+
+/// A verifier that always fails: after `verify_max_errors` failures the submission waits for the
+/// sender's review; approving pays the agent, rejecting fails the attempt, and a review nobody
+/// decides is approved when it is due. Never a verification loop with the price stuck in escrow.
+#[test]
+fn a_submission_the_verifier_cannot_judge_goes_to_the_senders_review() {
+    struct Down;
+    #[async_trait::async_trait]
+    impl Verifier for Down {
+        fn name(&self) -> String {
+            "down".into()
+        }
+        async fn verify(
+            &self,
+            _: &VerifyTask,
+            _: Arc<dyn LogSink>,
+        ) -> Result<Assessment, LlmError> {
+            Err(LlmError::Unavailable("connection refused".into()))
+        }
+    }
+    block_on(async {
+        let clock = TestClock::at(T0);
+        let (m, s) = market(clock.clone(), Arc::new(Down));
+        let sender = funded(&m, "sender", 1_500).await;
+        let worker = m.create_user("worker").await.unwrap();
+        let stranger = m.create_user("stranger").await.unwrap();
+        // Runs a job to the review: five verifier errors, 30 s apart.
+        let to_review = || async {
+            let job = queued(&m, &sender).await;
+            m.claim(worker.id, job.id, &NOBODY).await.unwrap();
+            m.accept(worker.id, job.id, &NOBODY).await.unwrap();
+            m.submit(worker.id, job.id, output()).await.unwrap();
+            for n in 1..=5 {
+                assert!(m.verify_next().await.is_err(), "failure {n}");
+                clock.advance_secs(31);
+            }
+            // No sixth attempt: the submission waits for its sender.
+            assert!(m.verify_next().await.unwrap().is_none());
+            m.job(sender.id, job.id).await.unwrap()
+        };
+
+        // Approved by the sender: verified, the agent's owner paid.
+        let a = to_review().await;
+        assert_eq!(a.status, JobStatus::Submitted);
+        assert_eq!(a.verify_errors, 5);
+        let due = a.review_due_at.expect("waits for review");
+        assert_eq!(due, clock.now().plus_seconds(72 * 3600 - 31));
+        let log = log_of(&m, a.id).await;
+        assert!(
+            log.last()
+                .unwrap()
+                .contains("the sender reviews the submission"),
+            "{log:?}"
+        );
+        assert!(matches!(
+            m.review(worker.id, a.id, true).await,
+            Err(DomainError::Forbidden(_))
+        ));
+        assert!(matches!(
+            m.review(stranger.id, a.id, true).await,
+            Err(DomainError::NotFound(_))
+        ));
+        let done = m.review(sender.id, a.id, true).await.unwrap();
+        assert_eq!(done.status, JobStatus::Verified);
+        assert_eq!(done.verification.as_ref().unwrap().verifier, "sender");
+        assert_eq!(done.review_due_at, None);
+        assert_eq!(balance(&s, Account::Wallet(worker.id)), 350);
+        assert!(matches!(
+            m.review(sender.id, a.id, true).await,
+            Err(DomainError::InvalidState { .. })
+        ));
+
+        // Rejected after a cancellation request: the attempt fails, the job is cancelled and the
+        // sender refunded.
+        let b = to_review().await;
+        m.cancel(sender.id, b.id).await.unwrap();
+        let done = m.review(sender.id, b.id, false).await.unwrap();
+        assert_eq!(done.status, JobStatus::Cancelled);
+        assert_eq!(balance(&s, Account::Escrow(b.id)), 0);
+
+        // Not decided in time: approved by the sweep.
+        let c = to_review().await;
+        clock.set(c.review_due_at.unwrap());
+        let report = m.sweep().await.unwrap();
+        assert_eq!(report.approved_reviews, 1);
+        let done = m.job(sender.id, c.id).await.unwrap();
+        assert_eq!(done.status, JobStatus::Verified);
+        assert_eq!(
+            done.verification.as_ref().unwrap().verifier,
+            "auto-approval"
+        );
+        assert_eq!(balance(&s, Account::Wallet(worker.id)), 700);
+        // Money: 3 × 500 paid into escrow; 2 × 350 earned (and 2 × 150 fees), 500 refunded.
+        assert_eq!(balance(&s, Account::Wallet(sender.id)), 500);
+        for j in [a.id, b.id, c.id] {
+            assert_eq!(balance(&s, Account::Escrow(j)), 0);
+        }
     });
 }
 

@@ -178,6 +178,7 @@ pub fn api_scope() -> actix_web::Scope {
         .service(resource!("/jobs/{id}/reject", POST => reject))
         .service(resource!("/jobs/{id}/submit", POST => submit))
         .service(resource!("/jobs/{id}/fail", POST => fail))
+        .service(resource!("/jobs/{id}/review", POST => review))
         .service(resource!("/jobs/{id}/logs", GET => sse::logs))
         .service(resource!("/board", GET => board))
         .service(resource!("/board/stats", GET => stats))

@@ -33,7 +33,7 @@ use utoipa::{Modify, OpenApi, PartialSchema};
     ),
     paths(
         routes::run, routes::list_jobs, routes::get_job, routes::pay, routes::cancel, routes::pull,
-        routes::claim, routes::accept, routes::reject, routes::submit, routes::fail, sse::logs,
+        routes::claim, routes::accept, routes::reject, routes::submit, routes::fail, routes::review, sse::logs,
         routes::board, routes::stats, routes::list_agents, routes::create_agent, routes::get_agent,
         routes::patch_agent, routes::delete_agent, routes::directory, routes::balance, routes::topup,
         routes::withdraw, routes::whoami, routes::whoami_post, routes::verify, routes::cron,

@@ -362,6 +362,35 @@ pub async fn submit(
     .await
 }
 
+/// The sender's review of a submission the verifier gave up on.
+#[utoipa::path(post, path = "/api/jobs/{id}/review", tag = "jobs", request_body = api::ReviewRequest,
+    responses((status = 200, description = "the job: verified (approved), or its attempt failed (rejected)", body = api::Job),
+        (status = 400, description = "`invalid_state`: the job does not wait for review (`review_due_at` is null)", body = ErrorBody),
+        (status = 403, description = "`forbidden`: only the sender reviews", body = ErrorBody),
+        (status = 404, description = "`not_found`", body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn review(
+    st: Data<AppState>,
+    caller: Caller,
+    id: Path<String>,
+    body: JsonBody<ReviewBody>,
+) -> ApiResult<HttpResponse> {
+    let user = caller.0.id;
+    let Some(decision) = body.value.decision else {
+        return Err(ApiError::bad_request(
+            "decision is required: \"approve\" or \"reject\"",
+        ));
+    };
+    let approve = decision == api::ReviewDecision::Approve;
+    ok_job(&st.market.review(user, job_id(&id)?, approve).await?, user)
+}
+
+/// The review body as read: `decision` is checked by the handler, which names it.
+#[derive(serde::Deserialize, Default)]
+pub struct ReviewBody {
+    decision: Option<api::ReviewDecision>,
+}
+
 /// Gives up an accepted job (the attempt fails).
 #[utoipa::path(post, path = "/api/jobs/{id}/fail", tag = "agents at work", request_body(content = api::FailRequest, description = "optional: why"),
     responses((status = 200, description = "the job: queued again, or failed and refunded after the third attempt", body = api::Job),

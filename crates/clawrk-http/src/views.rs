@@ -86,6 +86,7 @@ pub fn job(job: &Job, viewer: UserId) -> api::Job {
         attachments: files(&job.attachments),
         presented_to_agents: job.presented_to_agents.iter().map(|a| a.uuid()).collect(),
         verification: job.verification.as_ref().map(verdict),
+        review_due_at: job.review_due_at.map(at),
         structured_by: job.structured_by.clone(),
         created_at: at(job.created_at),
         updated_at: at(job.updated_at),
@@ -237,6 +238,7 @@ pub fn sweep(r: &SweepReport) -> api::SweepReport {
     api::SweepReport {
         released_holds: r.released_holds,
         failed_deadlines: r.failed_deadlines,
+        approved_reviews: r.approved_reviews,
     }
 }
 

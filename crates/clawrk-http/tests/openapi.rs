@@ -59,6 +59,7 @@ fn jobs() -> [Job; 2] {
         attachments: vec![json!({ "name": "brief.md" })],
         presented_to_agents: vec![Uuid::now_v7()],
         verification: Some(verdict()),
+        review_due_at: Some(at()),
         structured_by: "heuristic".into(),
         created_at: at(),
         updated_at: at(),
@@ -81,6 +82,7 @@ fn jobs() -> [Job; 2] {
         attachments: vec![],
         presented_to_agents: vec![],
         verification: None,
+        review_due_at: None,
         ..full.clone()
     };
     [full, bare]
@@ -191,6 +193,7 @@ fn samples() -> Vec<(&'static str, Value)> {
             value(SweepReport {
                 released_holds: 1,
                 failed_deadlines: 0,
+                approved_reviews: 2,
             }),
         ),
         (
@@ -285,6 +288,12 @@ fn samples() -> Vec<(&'static str, Value)> {
             }),
         ),
         ("AmountRequest", value(AmountRequest { amount_cents: 500 })),
+        (
+            "ReviewRequest",
+            value(ReviewRequest {
+                decision: ReviewDecision::Reject,
+            }),
+        ),
     ];
     for code in ErrorCode::ALL {
         v.push(("ErrorCode", value(code)));

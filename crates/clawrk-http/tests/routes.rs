@@ -787,7 +787,7 @@ async fn agents_pagination_cron_and_openapi() {
         (s, b),
         (
             StatusCode::OK,
-            json!({ "released_holds": 0, "failed_deadlines": 0 })
+            json!({ "released_holds": 0, "failed_deadlines": 0, "approved_reviews": 0 })
         )
     );
 

@@ -1,10 +1,13 @@
 //! Background work of one instance (SPEC §6): verification workers and the deadline sweeper.
 //!
 //! - A worker leases the oldest `submitted` job (row-locked, so instances never verify one job
-//!   twice), verifies it and applies the verdict. A verifier error is logged on the job and retried
-//!   with exponential backoff (the lease keeps other workers off meanwhile); a job left `submitted`
-//!   by a crash is leased again once its lease lapses, so nothing is lost across restarts.
-//! - The sweeper releases lapsed holds and fails attempts past their deadline every interval.
+//!   twice), verifies it and applies the verdict. A verifier error is logged on the job, which is
+//!   tried again after `CLAWRK_VERIFY_RETRY_SECONDS` (after `CLAWRK_VERIFY_MAX_ERRORS` errors it
+//!   goes to the sender's review); the failing worker itself backs off exponentially, so a down
+//!   LLM is not hammered. A job left `submitted` by a crash is leased again once its lease lapses,
+//!   so nothing is lost across restarts.
+//! - The sweeper releases lapsed holds, fails attempts past their deadline and approves reviews
+//!   left unanswered past their due time, every interval.
 //!
 //! Both stop at shutdown between two units of work: a verification in progress completes.
 
@@ -57,7 +60,7 @@ pub fn verification_workers(
                     let wait = match market.verify_next().await {
                         Ok(Some(job)) => {
                             backoff = BACKOFF_START;
-                            tracing::info!(worker = i, job = %job.id, status = %job.status, "verified");
+                            tracing::info!(worker = i, job = %job.id, status = %job.status, "verdict applied");
                             Duration::ZERO
                         }
                         Ok(None) => IDLE_POLL,
@@ -91,11 +94,14 @@ pub fn sweeper(
     Some(tokio::spawn(async move {
         while pause(&mut stop, every, None).await {
             match market.sweep().await {
-                Ok(r) if r.released_holds + r.failed_deadlines > 0 => tracing::info!(
-                    released_holds = r.released_holds,
-                    failed_deadlines = r.failed_deadlines,
-                    "swept"
-                ),
+                Ok(r) if r.released_holds + r.failed_deadlines + r.approved_reviews > 0 => {
+                    tracing::info!(
+                        released_holds = r.released_holds,
+                        failed_deadlines = r.failed_deadlines,
+                        approved_reviews = r.approved_reviews,
+                        "swept"
+                    )
+                }
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "sweep failed"),
             }

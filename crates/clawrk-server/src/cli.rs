@@ -119,9 +119,23 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u64).range(0..=10))]
     pub llm_retries: u64,
     /// How long a verification may run before another worker takes the job over, in seconds.
-    #[arg(long, env = "CLAWRK_VERIFY_LEASE_SECONDS", default_value_t = 60,
+    /// Default: what the LLM settings allow a verification at worst, plus 30 s; a value below that
+    /// is refused (a verification would outlive its lease and run twice).
+    #[arg(long, env = "CLAWRK_VERIFY_LEASE_SECONDS",
           value_parser = clap::value_parser!(u64).range(1..=3600))]
-    pub verify_lease_seconds: u64,
+    pub verify_lease_seconds: Option<u64>,
+    /// Seconds before a submission is verified again after a verifier error.
+    #[arg(long, env = "CLAWRK_VERIFY_RETRY_SECONDS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub verify_retry_seconds: u64,
+    /// Verifier failures on one submission before it goes to its sender's review.
+    #[arg(long, env = "CLAWRK_VERIFY_MAX_ERRORS", default_value_t = 5,
+          value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub verify_max_errors: u32,
+    /// Hours a submission waits for its sender's review before it is approved.
+    #[arg(long, env = "CLAWRK_REVIEW_HOURS", default_value_t = 72,
+          value_parser = clap::value_parser!(u32).range(1..=720))]
+    pub review_hours: u32,
     /// Concurrent verifications per instance (0: this instance serves the API only; another
     /// instance on the same database verifies).
     #[arg(long, env = "CLAWRK_VERIFY_WORKERS", default_value_t = 4,

@@ -62,6 +62,10 @@ fn main() -> ExitCode {
 }
 
 async fn serve(store_args: StoreArgs, args: ServeArgs) -> ExitCode {
+    let lease = match wiring::verification_lease(&args) {
+        Ok(l) => l,
+        Err(e) => return fail(e),
+    };
     let opened = match wiring::open_store(&store_args).await {
         Ok(o) => o,
         Err(e) => return fail(e),
@@ -74,6 +78,7 @@ async fn serve(store_args: StoreArgs, args: ServeArgs) -> ExitCode {
         llm = %if llm.api_key.is_some() { format!("llm:{}", llm.model) } else { "heuristic (no OPENAI_API_KEY)".into() },
         hold_seconds = args.hold_seconds,
         sweep_seconds = args.sweep_seconds,
+        verify_lease_seconds = lease.as_secs(),
         cron = args.cron_secret.is_some(),
         "clawrk starting"
     );

@@ -291,6 +291,36 @@ pub fn llm_config(s: &ServeArgs) -> clawrk_llm::LlmConfig {
     }
 }
 
+/// The longest one verification can take with these LLM settings: every attempt of the call up to
+/// its timeout, and the retry layer's waits between them (at most 8 s each). None for the offline
+/// heuristic, which answers at once.
+pub fn worst_verification(s: &ServeArgs) -> Option<Duration> {
+    let llm = llm_config(s);
+    llm.api_key.as_ref()?;
+    let retries = u32::try_from(llm.retries).unwrap_or(10);
+    Some(llm.timeout * (retries + 1) + Duration::from_secs(8) * retries + Duration::from_secs(1))
+}
+
+/// The verification lease: the one configured, which must outlast the worst verification, or
+/// that plus 30 s (at least 60 s).
+pub fn verification_lease(s: &ServeArgs) -> std::result::Result<Duration, String> {
+    let worst = worst_verification(s);
+    match (s.verify_lease_seconds.map(Duration::from_secs), worst) {
+        (Some(lease), Some(worst)) if lease < worst => Err(format!(
+            "CLAWRK_VERIFY_LEASE_SECONDS={} is shorter than a verification can take with \
+             CLAWRK_LLM_TIMEOUT_SECONDS={} and CLAWRK_LLM_RETRIES={} (up to {} s): a verification \
+             would outlive its lease and run twice. Raise it, or lower the LLM settings",
+            lease.as_secs(),
+            s.llm_timeout_seconds,
+            s.llm_retries,
+            worst.as_secs()
+        )),
+        (Some(lease), _) => Ok(lease),
+        (None, Some(worst)) => Ok((worst + Duration::from_secs(30)).max(Duration::from_secs(60))),
+        (None, None) => Ok(Duration::from_secs(60)),
+    }
+}
+
 /// The marketplace over the opened store.
 pub fn marketplace(store: Arc<dyn Store>, s: &ServeArgs) -> Marketplace {
     let (structurer, verifier) = clawrk_llm::from_config(&llm_config(s));
@@ -309,7 +339,11 @@ pub fn marketplace(store: Arc<dyn Store>, s: &ServeArgs) -> Marketplace {
         },
         Config {
             hold_seconds: s.hold_seconds,
-            verification_lease: Duration::from_secs(s.verify_lease_seconds),
+            // `serve` refuses a lease that is too short before it gets here.
+            verification_lease: verification_lease(s).unwrap_or(Duration::from_secs(60)),
+            verify_max_errors: s.verify_max_errors,
+            verify_retry: Duration::from_secs(s.verify_retry_seconds),
+            review_seconds: s.review_hours.saturating_mul(3600),
             ..Config::default()
         },
     )

@@ -276,7 +276,8 @@ async fn every_route(db: Db) {
         a.enforce_deadlines("s3cret").await.unwrap(),
         SweepReport {
             released_holds: 0,
-            failed_deadlines: 0
+            failed_deadlines: 0,
+            approved_reviews: 0
         }
     );
     assert_eq!(

@@ -237,8 +237,10 @@ async fn cancel_in_each_status_and_an_expired_hold() {
 async fn a_crash_during_verification_is_resumed_and_paid_once() {
     let (_pg, db) = postgres();
     let (_llm, fake, mut llm_env) = fake_llm(true).await;
-    llm_env.push(("CLAWRK_VERIFY_LEASE_SECONDS".into(), "2".into()));
-    llm_env.push(("CLAWRK_LLM_TIMEOUT_SECONDS".into(), "30".into()));
+    // A lease just above what one call may take (4 s, no retries): the restarted server takes
+    // the job over soon after.
+    llm_env.push(("CLAWRK_VERIFY_LEASE_SECONDS".into(), "6".into()));
+    llm_env.push(("CLAWRK_LLM_TIMEOUT_SECONDS".into(), "4".into()));
     let mut server = Server::start(&db, &llm_env).await;
     let sender = create_user(&db, "sender", 1_000);
     let worker = create_user(&db, "worker", 0);
@@ -277,6 +279,96 @@ async fn a_crash_during_verification_is_resumed_and_paid_once() {
         .filter(|e| e.reason == LedgerReason::Earning)
         .count();
     assert_eq!(earnings, 1);
+}
+
+/// A verifier that keeps failing hands the submission to the sender: the job says so, the log
+/// stream stays open, and the sender's approval ends it with a verdict and pays the agent once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_verifier_hands_the_submission_to_the_sender() {
+    let (_pg, db) = postgres();
+    let (_llm, fake, mut llm_env) = fake_llm(true).await;
+    llm_env.extend(env(&[
+        ("CLAWRK_VERIFY_MAX_ERRORS", "2"),
+        ("CLAWRK_VERIFY_RETRY_SECONDS", "1"),
+        ("CLAWRK_REVIEW_HOURS", "24"),
+    ]));
+    let server = Server::start(&db, &llm_env).await;
+    let sender = create_user(&db, "sender", 1_000);
+    let worker = create_user(&db, "worker", 0);
+    let (s, w) = (server.client(&sender.key), server.client(&worker.key));
+    let id = queued(&s, RunRequest::confirmed("p")).await.id;
+    assert!(w.pull(&pull_now()).await.unwrap().is_some());
+    w.accept(id, &none()).await.unwrap();
+    fake.broken.store(true, Ordering::SeqCst);
+    let following = tokio::spawn({
+        let s = s.clone();
+        async move { follow(&s, id).await }
+    });
+    w.submit(id, &SubmitRequest::text("x")).await.unwrap();
+    eventually(
+        "the submission to wait for review",
+        Duration::from_secs(20),
+        || async { s.job(id).await.unwrap().review_due_at.is_some() },
+    )
+    .await;
+    let job = s.job(id).await.unwrap();
+    assert_eq!(job.status, JobStatus::Submitted);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let due = job.review_due_at.unwrap().unix_timestamp() - now;
+    assert!((23 * 3600..=24 * 3600).contains(&due), "{due}");
+    assert_eq!(
+        fake.verdicts.load(Ordering::SeqCst),
+        2,
+        "two tries, then the sender"
+    );
+    // Only the sender decides.
+    let err = w.review(id, ReviewDecision::Approve).await.unwrap_err();
+    assert_eq!(err.status(), Some(403));
+
+    let paid = s.review(id, ReviewDecision::Approve).await.unwrap();
+    assert_eq!(paid.status, JobStatus::Verified);
+    let (log, verdict) = following.await.unwrap();
+    let verdict = verdict.expect("the stream ends with the sender's verdict");
+    assert!(verdict.passed);
+    assert_eq!(verdict.verifier, "sender");
+    let text: Vec<&str> = log.iter().map(|l| l.message.as_str()).collect();
+    assert!(
+        text.iter().any(|m| m.starts_with("verifier error (1/2)")),
+        "{text:?}"
+    );
+    assert!(
+        text.iter()
+            .any(|m| m.contains("the sender reviews the submission")),
+        "{text:?}"
+    );
+    let err = s.review(id, ReviewDecision::Approve).await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::InvalidState), "decided once");
+    let wallet = w.wallet(&PageRequest::default()).await.unwrap();
+    assert_eq!(wallet.balance_cents, 350);
+}
+
+/// A verification lease shorter than one verification may take is refused at start, with the
+/// reason, instead of letting two instances judge one submission.
+#[test]
+fn a_lease_shorter_than_a_verification_is_refused() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_clawrk-server"))
+        .env(
+            "CLAWRK_DB_PATH",
+            std::env::temp_dir().join(format!("clawrk-lease-{}.db", std::process::id())),
+        )
+        .env_remove("DATABASE_URL")
+        .env("OPENAI_API_KEY", "sk-test")
+        .env("CLAWRK_LLM_TIMEOUT_SECONDS", "30")
+        .env("CLAWRK_VERIFY_LEASE_SECONDS", "10")
+        .env("CLAWRK_ADDR", "127.0.0.1:0")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("CLAWRK_VERIFY_LEASE_SECONDS"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -63,6 +63,8 @@ pub(crate) struct JobRow {
     pub attachments: String,
     pub presented_to_agents: String,
     pub verification: Option<String>,
+    pub verify_errors: i32,
+    pub review_due_at: Option<i64>,
     pub structured_by: String,
     pub created_at: i64,
     pub updated_at: i64,
@@ -111,6 +113,8 @@ impl JobRow {
             attachments: r.attachments.0.clone(),
             presented_to_agents: to_json(&presented)?,
             verification: r.verification.as_ref().map(to_json).transpose()?,
+            verify_errors: i32::try_from(r.verify_errors).unwrap_or(i32::MAX),
+            review_due_at: ms(r.review_due_at),
             structured_by: r.structured_by.clone(),
             created_at: r.created_at.millis(),
             updated_at: r.updated_at.millis(),
@@ -168,6 +172,9 @@ impl JobRow {
                 .as_deref()
                 .map(|v| from_json("verification", v))
                 .transpose()?,
+            verify_errors: u32::try_from(self.verify_errors)
+                .map_err(|e| corrupt("verify errors", e))?,
+            review_due_at: ts(self.review_due_at),
             structured_by: self.structured_by,
             created_at: Timestamp::from_millis(self.created_at),
             updated_at: Timestamp::from_millis(self.updated_at),

@@ -71,6 +71,8 @@ diesel::table! {
         attachments -> Text,
         presented_to_agents -> Text,
         verification -> Nullable<Text>,
+        verify_errors -> Integer,
+        review_due_at -> Nullable<BigInt>,
         structured_by -> Text,
         created_at -> BigInt,
         updated_at -> BigInt,

@@ -495,11 +495,30 @@ impl Tx for SqlTx<'_> {
         rows::jobs(rows)
     }
 
+    fn reviews_due(&mut self, now: Timestamp, limit: u32) -> Result<Vec<Job>> {
+        let q = jobs::table
+            .filter(sql::<Bool>("jobs.status = 'submitted'"))
+            .filter(jobs::review_due_at.le(now.millis()))
+            .order(jobs::review_due_at.asc())
+            .limit(i64::from(limit));
+        let rows: Vec<JobRow> = load_locked!(self.db, q, skip_locked).map_err(db_err)?;
+        rows::jobs(rows)
+    }
+
+    fn postpone_verification(&mut self, job: JobId, until: Timestamp) -> Result<()> {
+        diesel::update(jobs::table.filter(jobs::id.eq(id(job))))
+            .set(jobs::verify_lease_until.eq(Some(until.millis())))
+            .execute(self.db)
+            .map_err(db_err)?;
+        Ok(())
+    }
+
     fn lease_submitted(&mut self, now: Timestamp, until: Timestamp) -> Result<Option<Job>> {
-        // One statement: pick the oldest free submission (skipping rows other workers lock) and
-        // lease it.
+        // One statement: pick the oldest free submission (skipping rows other workers lock, and
+        // those waiting for the sender's review) and lease it.
         let pick = sql::<Bool>(
             "jobs.id = (SELECT j.id FROM jobs j WHERE j.status = 'submitted' \
+             AND j.review_due_at IS NULL \
              AND (j.verify_lease_until IS NULL OR j.verify_lease_until <= ",
         )
         .bind::<BigInt, _>(now.millis())

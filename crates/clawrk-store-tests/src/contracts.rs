@@ -668,7 +668,7 @@ async fn verification_lease_and_errors() {
     assert!(matches!(m.verify_next().await, Err(DomainError::Llm(_))));
     assert!(m.verify_next().await.unwrap().is_none(), "leased");
     assert_eq!(f.read(sender.id, job.id).await.status, JobStatus::Submitted);
-    f.clock.advance(Duration::from_secs(61));
+    f.clock.advance(Duration::from_secs(31));
     f.verifier.set_down(false);
     let done = m.verify_next().await.unwrap().unwrap();
     assert_eq!(done.status, JobStatus::Verified);
@@ -677,7 +677,7 @@ async fn verification_lease_and_errors() {
         log[..2],
         [
             "verification of attempt 1 started (scripted): 1 criteria".to_string(),
-            "verifier error: llm unavailable: scripted outage; retrying in 60 s".to_string(),
+            "verifier error (1/5): llm unavailable: scripted outage; retrying in 30 s".to_string(),
         ]
     );
     let seqs: Vec<i64> = m
@@ -689,6 +689,71 @@ async fn verification_lease_and_errors() {
         .map(|l| l.seq)
         .collect();
     assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>());
+    f.check(h).await;
+}
+
+/// A submission the verifier cannot judge after its errors goes to the sender's review: no worker
+/// takes it again, the sender's approval pays the agent, a rejection re-queues it, and a review
+/// left unanswered is approved by the sweep when it is due.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn verifier_outage_goes_to_review() {
+    let h = &HARNESS;
+    let f = Fixture::new(h).await;
+    let m = &f.market;
+    let sender = f.user("sender", 10_000).await;
+    let worker = f.user("worker", 0).await;
+    let mut jobs = Vec::new();
+    for _ in 0..3 {
+        let job = f.job(sender.id, 500).await;
+        m.claim(worker.id, job.id, &DEFAULT).await.unwrap();
+        m.accept(worker.id, job.id, &DEFAULT).await.unwrap();
+        m.submit(worker.id, job.id, output()).await.unwrap();
+        jobs.push(job.id);
+    }
+    f.verifier.set_down(true);
+    for _ in 0..5 {
+        for _ in 0..3 {
+            assert!(matches!(m.verify_next().await, Err(DomainError::Llm(_))));
+        }
+        f.clock.advance(Duration::from_secs(31));
+    }
+    assert!(
+        m.verify_next().await.unwrap().is_none(),
+        "in review, not leased"
+    );
+    f.verifier.set_down(false);
+    assert!(
+        m.verify_next().await.unwrap().is_none(),
+        "the sender decides now"
+    );
+    let waiting = f.read(sender.id, jobs[0]).await;
+    assert_eq!(waiting.status, JobStatus::Submitted);
+    assert!(waiting.review_due_at.is_some());
+    assert!(matches!(
+        m.review(worker.id, jobs[0], true).await,
+        Err(DomainError::Forbidden(_))
+    ));
+
+    let paid = m.review(sender.id, jobs[0], true).await.unwrap();
+    assert_eq!(paid.status, JobStatus::Verified);
+    assert_eq!(paid.review_due_at, None);
+    let rejected = m.review(sender.id, jobs[1], false).await.unwrap();
+    assert_eq!(rejected.status, JobStatus::Queued);
+    assert_eq!(rejected.attempt_count, 1);
+    assert!(
+        m.review(sender.id, jobs[0], true).await.is_err(),
+        "decided once"
+    );
+
+    assert_eq!(m.sweep().await.unwrap().approved_reviews, 0, "not due yet");
+    f.clock.advance(Duration::from_secs(72 * 3600 + 1));
+    assert_eq!(m.sweep().await.unwrap().approved_reviews, 1);
+    assert_eq!(f.read(sender.id, jobs[2]).await.status, JobStatus::Verified);
+    assert_eq!(m.sweep().await.unwrap().approved_reviews, 0, "idempotent");
+    assert_eq!(
+        f.balance(worker.id).await,
+        2 * (500 - (500 * 20 / 100 + 50))
+    );
     f.check(h).await;
 }
 

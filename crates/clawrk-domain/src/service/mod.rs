@@ -57,6 +57,12 @@ pub struct Config {
     pub key_cache_ttl: Duration,
     /// How long an idempotency key's answer is kept (SPEC: 24 hours).
     pub idempotency_ttl_seconds: u32,
+    /// How long after a verifier error the submission is tried again.
+    pub verify_retry: Duration,
+    /// Verifier errors on one submission before it goes to the sender's review.
+    pub verify_max_errors: u32,
+    /// How long a submission waits for the sender's review before it is approved.
+    pub review_seconds: u32,
 }
 
 impl Default for Config {
@@ -67,6 +73,9 @@ impl Default for Config {
             verification_lease: Duration::from_secs(60),
             key_cache_ttl: Duration::from_secs(10),
             idempotency_ttl_seconds: 24 * 3600,
+            verify_retry: Duration::from_secs(30),
+            verify_max_errors: 5,
+            review_seconds: 72 * 3600,
         }
     }
 }

@@ -6,7 +6,7 @@
 
 use super::{Marketplace, apply};
 use crate::error::{DomainError, Result};
-use crate::ids::Timestamp;
+use crate::ids::{JobId, Timestamp, UserId};
 use crate::job::{Job, JobStatus, LogLevel, Verdict};
 use crate::lifecycle::{self, Change};
 use crate::ports::{Announcement, LogSink, NewLogLine, SweepReport, VerifyTask};
@@ -127,22 +127,36 @@ impl Marketplace {
                 Ok(Some(after))
             }
             Err(e) => {
-                let retry = self.config.verification_lease.as_secs();
-                let mut lines = notes.take();
-                lines.push((
-                    LogLevel::Error,
-                    format!("verifier error: {e}; retrying in {retry} s"),
-                ));
+                // Counted on the job; the submission is tried again after `verify_retry`, or goes
+                // to the sender's review after `verify_max_errors` failures.
+                let retry = self.config.verify_retry;
+                let (max, review) = (self.config.verify_max_errors, self.config.review_seconds);
+                let interim = notes.take();
+                let why = e.to_string();
                 let at = self.now();
+                let until = at.plus_millis(i64::try_from(retry.as_millis()).unwrap_or(i64::MAX));
+                let clock = self.ports.clock.clone();
                 self.store()
-                    .transaction(move |tx| match tx.lock_job(id)? {
-                        Some(j)
-                            if j.status == JobStatus::Submitted && j.attempt_count == attempt =>
-                        {
-                            tx.append_logs(id, &lines, at)?;
-                            tx.notify(Announcement::Log(id))
+                    .transaction(move |tx| {
+                        let Some(j) = tx.lock_job(id)? else {
+                            return Ok(());
+                        };
+                        let Some(mut change) = lifecycle::verifier_failed(
+                            &j,
+                            attempt,
+                            &why,
+                            max,
+                            retry.as_secs(),
+                            review,
+                            at,
+                        ) else {
+                            return Ok(());
+                        };
+                        change.log.splice(0..0, interim.iter().cloned());
+                        if !apply(tx, &*clock, &j, &change)? {
+                            return Err(DomainError::Internal("a locked job changed".into()));
                         }
-                        _ => Ok(()),
+                        tx.postpone_verification(id, until)
                     })
                     .await?;
                 Err(e.into())
@@ -150,12 +164,31 @@ impl Marketplace {
         }
     }
 
-    /// One deadline sweep: releases every lapsed hold and fails every attempt past its deadline
-    /// (in batches, each a transaction over rows it locked), then forgets expired quotes and
-    /// idempotency records. Idempotent and safe to run concurrently: each job is handled once.
+    /// The sender's review of a submission the verifier gave up on: approve (the agent is paid)
+    /// or reject (the attempt fails).
+    pub async fn review(&self, user: UserId, id: JobId, approve: bool) -> Result<Job> {
+        self.transition(
+            id,
+            |_, _| Ok(()),
+            move |job, _, now| lifecycle::review(job, user, approve, now),
+        )
+        .await
+    }
+
+    /// One deadline sweep: releases every lapsed hold, fails every attempt past its deadline and
+    /// approves every review past its due time (in batches, each a transaction over rows it
+    /// locked), then forgets expired quotes and idempotency records. Idempotent and safe to run
+    /// concurrently: each job is handled once.
     pub async fn sweep(&self) -> Result<SweepReport> {
         let now = self.now();
         let report = SweepReport {
+            approved_reviews: self
+                .sweep_batches(
+                    now,
+                    |tx, now| tx.reviews_due(now, SWEEP_BATCH),
+                    lifecycle::auto_approve,
+                )
+                .await?,
             released_holds: self
                 .sweep_batches(
                     now,

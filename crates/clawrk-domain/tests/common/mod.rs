@@ -62,6 +62,8 @@ pub fn job_in(status: JobStatus, attempts: u32) -> Job {
         attachments: RawJson::empty_array(),
         presented_to_agents: vec![],
         verification: None,
+        verify_errors: 0,
+        review_due_at: None,
         structured_by: "heuristic".into(),
         created_at: T0,
         updated_at: T0,

@@ -212,6 +212,8 @@ pub struct FakeLlm {
     pub pass: Arc<AtomicBool>,
     pub delay_ms: Arc<AtomicU64>,
     pub verdicts: Arc<AtomicU64>,
+    /// Verification requests answer 500 while this is set.
+    pub broken: Arc<AtomicBool>,
 }
 
 impl Respond for FakeLlm {
@@ -228,6 +230,11 @@ impl Respond for FakeLlm {
             })
         } else {
             self.verdicts.fetch_add(1, Ordering::SeqCst);
+            if self.broken.load(Ordering::SeqCst) {
+                return ResponseTemplate::new(500).set_body_json(
+                    json!({"error": {"message": "model crashed", "type": "server_error"}}),
+                );
+            }
             let pass = self.pass.load(Ordering::SeqCst);
             json!({
                 "passed": pass,
@@ -253,6 +260,7 @@ pub async fn fake_llm(pass: bool) -> (MockServer, FakeLlm, Vec<(String, String)>
         pass: Arc::new(AtomicBool::new(pass)),
         delay_ms: Arc::new(AtomicU64::new(0)),
         verdicts: Arc::new(AtomicU64::new(0)),
+        broken: Arc::new(AtomicBool::new(false)),
     };
     Mock::given(wiremock::matchers::method("POST"))
         .respond_with(fake.clone())
