@@ -192,7 +192,7 @@ fn user(server: &Server, name: &str, cents: i64) -> Person {
 
 /// A haiku the offline verifier passes for "Write a haiku about the sea".
 const HAIKU: &str =
-    "Write a haiku about the sea:\ngrey waves fold into white foam\nthe tide breathes, and goes";
+    "Grey waves fold and break\nwhite foam breathes upon the sand\nthe tide pulls back home";
 
 #[test]
 fn a_sender_and_an_agent_operator_walk_a_job_through() {
@@ -286,12 +286,12 @@ fn a_sender_and_an_agent_operator_walk_a_job_through() {
         "{waited}"
     );
     assert!(
-        waited.contains("grey waves fold into white foam"),
+        waited.contains("white foam breathes upon the sand"),
         "{waited}"
     );
     let shown = alice.ok(&["job", &id]);
     assert!(
-        shown.contains("grey waves fold into white foam") && shown.contains("requirements"),
+        shown.contains("white foam breathes upon the sand") && shown.contains("requirements"),
         "{shown}"
     );
     let logs = alice.ok(&["logs", &id]);
@@ -521,7 +521,7 @@ case "$input" in
   *slow-me*) sleep 60 ;;
 esac
 test -n "$CLAWRK_JOB_ID" || exit 9
-printf 'Write a haiku about the sea:\ngrey waves fold into white foam\nthe tide breathes, and goes (%s)\n' "$SECRET"
+printf 'Grey waves fold and break\nwhite foam breathes upon the sand\nthe tide pulls back home (%s)\n' "$SECRET"
 "#;
 
 #[test]

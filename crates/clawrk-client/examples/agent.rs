@@ -10,12 +10,10 @@ use clawrk_client::api::{AgentChoice, Job, PullRequest, SubmitRequest};
 use clawrk_client::{Client, Error, ErrorCode};
 use std::time::Duration;
 
-/// The work itself: here, a haiku about the job's subject. Replace with your model call.
-fn work(job: &Job) -> String {
-    format!(
-        "{}\nwaves fold into foam\nthe sea keeps its old promise\nsalt on the morning wind",
-        job.title
-    )
+/// The work itself: here, always the same haiku. Replace with your model call on the job's title,
+/// description, requirements and acceptance criteria.
+fn work(_job: &Job) -> String {
+    "waves fold into foam\nthe sea keeps its old promise\nsalt on the morning wind".to_string()
 }
 
 /// Works on up to `max_jobs` jobs (or forever with `None`), each pull waiting up to `wait` for a

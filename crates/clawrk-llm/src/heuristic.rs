@@ -4,8 +4,15 @@
 //! Structuring: the title is the first sentence's main clause, without politeness, cut at a clause
 //! boundary and title-cased (it reads as a title, not as the prompt cut off); requirements and
 //! acceptance criteria come from the prompt's sentences; price and time grow with the prompt's words
-//! and sentences. Verifying: the output must be non-empty, and each criterion passes when the
-//! output contains at least half of the criterion's key terms.
+//! and sentences.
+//!
+//! Verifying checks form, not meaning — it is meant for trying clawrk out without an LLM, and the
+//! server says so at start. The output must be non-empty and say something of its own (at least
+//! two key terms that are not in the job's text: restating the prompt, "write haiku sea", fails).
+//! Each criterion is then held to the form its words name: a haiku has three lines, a limerick
+//! five, a sonnet fourteen, a poem several; a list has items; JSON parses; code looks like code;
+//! "N words" is within half to twice N; "mention X" needs most of X's key terms. A criterion that
+//! names no form passes on an output of its own.
 
 use async_trait::async_trait;
 use clawrk_domain::job::CriterionResult;
@@ -198,34 +205,174 @@ impl Structurer for Heuristic {
     }
 }
 
-/// Judges one criterion by key-term coverage.
-fn judge(criterion: &str, output_terms: &std::collections::BTreeSet<String>) -> CriterionResult {
+/// Key terms an output must have that the job's own text does not, to be more than a restatement.
+const MIN_OWN_TERMS: usize = 2;
+
+/// Distinct key terms of `output` not in `context`.
+fn own_terms(output: &str, context: &std::collections::BTreeSet<String>) -> usize {
+    terms(output).difference(context).count()
+}
+
+/// The non-empty lines of `output`.
+fn lines(output: &str) -> usize {
+    output.lines().filter(|l| !l.trim().is_empty()).count()
+}
+
+/// Whether `words` (the criterion's, lowercased) contains any of `names`.
+fn names(words: &[String], names: &[&str]) -> bool {
+    words.iter().any(|w| names.contains(&w.as_str()))
+}
+
+/// "300 words", "300-word": the number of words asked for.
+fn words_asked(text: &str) -> Option<usize> {
+    let lower = text.to_lowercase();
+    let tokens: Vec<&str> = lower
+        .split(|c: char| c.is_whitespace() || c == '-')
+        .filter(|t| !t.is_empty())
+        .collect();
+    tokens.windows(2).find_map(|w| {
+        let word = w[1].trim_end_matches(|c: char| !c.is_alphanumeric());
+        if word == "words" || word == "word" {
+            w[0].parse::<usize>().ok().filter(|n| *n > 0)
+        } else {
+            None
+        }
+    })
+}
+
+/// The output without a Markdown code fence around it.
+fn unfenced(output: &str) -> &str {
+    let t = output.trim();
+    match t.strip_prefix("```") {
+        Some(rest) => {
+            let body = rest.split_once('\n').map_or("", |(_, b)| b);
+            body.trim_end().strip_suffix("```").unwrap_or(body).trim()
+        }
+        None => t,
+    }
+}
+
+/// A criterion held to the form its words name; one that names none passes.
+fn judge(criterion: &str, output: &str) -> CriterionResult {
     let text = criterion
         .strip_prefix(CRITERION_PREFIX)
         .unwrap_or(criterion);
-    let key = terms(text);
-    if key.is_empty() {
-        return CriterionResult {
-            criterion: criterion.into(),
-            passed: true,
-            note: "no key terms to check; the output is non-empty".into(),
-        };
-    }
-    let missing: Vec<&str> = key
-        .iter()
-        .filter(|t| !output_terms.contains(*t))
-        .map(String::as_str)
+    let words: Vec<String> = text
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
         .collect();
-    let covered = key.len() - missing.len();
-    let passed = covered * 2 >= key.len();
-    let note = if missing.is_empty() {
-        format!("covers all {} key terms", key.len())
-    } else {
-        format!(
-            "covers {covered} of {} key terms (missing: {})",
-            key.len(),
-            missing.join(", ")
+    let n = lines(output);
+    let mut checks: Vec<(bool, String)> = Vec::new();
+    for (form, want) in [("haiku", 3), ("limerick", 5), ("sonnet", 14)] {
+        if names(&words, &[form]) {
+            checks.push((
+                n == want,
+                format!("a {form} has {want} lines; the output has {n}"),
+            ));
+        }
+    }
+    if checks.is_empty() && names(&words, &["poem", "poetry", "verse", "stanza"]) {
+        checks.push((n >= 2, format!("a poem has lines; the output has {n}")));
+    }
+    // A poem about a language is still a poem, not code.
+    let verse = !checks.is_empty();
+    if names(&words, &["list", "bullet", "bullets", "enumerate"]) {
+        let items = output
+            .lines()
+            .map(str::trim_start)
+            .filter(|l| {
+                l.starts_with(['-', '*', '•'])
+                    || l.split_once(['.', ')']).is_some_and(|(d, _)| {
+                        !d.is_empty() && d.chars().all(|c| c.is_ascii_digit())
+                    })
+            })
+            .count();
+        checks.push((items >= 2, format!("a list of {items} item(s)")));
+    }
+    if names(&words, &["json"]) {
+        let ok = serde_json::from_str::<serde_json::Value>(unfenced(output)).is_ok();
+        checks.push((
+            ok,
+            if ok { "valid JSON" } else { "not valid JSON" }.to_string(),
+        ));
+    }
+    if !verse
+        && names(
+            &words,
+            &[
+                "code",
+                "function",
+                "python",
+                "rust",
+                "javascript",
+                "typescript",
+                "script",
+                "program",
+                "sql",
+                "class",
+                "implement",
+            ],
         )
+    {
+        let code = [
+            "def ", "fn ", "function", "return", "class ", "select ", "=", "{", "();",
+        ]
+        .iter()
+        .any(|m| output.to_lowercase().contains(m));
+        checks.push((
+            code,
+            if code {
+                "looks like code"
+            } else {
+                "no code in the output"
+            }
+            .to_string(),
+        ));
+    }
+    if let Some(asked) = words_asked(text) {
+        let count = output.split_whitespace().count();
+        checks.push((
+            count * 2 >= asked && count <= asked * 2,
+            format!("{count} words for about {asked}"),
+        ));
+    }
+    if let Some(first) = words.first()
+        && matches!(
+            first.as_str(),
+            "mention" | "mentions" | "include" | "includes" | "name" | "names" | "cite"
+        )
+    {
+        let key = terms(&words[1..].join(" "));
+        let have = terms(output);
+        let missing: Vec<&str> = key
+            .iter()
+            .filter(|t| !have.contains(*t))
+            .map(String::as_str)
+            .collect();
+        let covered = key.len() - missing.len();
+        checks.push((
+            covered * 2 >= key.len(),
+            if missing.is_empty() {
+                format!("mentions all {} key terms", key.len())
+            } else {
+                format!(
+                    "mentions {covered} of {} key terms (missing: {})",
+                    key.len(),
+                    missing.join(", ")
+                )
+            },
+        ));
+    }
+    let passed = checks.iter().all(|(ok, _)| *ok);
+    let note = if checks.is_empty() {
+        "no form to check; the output has words of its own".to_string()
+    } else {
+        checks
+            .into_iter()
+            .map(|(_, why)| why)
+            .collect::<Vec<_>>()
+            .join("; ")
     };
     CriterionResult {
         criterion: criterion.into(),
@@ -246,28 +393,40 @@ impl Verifier for Heuristic {
         _log: Arc<dyn LogSink>,
     ) -> Result<Assessment, LlmError> {
         let criteria = task.criteria();
-        let has_output = !task.output.trim().is_empty() || task.attachments.is_some();
-        let output_terms = terms(&task.output);
+        let output = task.output.trim();
+        let mut context = format!("{} {} {}", task.title, task.description, task.requirements);
+        for c in &criteria {
+            context.push(' ');
+            context.push_str(c);
+        }
+        let own = own_terms(output, &terms(&context));
+        let failure = if output.is_empty() && task.attachments.is_none() {
+            Some("the output is empty".to_string())
+        } else if own < MIN_OWN_TERMS && task.attachments.is_none() {
+            Some(format!(
+                "the output restates the task: {own} key term(s) of its own, {MIN_OWN_TERMS} needed"
+            ))
+        } else {
+            None
+        };
         let results: Vec<CriterionResult> = criteria
             .iter()
-            .map(|c| {
-                if has_output {
-                    judge(c, &output_terms)
-                } else {
-                    CriterionResult {
-                        criterion: c.clone(),
-                        passed: false,
-                        note: "the output is empty".into(),
-                    }
-                }
+            .map(|c| match &failure {
+                Some(why) => CriterionResult {
+                    criterion: c.clone(),
+                    passed: false,
+                    note: why.clone(),
+                },
+                None => judge(c, output),
             })
             .collect();
         let met = results.iter().filter(|r| r.passed).count();
-        let passed = has_output && met == results.len();
+        let passed = failure.is_none() && met == results.len();
         let a = Assessment {
             passed,
             reasoning: format!(
-                "{met} of {} criteria met by key-term coverage of the output",
+                "{met} of {} criteria met (offline heuristic: form and wording are checked, not \
+                 meaning)",
                 results.len()
             ),
             criteria: results,

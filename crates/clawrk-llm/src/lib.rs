@@ -38,6 +38,41 @@ pub struct LlmConfig {
     pub timeout: Duration,
     /// Retries on 429 and 5xx (with exponential backoff), after the first call.
     pub retries: usize,
+    /// The output cap sent with every call (`max_tokens`).
+    pub max_tokens: u32,
+    /// How structured output is asked for.
+    pub response_format: ResponseFormatMode,
+}
+
+/// The smallest output cap accepted: below it even a short verdict would be cut.
+pub const MIN_MAX_TOKENS: u32 = 256;
+
+/// The default output cap: the largest answer the schemas allow fits with room to spare.
+pub const DEFAULT_MAX_TOKENS: u32 = 2048;
+
+/// How structured output is asked for (`CLAWRK_LLM_RESPONSE_FORMAT`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResponseFormatMode {
+    /// `json_schema` (strict), falling back once per process to `json_object` with the schema when
+    /// the server refuses it.
+    Auto,
+    /// Always `response_format.type = "json_schema"` (OpenAI, llama.cpp's server, vLLM, Ollama).
+    JsonSchema,
+    /// Always `json_object`, the schema sent beside it and in the instructions (servers that do not
+    /// take `json_schema`, such as llama-cpp-python's).
+    JsonObject,
+}
+
+impl std::str::FromStr for ResponseFormatMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(ResponseFormatMode::Auto),
+            "json_schema" => Ok(ResponseFormatMode::JsonSchema),
+            "json_object" => Ok(ResponseFormatMode::JsonObject),
+            _ => Err("CLAWRK_LLM_RESPONSE_FORMAT must be auto, json_schema or json_object".into()),
+        }
+    }
 }
 
 impl Default for LlmConfig {
@@ -48,6 +83,8 @@ impl Default for LlmConfig {
             model: DEFAULT_MODEL.into(),
             timeout: Duration::from_secs(60),
             retries: 3,
+            max_tokens: DEFAULT_MAX_TOKENS,
+            response_format: ResponseFormatMode::Auto,
         }
     }
 }
@@ -61,13 +98,16 @@ impl std::fmt::Debug for LlmConfig {
             .field("model", &self.model)
             .field("timeout", &self.timeout)
             .field("retries", &self.retries)
+            .field("max_tokens", &self.max_tokens)
+            .field("response_format", &self.response_format)
             .finish()
     }
 }
 
 impl LlmConfig {
-    /// Reads `OPENAI_API_KEY`, `OPENAI_BASE_URL`, `CLAWRK_LLM_MODEL`, `CLAWRK_LLM_TIMEOUT_SECONDS` and
-    /// `CLAWRK_LLM_RETRIES` from the environment; unset or empty values keep the defaults.
+    /// Reads `OPENAI_API_KEY`, `OPENAI_BASE_URL`, `CLAWRK_LLM_MODEL`, `CLAWRK_LLM_TIMEOUT_SECONDS`,
+    /// `CLAWRK_LLM_RETRIES`, `CLAWRK_LLM_MAX_TOKENS` and `CLAWRK_LLM_RESPONSE_FORMAT` from the
+    /// environment; unset or empty values keep the defaults.
     pub fn from_env() -> Result<Self, String> {
         Self::from_lookup(|k| std::env::var(k).ok())
     }
@@ -101,6 +141,16 @@ impl LlmConfig {
                 .ok()
                 .filter(|n| *n <= 10)
                 .ok_or("CLAWRK_LLM_RETRIES must be a number from 0 to 10")?;
+        }
+        if let Some(m) = get("CLAWRK_LLM_MAX_TOKENS") {
+            c.max_tokens = m
+                .parse()
+                .ok()
+                .filter(|n| (MIN_MAX_TOKENS..=1_000_000).contains(n))
+                .ok_or("CLAWRK_LLM_MAX_TOKENS must be a number from 256 to 1000000")?;
+        }
+        if let Some(f) = get("CLAWRK_LLM_RESPONSE_FORMAT") {
+            c.response_format = f.parse()?;
         }
         Ok(c)
     }
@@ -161,6 +211,29 @@ mod tests {
                 .contains("CLAWRK_LLM_RETRIES")
         );
         assert!(cfg(&[("OPENAI_API_KEY", "  ")]).unwrap().api_key.is_none());
+        assert_eq!(
+            (d.max_tokens, d.response_format),
+            (DEFAULT_MAX_TOKENS, ResponseFormatMode::Auto)
+        );
+        let f = cfg(&[
+            ("CLAWRK_LLM_MAX_TOKENS", "512"),
+            ("CLAWRK_LLM_RESPONSE_FORMAT", "json_object"),
+        ])
+        .unwrap();
+        assert_eq!(
+            (f.max_tokens, f.response_format),
+            (512, ResponseFormatMode::JsonObject)
+        );
+        assert!(
+            cfg(&[("CLAWRK_LLM_MAX_TOKENS", "10")])
+                .unwrap_err()
+                .contains("CLAWRK_LLM_MAX_TOKENS")
+        );
+        assert!(
+            cfg(&[("CLAWRK_LLM_RESPONSE_FORMAT", "xml")])
+                .unwrap_err()
+                .contains("CLAWRK_LLM_RESPONSE_FORMAT")
+        );
     }
 
     #[tokio::test]

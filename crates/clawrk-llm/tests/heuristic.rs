@@ -94,9 +94,9 @@ fn task(output: &str) -> VerifyTask {
 }
 
 #[tokio::test]
-async fn verifier_checks_key_terms_and_judges_each_criterion() {
+async fn verifier_checks_form_and_judges_each_criterion() {
     let lines = Arc::new(Lines::default());
-    let good = "A haiku on Rust:\nthe borrow checker frowns\nmy code compiles now";
+    let good = "Ownership moves on\nthe borrow checker frowns, then nods\nmy code compiles now";
     let a = Heuristic.verify(&task(good), lines.clone()).await.unwrap();
     assert!(a.passed, "{a:?}");
     assert_eq!(
@@ -105,18 +105,38 @@ async fn verifier_checks_key_terms_and_judges_each_criterion() {
     );
     assert_eq!(a.criteria.len(), 2);
     assert!(a.criteria.iter().all(|c| c.passed));
+    assert!(a.reasoning.contains("not meaning"), "{}", a.reasoning);
     // The job's log lines (started, one per criterion, the verdict) are the domain's to write.
     assert!(lines.0.lock().unwrap().is_empty());
 
     let off_topic = Heuristic
-        .verify(&task("A limerick about cats"), Arc::new(Lines::default()))
+        .verify(
+            &task("Whiskers in the sun\na cat dreams of tuna cans\nthe dog barks, she sleeps"),
+            Arc::new(Lines::default()),
+        )
         .await
         .unwrap();
     assert!(!off_topic.passed);
+    assert!(off_topic.criteria[0].passed, "a haiku all the same");
     assert!(
         off_topic.criteria[1]
             .note
-            .contains("missing: borrow, checker, mention")
+            .contains("missing: borrow, checker"),
+        "{:?}",
+        off_topic.criteria[1]
+    );
+
+    let prose = Heuristic
+        .verify(
+            &task("The borrow checker keeps references honest, and it frowns a lot."),
+            Arc::new(Lines::default()),
+        )
+        .await
+        .unwrap();
+    assert!(!prose.passed);
+    assert_eq!(
+        prose.criteria[0].note,
+        "a haiku has 3 lines; the output has 1"
     );
 
     let empty = Heuristic
@@ -130,6 +150,100 @@ async fn verifier_checks_key_terms_and_judges_each_criterion() {
             .iter()
             .all(|c| c.note == "the output is empty")
     );
+}
+
+/// The README's example: a plain haiku passes the job the heuristic made of the prompt, and an
+/// output that merely restates the prompt's words does not.
+#[tokio::test]
+async fn a_plain_haiku_passes_and_a_restatement_does_not() {
+    let job = Heuristic
+        .structure("Write a haiku about the sea")
+        .await
+        .unwrap();
+    let task = |output: &str| VerifyTask {
+        title: job.title.clone(),
+        description: job.description.clone(),
+        requirements: job.requirements.clone(),
+        acceptance_criteria: job.acceptance_criteria.clone(),
+        output: output.into(),
+        attachments: None,
+    };
+    let haiku =
+        "Grey waves fold and break\nwhite foam breathes upon the sand\nthe tide pulls back home";
+    let a = Heuristic
+        .verify(&task(haiku), Arc::new(Lines::default()))
+        .await
+        .unwrap();
+    assert!(a.passed, "{a:?}");
+    for restated in [
+        "write haiku sea",
+        "Write a haiku about the sea.",
+        "sea haiku\nsea\nwrite",
+    ] {
+        let a = Heuristic
+            .verify(&task(restated), Arc::new(Lines::default()))
+            .await
+            .unwrap();
+        assert!(!a.passed, "{restated:?}");
+        assert!(a.criteria[0].note.contains("restates the task"), "{a:?}");
+    }
+}
+
+/// Forms the criteria name: code, JSON, a word count, a list.
+#[tokio::test]
+async fn forms_named_by_the_criteria_are_checked() {
+    let cases = [
+        (
+            "Write a Python function is_prime(n)",
+            "Bananas are an excellent source of potassium.",
+            false,
+        ),
+        (
+            "Write a Python function is_prime(n)",
+            "def is_prime(n):\n    return n > 1 and all(n % d for d in range(2, n))",
+            true,
+        ),
+        (
+            "Return the totals as JSON",
+            "{\"vendor\": \"ACME\", \"total\": 1234.56}",
+            true,
+        ),
+        (
+            "Return the totals as JSON",
+            "vendor ACME, total 1234.56",
+            false,
+        ),
+        (
+            "Summarise it in about 20 words",
+            &"lorem ipsum dolor ".repeat(7),
+            true,
+        ),
+        ("Summarise it in about 20 words", "lorem ipsum dolor", false),
+        (
+            "List three colours",
+            "- cerulean\n- vermilion\n- ochre",
+            true,
+        ),
+        ("List three colours", "cerulean vermilion ochre", false),
+    ];
+    for (prompt, output, want) in cases {
+        let job = Heuristic.structure(prompt).await.unwrap();
+        let a = Heuristic
+            .verify(
+                &VerifyTask {
+                    title: job.title,
+                    description: job.description,
+                    requirements: job.requirements,
+                    acceptance_criteria: job.acceptance_criteria,
+                    output: output.to_string(),
+                    attachments: None,
+                },
+                Arc::new(Lines::default()),
+            )
+            .await
+            .unwrap();
+        assert_eq!(a.passed, want, "{prompt:?} / {output:?}: {a:?}");
+    }
 }
 
 /// Any text, however its letters change length when lowercased (`İ`, the Kelvin sign, …), is

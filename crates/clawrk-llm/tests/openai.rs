@@ -18,6 +18,7 @@ fn llm(server: &MockServer, retries: usize, timeout: Duration) -> OpenAiLlm {
         model: "test-model".into(),
         timeout,
         retries,
+        ..LlmConfig::default()
     })
 }
 

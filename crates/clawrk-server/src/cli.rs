@@ -118,6 +118,15 @@ pub struct ServeArgs {
     #[arg(long, env = "CLAWRK_LLM_RETRIES", default_value_t = 3,
           value_parser = clap::value_parser!(u64).range(0..=10))]
     pub llm_retries: u64,
+    /// The output cap sent with every LLM call (max_tokens).
+    #[arg(long, env = "CLAWRK_LLM_MAX_TOKENS", default_value_t = clawrk_llm::DEFAULT_MAX_TOKENS,
+          value_parser = clap::value_parser!(u32).range(clawrk_llm::MIN_MAX_TOKENS as i64..=1_000_000))]
+    pub llm_max_tokens: u32,
+    /// How structured output is asked for: json_schema, json_object (the schema sent beside it),
+    /// or auto (json_schema, falling back once to json_object when the server refuses it).
+    #[arg(long, env = "CLAWRK_LLM_RESPONSE_FORMAT", default_value = "auto",
+          value_parser = parse_response_format)]
+    pub llm_response_format: clawrk_llm::ResponseFormatMode,
     /// How long a verification may run before another worker takes the job over, in seconds.
     /// Default: what the LLM settings allow a verification at worst, plus 30 s; a value below that
     /// is refused (a verification would outlive its lease and run twice).
@@ -164,4 +173,9 @@ impl ServeArgs {
 struct ServeParser {
     #[command(flatten)]
     args: ServeArgs,
+}
+
+/// `CLAWRK_LLM_RESPONSE_FORMAT`'s values.
+fn parse_response_format(s: &str) -> Result<clawrk_llm::ResponseFormatMode, String> {
+    s.parse()
 }

@@ -79,9 +79,19 @@ async fn serve(store_args: StoreArgs, args: ServeArgs) -> ExitCode {
         hold_seconds = args.hold_seconds,
         sweep_seconds = args.sweep_seconds,
         verify_lease_seconds = lease.as_secs(),
+        llm_response_format = ?llm.response_format,
+        llm_max_tokens = llm.max_tokens,
         cron = args.cron_secret.is_some(),
         "clawrk starting"
     );
+    if llm.api_key.is_none() {
+        tracing::warn!(
+            "no OPENAI_API_KEY: jobs are structured and verified by the offline heuristic, which \
+             checks form and wording, not meaning. It is meant for trying clawrk out; set \
+             OPENAI_API_KEY (and OPENAI_BASE_URL for a local OpenAI-compatible server) to run it \
+             for real"
+        );
+    }
     if args.payments == Payments::Dev {
         tracing::warn!(
             "CLAWRK_PAYMENTS=dev: top-ups are credited without any payment and withdrawals go \

@@ -288,17 +288,27 @@ pub fn llm_config(s: &ServeArgs) -> clawrk_llm::LlmConfig {
         model: s.llm_model.clone(),
         timeout: Duration::from_secs(s.llm_timeout_seconds.max(1)),
         retries: usize::try_from(s.llm_retries).unwrap_or(3),
+        max_tokens: s.llm_max_tokens,
+        response_format: s.llm_response_format,
     }
 }
 
 /// The longest one verification can take with these LLM settings: every attempt of the call up to
-/// its timeout, and the retry layer's waits between them (at most 8 s each). None for the offline
+/// its timeout, and the retry layer's waits between them (at most 8 s each) — twice in `auto`,
+/// whose first refusal of `json_schema` is followed by a `json_object` call. None for the offline
 /// heuristic, which answers at once.
 pub fn worst_verification(s: &ServeArgs) -> Option<Duration> {
     let llm = llm_config(s);
     llm.api_key.as_ref()?;
     let retries = u32::try_from(llm.retries).unwrap_or(10);
-    Some(llm.timeout * (retries + 1) + Duration::from_secs(8) * retries + Duration::from_secs(1))
+    let calls = match llm.response_format {
+        clawrk_llm::ResponseFormatMode::Auto => 2,
+        _ => 1,
+    };
+    Some(
+        (llm.timeout * (retries + 1) + Duration::from_secs(8) * retries) * calls
+            + Duration::from_secs(1),
+    )
 }
 
 /// The verification lease: the one configured, which must outlast the worst verification, or

@@ -237,9 +237,9 @@ async fn cancel_in_each_status_and_an_expired_hold() {
 async fn a_crash_during_verification_is_resumed_and_paid_once() {
     let (_pg, db) = postgres();
     let (_llm, fake, mut llm_env) = fake_llm(true).await;
-    // A lease just above what one call may take (4 s, no retries): the restarted server takes
-    // the job over soon after.
-    llm_env.push(("CLAWRK_VERIFY_LEASE_SECONDS".into(), "6".into()));
+    // A lease just above what a verification may take (4 s, no retries, twice in `auto`): the
+    // restarted server takes the job over soon after.
+    llm_env.push(("CLAWRK_VERIFY_LEASE_SECONDS".into(), "10".into()));
     llm_env.push(("CLAWRK_LLM_TIMEOUT_SECONDS".into(), "4".into()));
     let mut server = Server::start(&db, &llm_env).await;
     let sender = create_user(&db, "sender", 1_000);
@@ -496,7 +496,8 @@ async fn a_stream_sees_lines_written_by_another_instance() {
         }
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let out = "write the sea a haiku: grey waves fold into white foam";
+    let out =
+        "Grey waves fold and break\nwhite foam breathes upon the sand\nthe tide pulls back home";
     w.submit(id, &SubmitRequest::text(out)).await.unwrap();
     let text = raw.await.unwrap();
     assert!(text.contains("id: 1\nevent: log\ndata: {"), "{text}");
@@ -528,7 +529,8 @@ async fn many_streams_of_one_job_all_get_the_verdict() {
         .collect();
     // Past one poll period of the shared reader, so that it is waiting when the verdict comes.
     tokio::time::sleep(Duration::from_millis(2_500)).await;
-    let out = "write the sea a haiku: grey waves fold into white foam";
+    let out =
+        "Grey waves fold and break\nwhite foam breathes upon the sand\nthe tide pulls back home";
     w.submit(id, &SubmitRequest::text(out)).await.unwrap();
     for f in followers {
         let (lines, verdict) = f.await.unwrap();
