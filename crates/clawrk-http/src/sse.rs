@@ -11,7 +11,8 @@
 //! So the store is read once per change per job per instance, however many clients follow it, and
 //! an idle subscriber costs a cursor and a watch receiver. When the driver's client leaves, another
 //! subscriber takes over. A store error is reported to the clients (`event: error`, with a retry
-//! hint) and the feed keeps trying: a stream ends only with the verdict or when its client goes.
+//! hint) and the feed keeps trying: a stream ends only with the verdict, when its client goes, or
+//! when the instance shuts down (`event: error` with code `shutting_down`: reconnect).
 
 use crate::AppState;
 use crate::error::ApiResult;
@@ -34,6 +35,8 @@ use tokio::sync::watch;
 const POLL: Duration = Duration::from_secs(2);
 /// Keep-alive comment period.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// The retry hint of the event that closes a stream at shutdown.
+const CLOSE_RETRY: Duration = Duration::from_secs(1);
 /// Longest pause between two reads after store errors.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
@@ -62,9 +65,28 @@ struct Feed {
 }
 
 /// The feeds of this instance, by job; a feed lives as long as one of its subscribers.
-#[derive(Default)]
 pub struct LogHub {
     feeds: Mutex<HashMap<JobId, Weak<Feed>>>,
+    /// Set at shutdown: every stream sends its last event and ends.
+    closing: watch::Sender<bool>,
+}
+
+impl Default for LogHub {
+    fn default() -> Self {
+        LogHub {
+            feeds: Mutex::default(),
+            closing: watch::Sender::new(false),
+        }
+    }
+}
+
+impl LogHub {
+    /// Ends every log stream of this instance, now and from now on, with an `event: error` whose
+    /// code is `shutting_down`: clients reconnect (with `Last-Event-ID`) to another instance or
+    /// after the restart, and lose no line.
+    pub fn close_all(&self) {
+        self.closing.send_replace(true);
+    }
 }
 
 impl Feed {
@@ -146,6 +168,7 @@ pub async fn logs(
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0);
     let version = feed.version.subscribe();
+    let closing = st.logs.closing.subscribe();
     feed.publish(Ok(first));
     // The stream is driven by the response body itself (no task, no channel per subscriber): an
     // idle subscriber costs one suspended future. It is dropped when the client goes away.
@@ -157,6 +180,7 @@ pub async fn logs(
         reported_error: None,
         queue: VecDeque::new(),
         done: false,
+        closing,
     };
     let events = futures::stream::unfold(state, |mut f| async move {
         loop {
@@ -166,7 +190,12 @@ pub async fn logs(
             if f.done {
                 return None;
             }
-            f.step().await;
+            let mut closing = f.closing.clone();
+            tokio::select! {
+                biased;
+                _ = closing.wait_for(|c| *c) => f.close(),
+                _ = f.step() => {}
+            }
         }
     });
     Ok(Sse::from_infallible_stream(events).with_keep_alive(KEEP_ALIVE))
@@ -183,9 +212,24 @@ struct Follow {
     reported_error: Option<String>,
     queue: VecDeque<sse::Event>,
     done: bool,
+    /// The instance's shutdown signal.
+    closing: watch::Receiver<bool>,
 }
 
 impl Follow {
+    /// The instance is shutting down: the last event says to reconnect, and the stream ends.
+    fn close(&mut self) {
+        let body = StreamError {
+            error: "the server is shutting down: reconnect with Last-Event-ID to continue".into(),
+            code: ErrorCode::ShuttingDown,
+            retry_ms: CLOSE_RETRY.as_millis() as u64,
+        };
+        if let Ok(data) = sse::Data::new_json(body) {
+            self.queue.push_back(data.event("error").into());
+        }
+        self.done = true;
+    }
+
     /// Queues what the feed has beyond this subscriber's cursor; `true` if anything was queued or
     /// the stream is over.
     fn take(&mut self) -> bool {

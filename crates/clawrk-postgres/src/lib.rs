@@ -4,6 +4,13 @@
 //!
 //! The statements themselves are `clawrk-sql`'s, shared with the embedded store; this crate owns
 //! the connections. Each unit of work runs on one pooled connection on tokio's blocking pool.
+//!
+//! **Every database call is bounded** ([`Timeouts`]): getting a connection, each statement
+//! (`statement_timeout`, set per connection), and the connection itself (TCP keepalives and
+//! `tcp_user_timeout`, so a partition is noticed by the kernel); on top of that the caller stops
+//! waiting for a unit of work after the statement bound and answers "unavailable" (503) — the
+//! blocked thread finishes or fails on its own, and its transaction commits or rolls back as a
+//! whole, so a retry with the same idempotency key stays safe.
 
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
@@ -53,6 +60,91 @@ fn unavailable(e: &dyn std::fmt::Display) -> DomainError {
     DomainError::Unavailable(format!("cannot reach PostgreSQL: {e}"))
 }
 
+/// How long the store waits for PostgreSQL.
+#[derive(Clone, Copy, Debug)]
+pub struct Timeouts {
+    /// Getting a pooled connection.
+    pub checkout: Duration,
+    /// One statement (`statement_timeout`), and what the caller waits for a unit of work once it
+    /// has its connection.
+    pub statement: Duration,
+    /// A connection whose peer stopped answering is given up after about this long (keepalives
+    /// and `tcp_user_timeout`), and a connect attempt too (`connect_timeout`).
+    pub network: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            checkout: Duration::from_secs(5),
+            statement: Duration::from_secs(5),
+            network: Duration::from_secs(5),
+        }
+    }
+}
+
+impl Timeouts {
+    /// All three from one number of seconds (`CLAWRK_DB_TIMEOUT_SECONDS`).
+    pub fn uniform(secs: u64) -> Timeouts {
+        let d = Duration::from_secs(secs.max(1));
+        Timeouts {
+            checkout: d,
+            statement: d,
+            network: d,
+        }
+    }
+}
+
+/// `url` with the connection settings that bound every call, unless the URL sets them itself:
+/// `connect_timeout`, TCP keepalives, `tcp_user_timeout` and `statement_timeout` (through
+/// `options`). Works for URLs (`postgres://…`) and `key=value` strings.
+pub fn bounded_url(url: &str, t: &Timeouts) -> String {
+    let net = t.network.as_secs().max(1);
+    let idle = (net / 2).max(1);
+    let interval = 1;
+    let count = (net.saturating_sub(idle)).max(1);
+    let params = [
+        ("connect_timeout", net.to_string()),
+        ("keepalives", "1".to_string()),
+        ("keepalives_idle", idle.to_string()),
+        ("keepalives_interval", interval.to_string()),
+        ("keepalives_count", count.to_string()),
+        ("tcp_user_timeout", (net * 1000).to_string()),
+    ];
+    let is_url = url.starts_with("postgres://") || url.starts_with("postgresql://");
+    let has = |k: &str| {
+        let lower = url.to_ascii_lowercase();
+        if is_url {
+            lower.contains(&format!("?{k}=")) || lower.contains(&format!("&{k}="))
+        } else {
+            lower.starts_with(&format!("{k}=")) || lower.contains(&format!(" {k}="))
+        }
+    };
+    let mut out = url.to_string();
+    let mut add = |k: &str, v: &str| {
+        if is_url {
+            out.push(if out.contains('?') { '&' } else { '?' });
+            out.push_str(&format!("{k}={v}"));
+        } else {
+            out.push_str(&format!(" {k}={v}"));
+        }
+    };
+    for (k, v) in &params {
+        if !has(k) {
+            add(k, v);
+        }
+    }
+    if !has("options") {
+        let ms = t.statement.as_millis();
+        if is_url {
+            add("options", &format!("-c%20statement_timeout%3D{ms}"));
+        } else {
+            add("options", &format!("'-c statement_timeout={ms}'"));
+        }
+    }
+    out
+}
+
 /// Opens PostgreSQL connections as [`Db`]s for the pool.
 #[derive(Debug)]
 struct Connections {
@@ -85,14 +177,23 @@ type PgPool = Pool<Connections>;
 pub struct PgStore {
     pool: PgPool,
     url: Arc<str>,
+    timeouts: Timeouts,
     watch: Arc<std::sync::OnceLock<Arc<PgWatch>>>,
 }
 
 impl PgStore {
-    /// Connects (`pool_size` connections at most), runs pending migrations and prepares the log
-    /// listener.
+    /// Connects (`pool_size` connections at most) with the default [`Timeouts`], runs pending
+    /// migrations and prepares the log listener.
     pub fn connect(url: &str, pool_size: u32) -> Result<PgStore> {
+        Self::connect_with(url, pool_size, Timeouts::default())
+    }
+
+    /// [`PgStore::connect`] with these timeouts. Migrations run without the statement bound (a
+    /// schema change may take longer than any request should).
+    pub fn connect_with(url: &str, pool_size: u32, timeouts: Timeouts) -> Result<PgStore> {
         migrate(url)?;
+        let url = bounded_url(url, &timeouts);
+        let url = url.as_str();
         let pool = Pool::builder()
             .max_size(pool_size)
             // No background connects: connections open on demand and stay idle for reuse. A
@@ -101,7 +202,7 @@ impl PgStore {
             // No test query on every checkout (a round trip per operation): a broken connection
             // fails its statement, is reported unavailable, and is dropped on its return.
             .test_on_check_out(false)
-            .connection_timeout(Duration::from_secs(5))
+            .connection_timeout(timeouts.checkout)
             .build(Connections {
                 url: url.to_string(),
             })
@@ -109,6 +210,7 @@ impl PgStore {
         Ok(PgStore {
             pool,
             url: url.into(),
+            timeouts,
             watch: Arc::default(),
         })
     }
@@ -149,13 +251,33 @@ impl PgStore {
 impl Store for PgStore {
     async fn run(&self, mode: Mode, work: Work) -> Result<Box<dyn Any + Send>> {
         let pool = self.pool.clone();
-        tokio::task::spawn_blocking(move || {
+        let (got, checked_out) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::task::spawn_blocking(move || {
             let mut conn = Self::conn(&pool)?;
+            let _ = got.send(());
             // Watchers on every instance, this one included, hear of changed jobs by NOTIFY.
             clawrk_sql::run(&mut conn, mode, work).map(|(out, _)| out)
-        })
-        .await
-        .map_err(|e| DomainError::Internal(format!("store task failed: {e}")))?
+        });
+        // The checkout is bounded by the pool; the work by the statement bound (plus a margin
+        // for the commit), measured from the checkout. A partitioned database answers 503 then.
+        let t = self.timeouts;
+        let mut task = task;
+        if tokio::time::timeout(t.checkout + Duration::from_secs(1), checked_out)
+            .await
+            .is_err()
+        {
+            return Err(unavailable(&"no connection became free in time"));
+        }
+        let bound = t.statement + Duration::from_secs(1);
+        match tokio::time::timeout(bound, &mut task).await {
+            Ok(done) => {
+                done.map_err(|e| DomainError::Internal(format!("store task failed: {e}")))?
+            }
+            Err(_) => Err(DomainError::Unavailable(format!(
+                "PostgreSQL did not answer within {} s",
+                bound.as_secs()
+            ))),
+        }
     }
 }
 

@@ -41,6 +41,12 @@ pub struct StoreArgs {
     /// Most PostgreSQL connections per instance.
     #[arg(long, env = "CLAWRK_DB_POOL", default_value_t = 16, global = true)]
     pub db_pool: u32,
+    /// Seconds PostgreSQL may take to hand out a connection, to run one statement
+    /// (statement_timeout) and to answer on the network (keepalives, tcp_user_timeout) before a
+    /// request answers 503.
+    #[arg(long, env = "CLAWRK_DB_TIMEOUT_SECONDS", default_value_t = 5, global = true,
+          value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub db_timeout_seconds: u64,
 }
 
 #[derive(Subcommand, Debug)]
@@ -90,6 +96,11 @@ pub struct ServeArgs {
     /// In-process deadline sweep interval in seconds (0 turns it off).
     #[arg(long, env = "CLAWRK_SWEEP_SECONDS", default_value_t = 15)]
     pub sweep_seconds: u64,
+    /// Seconds a SIGTERM/SIGINT may take: workers stop taking work, log streams are closed,
+    /// requests in flight and running verifications finish within this, then the process exits.
+    #[arg(long, env = "CLAWRK_SHUTDOWN_SECONDS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub shutdown_seconds: u64,
     /// `manual` or `dev`.
     #[arg(
         long,

@@ -99,16 +99,20 @@ async fn serve(store_args: StoreArgs, args: ServeArgs) -> ExitCode {
         );
     }
     let work = Arc::new(tokio::sync::Notify::new());
+    let logs: Arc<clawrk_http::sse::LogHub> = Arc::default();
     let state = clawrk_http::AppState {
         work: work.clone(),
         rate_limit: clawrk_http::limit::RateLimit::per_second(args.rate_limit).map(Arc::new),
         market: market.clone(),
         watch: opened.watch(),
-        logs: Arc::default(),
+        logs: logs.clone(),
         cron_secret: args.cron_secret.clone().filter(|s| !s.is_empty()),
     };
-    let mut server =
-        actix_web::HttpServer::new(move || clawrk_http::app(state.clone())).shutdown_timeout(30);
+    let grace = Duration::from_secs(args.shutdown_seconds);
+    // Signals are ours, not actix's: shutdown has an order (below) that actix does not know.
+    let mut server = actix_web::HttpServer::new(move || clawrk_http::app(state.clone()))
+        .disable_signals()
+        .shutdown_timeout(args.shutdown_seconds);
     if let Some(n) = args.http_workers {
         server = server.workers(n.max(1));
     }
@@ -116,6 +120,8 @@ async fn serve(store_args: StoreArgs, args: ServeArgs) -> ExitCode {
         Ok(s) => s.run(),
         Err(e) => return fail(format!("cannot listen on {}: {e}", args.addr)),
     };
+    let http = server.handle();
+    let mut server = tokio::spawn(server);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let workers_n = usize::try_from(args.verify_workers).unwrap_or(4);
     let mut tasks =
@@ -126,17 +132,71 @@ async fn serve(store_args: StoreArgs, args: ServeArgs) -> ExitCode {
         stop_rx,
     ));
     tracing::info!(addr = %args.addr, "listening");
-    // actix stops on SIGINT/SIGTERM after in-flight requests finish.
-    let result = server.await;
+    let result = tokio::select! {
+        r = &mut server => Some(r),
+        signal = shutdown_signal() => {
+            tracing::info!(%signal, grace_s = grace.as_secs(), "shutting down");
+            None
+        }
+    };
+    // Shutdown, within `grace`: background workers take no new work; log streams get their last
+    // event (reconnect elsewhere); HTTP stops accepting and drains what is in flight; running
+    // verifications finish. Anything cut short is resumed by another instance or after the
+    // restart (leases lapse, nothing acknowledged is lost).
+    let deadline = tokio::time::Instant::now() + grace;
     let _ = stop_tx.send(true);
+    logs.close_all();
+    let result = match result {
+        Some(r) => r,
+        None => {
+            let _ = tokio::time::timeout_at(deadline, http.stop(true)).await;
+            match tokio::time::timeout_at(deadline, &mut server).await {
+                Ok(r) => r,
+                Err(_) => {
+                    server.abort();
+                    Ok(Ok(()))
+                }
+            }
+        }
+    };
     for t in tasks {
-        // A verification in progress completes; anything left is resumed after a restart.
-        let _ = tokio::time::timeout(Duration::from_secs(30), t).await;
+        if tokio::time::timeout_at(deadline, t).await.is_err() {
+            tracing::warn!(
+                "a verification was still running at the end of the shutdown grace; another instance resumes it when its lease lapses"
+            );
+        }
     }
+    let result = match result {
+        Ok(r) => r,
+        Err(e) => Err(std::io::Error::other(e.to_string())),
+    };
     opened.shutdown();
     tracing::info!("clawrk stopped");
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(format!("server error: {e}")),
+    }
+}
+
+/// Waits for SIGTERM or SIGINT and names it.
+async fn shutdown_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = tokio::signal::ctrl_c() => "SIGINT",
+            },
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                "SIGINT"
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "SIGINT"
     }
 }

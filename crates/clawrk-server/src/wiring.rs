@@ -183,9 +183,10 @@ pub async fn open_store(args: &StoreArgs) -> Result<Opened> {
     match url {
         Some(url) => {
             let pool = args.db_pool.max(2);
+            let timeouts = clawrk_postgres::Timeouts::uniform(args.db_timeout_seconds);
             let pg = {
                 let url = url.clone();
-                tokio::task::spawn_blocking(move || PgStore::connect(&url, pool))
+                tokio::task::spawn_blocking(move || PgStore::connect_with(&url, pool, timeouts))
                     .await
                     .map_err(|e| DomainError::Internal(e.to_string()))??
             };
@@ -197,7 +198,8 @@ pub async fn open_store(args: &StoreArgs) -> Result<Opened> {
         }
         None => {
             let path = args.db_path.clone();
-            let db = tokio::task::spawn_blocking(move || SqliteStore::open(path))
+            let busy = Duration::from_secs(args.db_timeout_seconds);
+            let db = tokio::task::spawn_blocking(move || SqliteStore::open_with(path, busy))
                 .await
                 .map_err(|e| DomainError::Internal(e.to_string()))??;
             // The absolute path: admin commands run elsewhere would open another file.

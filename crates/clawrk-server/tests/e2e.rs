@@ -417,9 +417,34 @@ async fn admin_commands_print_one_json_object() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_shuts_down_gracefully() {
     let (_pg, db) = postgres();
-    let mut server = Server::start(&db, &[]).await;
-    let u = create_user(&db, "erin", 0);
-    server.client(&u.key).whoami().await.unwrap();
+    let mut server = Server::start(&db, &env(&[("CLAWRK_SHUTDOWN_SECONDS", "5")])).await;
+    let sender = create_user(&db, "sender", 1_000);
+    let worker = create_user(&db, "worker", 0);
+    let (s, w) = (server.client(&sender.key), server.client(&worker.key));
+    let id = queued(&s, RunRequest::confirmed("write a haiku about the sea"))
+        .await
+        .id;
+    w.claim(id, &none()).await.unwrap();
+    w.accept(id, &none()).await.unwrap();
+    // A stream with no verdict coming: it would hold the drain for ever.
+    let stream = tokio::spawn({
+        let url = format!("{}/api/jobs/{id}/logs", server.url);
+        let key = sender.key.clone();
+        async move {
+            let resp = reqwest::Client::new()
+                .get(url)
+                .bearer_auth(key)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200);
+            tokio::time::timeout(STREAM, resp.text())
+                .await
+                .expect("the stream ended at shutdown")
+                .unwrap()
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let pid = server.child.id().to_string();
     let sent = std::process::Command::new("kill")
         .args(["-TERM", &pid])
@@ -432,12 +457,96 @@ async fn sigterm_shuts_down_gracefully() {
             break st;
         }
         assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "no exit after SIGTERM"
+            started.elapsed() < Duration::from_secs(7),
+            "no exit within CLAWRK_SHUTDOWN_SECONDS after SIGTERM"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(status.success(), "exit status {status:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "an open stream does not hold the shutdown: {:?}",
+        started.elapsed()
+    );
+    let text = stream.await.unwrap();
+    assert!(
+        text.contains("event: error\ndata: {") && text.contains("\"code\":\"shutting_down\""),
+        "the stream's last event says to reconnect: {text}"
+    );
+}
+
+/// A partition between the server and PostgreSQL answers 503 within the configured bound instead
+/// of hanging for as long as it lasts; a log stream reports it and carries on; after the partition
+/// everything works again and the stream still ends with its verdict.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_from_postgres_answers_503_in_bounded_time() {
+    let (_pg, db) = postgres();
+    let Db::Postgres(direct) = &db else {
+        unreachable!()
+    };
+    let proxy = Partition::start(&host_port(direct)).await;
+    let routed = Db::Postgres(proxy.route(direct));
+    let server = Server::start(&routed, &env(&[("CLAWRK_DB_TIMEOUT_SECONDS", "2")])).await;
+    let sender = create_user(&db, "sender", 1_000);
+    let worker = create_user(&db, "worker", 0);
+    let (s, w) = (server.client(&sender.key), server.client(&worker.key));
+    let id = queued(&s, RunRequest::confirmed("write a haiku about the sea"))
+        .await
+        .id;
+    w.claim(id, &none()).await.unwrap();
+    w.accept(id, &none()).await.unwrap();
+    let stream = tokio::spawn({
+        let url = format!("{}/api/jobs/{id}/logs", server.url);
+        let key = sender.key.clone();
+        async move {
+            let resp = reqwest::Client::new()
+                .get(url)
+                .bearer_auth(key)
+                .send()
+                .await
+                .unwrap();
+            tokio::time::timeout(Duration::from_secs(60), resp.text())
+                .await
+                .expect("the stream ended with its verdict")
+                .unwrap()
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    proxy.cut.store(true, Ordering::SeqCst);
+    let raw = reqwest::Client::new();
+    let started = std::time::Instant::now();
+    let resp = raw
+        .get(format!("{}/api/wallet/balance", server.url))
+        .bearer_auth(&sender.key)
+        .send()
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    assert_eq!(resp.status(), 503);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["code"], "store_unavailable", "{body}");
+    assert!(took < Duration::from_secs(8), "answered after {took:?}");
+    // Long enough for the stream's reader to fail and say so.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    proxy.cut.store(false, Ordering::SeqCst);
+
+    eventually(
+        "the store to answer again",
+        Duration::from_secs(20),
+        || async { s.wallet(&PageRequest::default()).await.is_ok() },
+    )
+    .await;
+    w.submit(id, &SubmitRequest::text("Grey waves fold and break\nwhite foam breathes upon the sand\nthe tide pulls back home"))
+        .await
+        .unwrap();
+    let text = stream.await.unwrap();
+    assert!(
+        text.contains("event: error") && text.contains("store_unavailable"),
+        "the stream reported the partition: {text}"
+    );
+    assert!(text.contains("event: verdict"), "{text}");
+    assert_eq!(s.job(id).await.unwrap().status, JobStatus::Verified);
 }
 
 /// `/api/health` reflects the store: 200 while PostgreSQL answers, 503 once the database is gone.

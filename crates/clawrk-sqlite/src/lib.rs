@@ -30,8 +30,9 @@ use std::sync::{Arc, Mutex};
 /// The schema, embedded in the binary.
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/sqlite");
 
-/// How long a statement waits for another process's write lock before giving up.
-const BUSY_TIMEOUT_MS: u32 = 10_000;
+/// How long a statement waits for another process's write lock before giving up (then the
+/// request answers 503), unless [`SqliteStore::open_with`] says otherwise.
+pub const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Read-only connections beside the writer.
 const READERS: usize = 4;
@@ -55,10 +56,17 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating it if needed) the database file and brings its schema up to date.
     pub fn open(path: impl AsRef<Path>) -> Result<SqliteStore> {
+        Self::open_with(path, BUSY_TIMEOUT)
+    }
+
+    /// [`SqliteStore::open`], waiting at most `busy` for another process's write lock: past it a
+    /// call fails as unavailable (503), never hangs.
+    pub fn open_with(path: impl AsRef<Path>, busy: std::time::Duration) -> Result<SqliteStore> {
+        let busy_ms = busy.as_millis().max(1);
         let path = path.as_ref().to_path_buf();
         let mut conn = open_connection(&path)?;
         conn.batch_execute(&format!(
-            "PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}; PRAGMA journal_mode = WAL; \
+            "PRAGMA busy_timeout = {busy_ms}; PRAGMA journal_mode = WAL; \
              PRAGMA synchronous = FULL; PRAGMA foreign_keys = OFF;"
         ))
         .map_err(clawrk_sql::db_err)?;
@@ -85,7 +93,7 @@ impl SqliteStore {
         for _ in 0..READERS {
             let mut r = open_connection(&path)?;
             r.batch_execute(&format!(
-                "PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}; PRAGMA query_only = ON;"
+                "PRAGMA busy_timeout = {busy_ms}; PRAGMA query_only = ON;"
             ))
             .map_err(clawrk_sql::db_err)?;
             readers.push(Mutex::new(Db::Sqlite(r)));

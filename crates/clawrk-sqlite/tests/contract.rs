@@ -100,3 +100,31 @@ async fn log_lines_wake_local_watchers() {
     waiter.await.unwrap();
     assert!(started.elapsed() < Duration::from_secs(5));
 }
+
+/// Another process holding the write lock longer than the busy timeout makes a write fail as
+/// unavailable (503) after that timeout, not hang; once the lock is gone, writes work again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_locked_file_answers_unavailable_after_the_busy_timeout() {
+    use clawrk_domain::error::DomainError;
+    use clawrk_domain::money::Cents;
+    use diesel::connection::SimpleConnection;
+    use std::time::Instant;
+    let path = tempfile::tempdir().unwrap().keep().join("clawrk.db");
+    let store = SqliteStore::open_with(&path, Duration::from_secs(1)).unwrap();
+    let f: Fixture<Sqlite> = Fixture::on(Arc::new(store.clone()), store);
+    let u = f.user("payer", 0).await;
+    let mut other = SqliteConnection::establish(&path.to_string_lossy()).unwrap();
+    other.batch_execute("BEGIN IMMEDIATE").unwrap();
+    let started = Instant::now();
+    let err = f.market.topup(u.id, Cents(500)).await.unwrap_err();
+    assert!(matches!(err, DomainError::Unavailable(_)), "{err:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    other.batch_execute("ROLLBACK").unwrap();
+    f.market.topup(u.id, Cents(500)).await.unwrap();
+    assert_eq!(f.balance(u.id).await, 500);
+    f.check(&HARNESS).await;
+}

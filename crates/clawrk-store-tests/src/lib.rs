@@ -237,6 +237,11 @@ impl<H: Harness> Fixture<H> {
     /// A fixture on a fresh database.
     pub async fn new(h: &H) -> Self {
         let (store, db) = h.fresh().await;
+        Self::on(store, db)
+    }
+
+    /// A fixture on a store opened by the test itself.
+    pub fn on(store: Arc<dyn Store>, db: H::Handle) -> Self {
         let clock = ManualClock::new();
         let verifier = Arc::new(ScriptedVerifier {
             pass: AtomicBool::new(true),

@@ -305,3 +305,76 @@ pub fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
 }
+
+/// A TCP proxy in front of PostgreSQL that can be partitioned: while `cut` is set it forwards
+/// nothing in either direction and keeps the connections open, as a network partition looks to
+/// both ends (no reset, no answer).
+pub struct Partition {
+    pub port: u16,
+    pub cut: Arc<AtomicBool>,
+    upstream: String,
+}
+
+/// The `host:port` of a `postgres://user@host:port/db` URL.
+pub fn host_port(url: &str) -> String {
+    let rest = url.split_once('@').map_or(url, |(_, r)| r);
+    let rest = rest.split_once("://").map_or(rest, |(_, r)| r);
+    rest.split(['/', '?']).next().unwrap_or(rest).to_string()
+}
+
+impl Partition {
+    /// Starts the proxy towards `upstream` (`host:port`).
+    pub async fn start(upstream: &str) -> Partition {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let cut = Arc::new(AtomicBool::new(false));
+        let upstream = upstream.to_string();
+        let upstream_for_route = upstream.clone();
+        let flag = cut.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else {
+                    continue;
+                };
+                let (cr, cw) = client.into_split();
+                let (sr, sw) = server.into_split();
+                tokio::spawn(pump(cr, sw, flag.clone()));
+                tokio::spawn(pump(sr, cw, flag.clone()));
+            }
+        });
+        Partition {
+            port,
+            cut,
+            upstream: upstream_for_route,
+        }
+    }
+
+    /// `url` routed through the proxy.
+    pub fn route(&self, url: &str) -> String {
+        url.replacen(&self.upstream, &format!("127.0.0.1:{}", self.port), 1)
+    }
+}
+
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    cut: Arc<AtomicBool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        if cut.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        }
+        match tokio::time::timeout(Duration::from_millis(20), from.read(&mut buf)).await {
+            Err(_) => continue,
+            Ok(Ok(0)) | Ok(Err(_)) => return,
+            Ok(Ok(n)) => {
+                if to.write_all(&buf[..n]).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
