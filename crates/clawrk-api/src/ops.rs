@@ -37,6 +37,33 @@ pub struct SweepReport {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Health {
-    /// `ok`.
+    /// `ok` (the store answers) or `unavailable` (with status 503).
     pub status: String,
+    /// The server's version.
+    #[serde(default)]
+    pub version: String,
+    /// `postgres` or `sqlite`.
+    #[serde(default)]
+    pub store: String,
+    /// Whether the store answered this check.
+    #[serde(default)]
+    pub store_reachable: bool,
+    /// `heuristic` or `llm:<model>`.
+    #[serde(default)]
+    pub llm: String,
+    /// The instance's background workers.
+    #[serde(default)]
+    pub workers: WorkersHealth,
+}
+
+/// Background workers of one instance, in `GET /api/health`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct WorkersHealth {
+    /// Verification workers configured (`CLAWRK_VERIFY_WORKERS`).
+    pub verification_configured: u32,
+    /// Verification workers running now.
+    pub verification_alive: u32,
+    /// Whether the deadline sweeper runs (it is off with `CLAWRK_SWEEP_SECONDS=0`).
+    pub sweeper_alive: bool,
 }

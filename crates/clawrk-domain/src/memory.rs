@@ -513,6 +513,21 @@ impl Tx for MemoryState {
     fn ping(&mut self) -> Result<()> {
         Ok(())
     }
+
+    fn job_stats(&mut self) -> Result<crate::ports::JobStats> {
+        let mut counts: BTreeMap<&'static str, (JobStatus, u64)> = BTreeMap::new();
+        let mut oldest: Option<Timestamp> = None;
+        for j in self.jobs.values() {
+            counts.entry(j.status.as_str()).or_insert((j.status, 0)).1 += 1;
+            if j.status == JobStatus::Queued {
+                oldest = Some(oldest.map_or(j.updated_at, |o| o.min(j.updated_at)));
+            }
+        }
+        Ok(crate::ports::JobStats {
+            by_status: counts.into_values().collect(),
+            oldest_queued: oldest,
+        })
+    }
 }
 
 /// The in-memory [`Store`]: units of work run one at a time on a shared [`MemoryState`].

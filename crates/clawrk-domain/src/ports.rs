@@ -354,6 +354,19 @@ pub trait Tx {
 
     /// A trivial query: the store answers.
     fn ping(&mut self) -> Result<()>;
+
+    /// How many jobs are in each status, and since when the oldest queued job waits (for
+    /// monitoring).
+    fn job_stats(&mut self) -> Result<JobStats>;
+}
+
+/// Jobs by status, for monitoring.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct JobStats {
+    /// Statuses with at least one job, and their counts.
+    pub by_status: Vec<(JobStatus, u64)>,
+    /// When the longest-waiting queued job was queued (last changed), if any job is queued.
+    pub oldest_queued: Option<Timestamp>,
 }
 
 /// What a committed change announces to the watchers of every instance.

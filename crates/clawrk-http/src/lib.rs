@@ -11,6 +11,7 @@ pub mod error;
 pub mod extract;
 pub mod idem;
 pub mod limit;
+pub mod metrics;
 pub mod openapi;
 pub mod routes;
 pub mod sse;
@@ -45,6 +46,8 @@ pub struct AppState {
     pub work: Arc<tokio::sync::Notify>,
     /// Per-caller request limit; `None`: unlimited.
     pub rate_limit: Option<Arc<limit::RateLimit>>,
+    /// The instance's metrics (`GET /metrics`) and what `/api/health` reports of it.
+    pub metrics: Arc<metrics::Metrics>,
 }
 
 const REQUEST_ID: &str = "x-request-id";
@@ -70,6 +73,15 @@ async fn request_id(
         user = tracing::field::Empty,
     );
     let started = Instant::now();
+    let metrics = req
+        .app_data::<Data<AppState>>()
+        .map(|st| st.metrics.clone());
+    let method = req.method().to_string();
+    let record = |route: &str, status: u16| {
+        if let Some(m) = &metrics {
+            m.request(route, &method, status, started.elapsed());
+        }
+    };
     // A panic in a handler is a bug: it answers 500 like any internal error (and is logged),
     // instead of dropping the connection and the worker thread with it. (The request cannot be
     // kept aside for a response of our own — routing needs it unshared —, so the error goes to
@@ -79,8 +91,13 @@ async fn request_id(
     ))
     .await;
     let mut res = match answered {
-        Ok(res) => res?,
+        Ok(Ok(res)) => res,
+        Ok(Err(e)) => {
+            record("unmatched", e.as_response_error().status_code().as_u16());
+            return Err(e);
+        }
         Err(panic) => {
+            record("unmatched", 500);
             let what = panic
                 .downcast_ref::<&str>()
                 .map(|s| s.to_string())
@@ -95,6 +112,12 @@ async fn request_id(
             .insert(HeaderName::from_static(REQUEST_ID), v);
     }
     let status = res.status().as_u16();
+    // The route's template ("/api/jobs/{id}"), never the path: ids would make a series each.
+    let route = res
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".into());
+    record(&route, status);
     span.in_scope(|| {
         tracing::info!(
             status,
@@ -220,6 +243,7 @@ pub fn app(
         )
         .wrap(from_fn(rate_limit))
         .wrap(from_fn(request_id))
+        .service(web::resource("/metrics").route(web::get().to(routes::metrics)))
         .service(api_scope())
         .default_service(web::to(routes::not_found))
 }

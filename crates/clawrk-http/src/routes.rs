@@ -257,12 +257,19 @@ pub async fn pull(
         agent_id: b.agent_id,
         agent_name: b.agent_name,
     });
-    Ok(
-        match st.market.pull_waiting(user, &sel, wait, &*st.watch).await? {
-            Some(job) => held(&job, user),
-            None => HttpResponse::NoContent().finish(),
-        },
-    )
+    // A pull waiting when the instance shuts down answers "nothing for now" at once, so that the
+    // drain does not wait for it; the agent pulls again (elsewhere). Should the store have just
+    // granted it a hold, that hold lapses after the hold window and the job is queued again.
+    let mut closing = st.logs.closing();
+    let wait = if *closing.borrow() { 0 } else { wait };
+    let pulled = tokio::select! {
+        r = st.market.pull_waiting(user, &sel, wait, &*st.watch) => r?,
+        _ = closing.wait_for(|c| *c) => None,
+    };
+    Ok(match pulled {
+        Some(job) => held(&job, user),
+        None => HttpResponse::NoContent().finish(),
+    })
 }
 
 /// Holds one specific queued job.
@@ -699,22 +706,59 @@ pub async fn cron(st: Data<AppState>, req: HttpRequest) -> ApiResult<HttpRespons
     Ok(HttpResponse::Ok().json(views::sweep(&r)))
 }
 
-/// 200 when the store answers, 503 otherwise.
+/// 200 when the store answers, 503 otherwise; either way with what the instance runs on and
+/// whether its background workers are alive.
 #[utoipa::path(get, path = "/api/health", tag = "public",
-    responses((status = 200, description = "the store answers", body = api::Health)))]
+    responses((status = 200, description = "the store answers", body = api::Health),
+              (status = 503, description = "the store does not answer: the error shape (`store_unavailable`) with the fields of `Health` beside it", body = api::ErrorBody)))]
 pub async fn health(st: Data<AppState>) -> HttpResponse {
-    match st.market.health().await {
-        Ok(()) => HttpResponse::Ok().json(api::Health {
-            status: "ok".into(),
-        }),
+    let reachable = match st.market.health().await {
+        Ok(()) => true,
         Err(e) => {
             tracing::warn!(error = %e, "health check failed");
-            actix_web::ResponseError::error_response(&ApiError::new(
-                ErrorCode::StoreUnavailable,
-                "store unavailable",
-            ))
+            false
         }
+    };
+    let info = st.metrics.info();
+    let (alive, sweeper) = st.metrics.workers_alive();
+    let body = api::Health {
+        status: if reachable { "ok" } else { "unavailable" }.into(),
+        version: info.version.clone(),
+        store: info.store.clone(),
+        store_reachable: reachable,
+        llm: info.llm.clone(),
+        workers: api::WorkersHealth {
+            verification_configured: info.verification_workers,
+            verification_alive: alive,
+            sweeper_alive: sweeper,
+        },
+    };
+    if reachable {
+        return HttpResponse::Ok().json(body);
     }
+    // The error shape every 503 has, with the instance's details beside it.
+    let mut v = serde_json::to_value(&body).unwrap_or_default();
+    if let Some(o) = v.as_object_mut() {
+        o.insert("error".into(), "store unavailable".into());
+        o.insert("code".into(), ErrorCode::StoreUnavailable.as_str().into());
+    }
+    HttpResponse::ServiceUnavailable().json(v)
+}
+
+/// `GET /metrics`: Prometheus text (OpenMetrics). Jobs by status are read from the store; when it
+/// does not answer, the last values are served.
+pub async fn metrics(st: Data<AppState>) -> HttpResponse {
+    let stats = st.market.job_stats().await;
+    if let Err(e) = &stats {
+        tracing::warn!(error = %e, "metrics: cannot read job counts");
+    }
+    let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+    let text = st
+        .metrics
+        .render(stats.ok().as_ref(), i64::try_from(now).unwrap_or(i64::MAX));
+    HttpResponse::Ok()
+        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+        .body(text)
 }
 
 /// Unknown routes.

@@ -87,6 +87,12 @@ impl LogHub {
     pub fn close_all(&self) {
         self.closing.send_replace(true);
     }
+
+    /// The instance's shutdown signal (true once [`LogHub::close_all`] was called): waiting
+    /// requests end early with it.
+    pub fn closing(&self) -> watch::Receiver<bool> {
+        self.closing.subscribe()
+    }
 }
 
 impl Feed {
@@ -169,6 +175,7 @@ pub async fn logs(
         .unwrap_or(0);
     let version = feed.version.subscribe();
     let closing = st.logs.closing.subscribe();
+    let st_metrics = st.metrics.clone();
     feed.publish(Ok(first));
     // The stream is driven by the response body itself (no task, no channel per subscriber): an
     // idle subscriber costs one suspended future. It is dropped when the client goes away.
@@ -181,6 +188,7 @@ pub async fn logs(
         queue: VecDeque::new(),
         done: false,
         closing,
+        _counted: st_metrics.stream_opened(),
     };
     let events = futures::stream::unfold(state, |mut f| async move {
         loop {
@@ -214,6 +222,8 @@ struct Follow {
     done: bool,
     /// The instance's shutdown signal.
     closing: watch::Receiver<bool>,
+    /// Counts this stream in the metrics while it lives.
+    _counted: crate::metrics::StreamGuard,
 }
 
 impl Follow {

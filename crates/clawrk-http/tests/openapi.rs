@@ -200,6 +200,15 @@ fn samples() -> Vec<(&'static str, Value)> {
             "Health",
             value(Health {
                 status: "ok".into(),
+                version: "0.1.0".into(),
+                store: "postgres".into(),
+                store_reachable: true,
+                llm: "heuristic".into(),
+                workers: WorkersHealth {
+                    verification_configured: 4,
+                    verification_alive: 4,
+                    sweeper_alive: true,
+                },
             }),
         ),
         (

@@ -165,6 +165,7 @@ fn world_of(structurer: MockStructurer, passes: bool) -> World {
             cron_secret: Some("cron-s3cret".into()),
             work: Arc::default(),
             rate_limit: None,
+            metrics: Arc::default(),
         },
         market,
         clock: wall,

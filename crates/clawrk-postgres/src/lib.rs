@@ -235,6 +235,12 @@ impl PgStore {
         pool.get().map_err(|e| unavailable(&e))
     }
 
+    /// The pool's connections now: open, idle, and the most it opens.
+    pub fn pool_state(&self) -> (u32, u32, u32) {
+        let s = self.pool.state();
+        (s.connections, s.idle_connections, self.pool.max_size())
+    }
+
     /// Runs `f` on a pooled connection, outside any transaction (tests check invariants in SQL).
     pub async fn with_connection<T: Send + 'static>(
         &self,

@@ -11,7 +11,11 @@
 //!
 //! Both stop at shutdown between two units of work: a verification in progress completes.
 
+use clawrk_domain::error::DomainError;
+use clawrk_domain::job::JobStatus;
+use clawrk_domain::ports::LlmError;
 use clawrk_domain::service::Marketplace;
+use clawrk_http::metrics::Metrics;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Notify, watch};
@@ -48,23 +52,41 @@ pub fn verification_workers(
     n: usize,
     wake: Arc<Notify>,
     stop: watch::Receiver<bool>,
+    metrics: Arc<Metrics>,
 ) -> Vec<JoinHandle<()>> {
     (0..n)
         .map(|i| {
             let market = market.clone();
             let wake = wake.clone();
             let mut stop = stop.clone();
+            let metrics = metrics.clone();
             tokio::spawn(async move {
+                let _alive = metrics.worker_started();
                 let mut backoff = BACKOFF_START;
                 loop {
+                    let started = std::time::Instant::now();
                     let wait = match market.verify_next().await {
                         Ok(Some(job)) => {
+                            let outcome = match job.status {
+                                JobStatus::Verified => "verified",
+                                JobStatus::Failed => "failed",
+                                JobStatus::Queued => "requeued",
+                                _ => "other",
+                            };
+                            metrics.verification(outcome, started.elapsed());
                             backoff = BACKOFF_START;
                             tracing::info!(worker = i, job = %job.id, status = %job.status, "verdict applied");
                             Duration::ZERO
                         }
                         Ok(None) => IDLE_POLL,
                         Err(e) => {
+                            let kind = match &e {
+                                DomainError::Llm(LlmError::Timeout) => "timeout",
+                                DomainError::Llm(LlmError::BadAnswer(_)) => "bad_answer",
+                                DomainError::Llm(LlmError::Unavailable(_)) => "unavailable",
+                                _ => "store",
+                            };
+                            metrics.verification_error(kind, started.elapsed());
                             let wait = backoff;
                             backoff = (backoff * 2).min(BACKOFF_MAX);
                             tracing::warn!(worker = i, error = %e, retry_in_s = wait.as_secs(), "verification failed");
@@ -85,13 +107,23 @@ pub fn verification_workers(
 /// Starts the deadline sweeper (none when `every` is zero).
 pub fn sweeper(
     market: Arc<Marketplace>,
+    metrics: Arc<Metrics>,
     every: Duration,
     mut stop: watch::Receiver<bool>,
 ) -> Option<JoinHandle<()>> {
     if every.is_zero() {
         return None;
     }
+    metrics.set_sweeper_alive(true);
     Some(tokio::spawn(async move {
+        /// Marks the sweeper stopped however its task ends.
+        struct Alive(Arc<Metrics>);
+        impl Drop for Alive {
+            fn drop(&mut self) {
+                self.0.set_sweeper_alive(false);
+            }
+        }
+        let _alive = Alive(metrics);
         while pause(&mut stop, every, None).await {
             match market.sweep().await {
                 Ok(r) if r.released_holds + r.failed_deadlines + r.approved_reviews > 0 => {

@@ -100,6 +100,21 @@ async fn serve(store_args: StoreArgs, args: ServeArgs) -> ExitCode {
     }
     let work = Arc::new(tokio::sync::Notify::new());
     let logs: Arc<clawrk_http::sse::LogHub> = Arc::default();
+    let metrics = Arc::new(clawrk_http::metrics::Metrics::new(
+        clawrk_http::metrics::ServerInfo {
+            version: env!("CARGO_PKG_VERSION").into(),
+            store: opened.kind().into(),
+            llm: if llm.api_key.is_some() {
+                format!("llm:{}", llm.model)
+            } else {
+                "heuristic".into()
+            },
+            verification_workers: u32::try_from(args.verify_workers).unwrap_or(u32::MAX),
+        },
+    ));
+    if let Some(probe) = opened.pool_probe() {
+        metrics.set_pool_probe(probe);
+    }
     let state = clawrk_http::AppState {
         work: work.clone(),
         rate_limit: clawrk_http::limit::RateLimit::per_second(args.rate_limit).map(Arc::new),
@@ -107,6 +122,7 @@ async fn serve(store_args: StoreArgs, args: ServeArgs) -> ExitCode {
         watch: opened.watch(),
         logs: logs.clone(),
         cron_secret: args.cron_secret.clone().filter(|s| !s.is_empty()),
+        metrics: metrics.clone(),
     };
     let grace = Duration::from_secs(args.shutdown_seconds);
     // Signals are ours, not actix's: shutdown has an order (below) that actix does not know.
@@ -124,10 +140,16 @@ async fn serve(store_args: StoreArgs, args: ServeArgs) -> ExitCode {
     let mut server = tokio::spawn(server);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let workers_n = usize::try_from(args.verify_workers).unwrap_or(4);
-    let mut tasks =
-        background::verification_workers(market.clone(), workers_n, work, stop_rx.clone());
+    let mut tasks = background::verification_workers(
+        market.clone(),
+        workers_n,
+        work,
+        stop_rx.clone(),
+        metrics.clone(),
+    );
     tasks.extend(background::sweeper(
         market,
+        metrics.clone(),
         Duration::from_secs(args.sweep_seconds),
         stop_rx,
     ));

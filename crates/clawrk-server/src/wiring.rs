@@ -53,6 +53,34 @@ impl Opened {
         }
     }
 
+    /// `postgres` or `sqlite`.
+    pub fn kind(&self) -> &'static str {
+        match &self.backend {
+            Backend::Postgres(_) => "postgres",
+            Backend::Sqlite(_) => "sqlite",
+        }
+    }
+
+    /// The connection pool's state for the metrics (the embedded store has no pool).
+    pub fn pool_probe(
+        &self,
+    ) -> Option<impl Fn() -> Option<clawrk_http::metrics::PoolState> + Send + Sync + 'static> {
+        match &self.backend {
+            Backend::Postgres(pg) => {
+                let pg = pg.clone();
+                Some(move || {
+                    let (connections, idle, max) = pg.pool_state();
+                    Some(clawrk_http::metrics::PoolState {
+                        connections,
+                        idle,
+                        max,
+                    })
+                })
+            }
+            Backend::Sqlite(_) => None,
+        }
+    }
+
     /// Releases what must not outlive the process's last moments (the LISTEN thread).
     pub fn shutdown(&self) {
         if let Backend::Postgres(pg) = &self.backend {

@@ -411,3 +411,75 @@ async fn rate_limited_calls_are_retried_after_retry_after() {
     }
     assert!(limited > 0, "a burst over the limit meets 429");
 }
+
+/// What an operator sees: `/api/health` names the version, store, LLM and live workers, and
+/// `/metrics` counts requests by route template, jobs by status, open streams and workers.
+async fn observability(db: Db, store: &str) {
+    let server = Server::start(&db, &env(&[("CLAWRK_VERIFY_WORKERS", "2")])).await;
+    let api = Client::builder(&server.url).build().unwrap();
+    let health = api.health().await.unwrap();
+    assert_eq!(
+        (
+            health.status.as_str(),
+            health.store.as_str(),
+            health.llm.as_str()
+        ),
+        ("ok", store, "heuristic")
+    );
+    assert!(health.store_reachable && !health.version.is_empty());
+    assert_eq!(health.workers.verification_configured, 2);
+    assert_eq!(health.workers.verification_alive, 2);
+    assert!(health.workers.sweeper_alive);
+
+    let u = create_user(&db, "sender", 5_000);
+    let c = server.client(&u.key);
+    let job = match c
+        .run(&RunRequest::confirmed("a haiku about the sea"))
+        .await
+        .unwrap()
+    {
+        RunOutcome::Queued(j) => j,
+        other => panic!("{other:?}"),
+    };
+    c.job(job.id).await.unwrap();
+    let stream = c.follow_logs(job.id);
+    let mut stream = Box::pin(stream);
+    // The stream is open once its first line arrives or it waits; give it a moment.
+    let _ = tokio::time::timeout(Duration::from_millis(500), stream.next()).await;
+
+    let text = reqwest::get(format!("{}/metrics", server.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let has = |needle: &str| assert!(text.contains(needle), "no {needle} in:\n{text}");
+    has(r#"clawrk_http_requests_total{route="/api/jobs/{id}",method="GET",status="200"} 1"#);
+    has(r#"clawrk_http_request_duration_seconds_count{route="/api/jobs/run",method="POST"} 1"#);
+    has(r#"clawrk_jobs{status="queued"} 1"#);
+    has("clawrk_queue_depth 1");
+    has("clawrk_queue_oldest_age_seconds ");
+    has("clawrk_sse_subscribers 1");
+    has("clawrk_verification_workers_alive 2");
+    has(&format!(
+        r#"clawrk_build{{version="{}",store="{store}",llm="heuristic"}} 1"#,
+        health.version
+    ));
+    assert!(!text.contains(&job.id.to_string()), "no ids in labels");
+    if store == "postgres" {
+        has("clawrk_db_pool_max_connections 16");
+    }
+    drop(stream);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn observability_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    observability(Db::Sqlite(dir.path().join("clawrk.db")), "sqlite").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn observability_on_postgres() {
+    let (_pg, db) = postgres();
+    observability(db, "postgres").await;
+}

@@ -549,6 +549,43 @@ async fn a_partition_from_postgres_answers_503_in_bounded_time() {
     assert_eq!(s.job(id).await.unwrap().status, JobStatus::Verified);
 }
 
+/// A slow LLM with eight workers on two instances: the lease (computed from the LLM settings)
+/// outlasts the verification, so the LLM is asked once and the log shows one verdict line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_verification_is_run_once() {
+    let (_pg, db) = postgres();
+    let (_llm, fake, mut llm_env) = fake_llm(true).await;
+    llm_env.extend(env(&[
+        ("CLAWRK_LLM_TIMEOUT_SECONDS", "10"),
+        ("CLAWRK_VERIFY_WORKERS", "4"),
+    ]));
+    let a = Server::start(&db, &llm_env).await;
+    let _b = Server::start(&db, &llm_env).await;
+    let sender = create_user(&db, "sender", 1_000);
+    let worker = create_user(&db, "worker", 0);
+    let (s, w) = (a.client(&sender.key), a.client(&worker.key));
+    let id = queued(&s, RunRequest::confirmed("p")).await.id;
+    w.claim(id, &none()).await.unwrap();
+    w.accept(id, &none()).await.unwrap();
+    fake.delay_ms.store(4_000, Ordering::SeqCst);
+    w.submit(id, &SubmitRequest::text("x")).await.unwrap();
+    let (log, verdict) = follow(&s, id).await;
+    assert!(verdict.is_some());
+    // Past the verification, idle workers of both instances have looked again.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        fake.verdicts.load(Ordering::SeqCst),
+        1,
+        "the LLM was asked once"
+    );
+    let verdict_lines = log
+        .iter()
+        .filter(|l| l.message.starts_with("verdict:"))
+        .count();
+    assert_eq!(verdict_lines, 1, "{log:?}");
+    assert_eq!(s.job(id).await.unwrap().status, JobStatus::Verified);
+}
+
 /// `/api/health` reflects the store: 200 while PostgreSQL answers, 503 once the database is gone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_reflects_the_store() {

@@ -860,6 +860,30 @@ impl Tx for SqlTx<'_> {
         Ok((q + i) as u64)
     }
 
+    fn job_stats(&mut self) -> Result<clawrk_domain::ports::JobStats> {
+        // One statement: a count and the oldest change per status.
+        let rows: Vec<(String, i64, Option<i64>)> = jobs::table
+            .group_by(jobs::status)
+            .select((
+                jobs::status,
+                count_star(),
+                diesel::dsl::min(jobs::updated_at),
+            ))
+            .load(self.db)
+            .map_err(db_err)?;
+        let mut stats = clawrk_domain::ports::JobStats::default();
+        for (status, n, oldest) in rows {
+            let Some(s) = JobStatus::parse(&status) else {
+                continue;
+            };
+            stats.by_status.push((s, u64::try_from(n).unwrap_or(0)));
+            if s == JobStatus::Queued {
+                stats.oldest_queued = oldest.map(Timestamp::from_millis);
+            }
+        }
+        Ok(stats)
+    }
+
     fn ping(&mut self) -> Result<()> {
         diesel::select(sql::<BigInt>("CAST(1 AS BIGINT)"))
             .get_result::<i64>(self.db)

@@ -757,6 +757,32 @@ async fn verifier_outage_goes_to_review() {
     f.check(h).await;
 }
 
+/// The monitoring counts: jobs per status in one read, and when the oldest queued job was queued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn job_stats_count_by_status() {
+    let h = &HARNESS;
+    let f = Fixture::new(h).await;
+    let m = &f.market;
+    assert_eq!(m.job_stats().await.unwrap(), Default::default());
+    let sender = f.user("sender", 10_000).await;
+    let worker = f.user("worker", 0).await;
+    let first = f.job(sender.id, 500).await;
+    f.clock.advance(Duration::from_secs(5));
+    f.job(sender.id, 500).await;
+    let held = f.job(sender.id, 500).await;
+    m.claim(worker.id, held.id, &DEFAULT).await.unwrap();
+    let stats = m.job_stats().await.unwrap();
+    let count = |s: JobStatus| {
+        stats
+            .by_status
+            .iter()
+            .find(|(st, _)| *st == s)
+            .map_or(0, |(_, n)| *n)
+    };
+    assert_eq!((count(JobStatus::Queued), count(JobStatus::Held)), (2, 1));
+    assert_eq!(stats.oldest_queued, Some(first.updated_at));
+}
+
 /// Texts with NUL are refused with the field named, on both stores, and nothing is written.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn nul_bytes_are_refused() {

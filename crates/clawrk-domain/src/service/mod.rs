@@ -125,6 +125,11 @@ impl Marketplace {
         self.store().read(|tx| tx.ping()).await
     }
 
+    /// Jobs by status and the oldest queued job's age, for monitoring (one read).
+    pub async fn job_stats(&self) -> Result<crate::ports::JobStats> {
+        self.store().read(|tx| tx.job_stats()).await
+    }
+
     fn store(&self) -> &dyn Store {
         &*self.ports.store
     }
