@@ -217,6 +217,7 @@ pub fn api_scope() -> actix_web::Scope {
         .service(resource!("/health", GET => health))
         .service(resource!("/openapi.json", GET => openapi::openapi_json))
         .service(resource!("/docs", GET => openapi::docs_page))
+        .service(resource!(openapi::scalar_route(), GET => openapi::scalar_js))
 }
 
 /// The whole application.
@@ -244,6 +245,7 @@ pub fn app(
         .wrap(from_fn(rate_limit))
         .wrap(from_fn(request_id))
         .service(web::resource("/metrics").route(web::get().to(routes::metrics)))
+        .service(web::resource("/").route(web::get().to(routes::to_docs)))
         .service(api_scope())
         .default_service(web::to(routes::not_found))
 }

@@ -313,8 +313,74 @@ fn rendered() -> &'static (String, String) {
     DOCS.get_or_init(|| {
         let doc = ApiDoc::openapi();
         let json = doc.to_json().unwrap_or_else(|_| "{}".into());
-        (json, utoipa_scalar::Scalar::new(doc).to_html())
+        (json, docs_html())
     })
+}
+
+/// The version of the vendored renderer (`assets/README.md`).
+const SCALAR_VERSION: &str = "1.76.0";
+
+/// The renderer, as vendored (gzip).
+static SCALAR_GZ: &[u8] = include_bytes!("../assets/scalar-api-reference-1.76.0.js.gz");
+
+/// The renderer's route under `/api`: a versioned name, cached for good.
+pub fn scalar_route() -> String {
+    format!("/docs/scalar-{SCALAR_VERSION}.js")
+}
+
+/// Where the page loads the renderer from: this server.
+fn scalar_path() -> String {
+    format!("/api{}", scalar_route())
+}
+
+/// The reference page: the document is fetched from this server, the renderer too, and the
+/// renderer's web fonts are turned off, so nothing is loaded from anywhere else.
+fn docs_html() -> String {
+    format!(
+        r#"<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>clawrk API reference</title>
+</head>
+<body>
+<noscript>The API reference needs JavaScript. The OpenAPI document is at <a href="/api/openapi.json">/api/openapi.json</a>.</noscript>
+<script id="api-reference" data-url="/api/openapi.json" data-configuration='{{"withDefaultFonts": false, "hideClientButton": true}}'></script>
+<script src="{}"></script>
+</body>
+</html>
+"#,
+        scalar_path()
+    )
+}
+
+/// `GET /api/docs/scalar-<version>.js`: the vendored renderer, gzip-encoded when the client takes
+/// it (every browser does), else decompressed once.
+pub async fn scalar_js(req: actix_web::HttpRequest) -> actix_web::HttpResponse {
+    let gzip = req
+        .headers()
+        .get(actix_web::http::header::ACCEPT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|e| e.trim().starts_with("gzip")));
+    let mut resp = actix_web::HttpResponse::Ok();
+    resp.content_type("text/javascript; charset=utf-8")
+        .insert_header(("Cache-Control", "public, max-age=31536000, immutable"))
+        .insert_header(("Vary", "Accept-Encoding"));
+    if gzip {
+        resp.insert_header(("Content-Encoding", "gzip"))
+            .body(SCALAR_GZ)
+    } else {
+        static PLAIN: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+        let plain = PLAIN.get_or_init(|| {
+            use std::io::Read;
+            let mut out = Vec::new();
+            // The asset is part of the binary: it always decompresses.
+            let _ = flate2::read::GzDecoder::new(SCALAR_GZ).read_to_end(&mut out);
+            out
+        });
+        resp.body(plain.as_slice())
+    }
 }
 
 /// The document as a value (tests and tools).

@@ -761,6 +761,13 @@ pub async fn metrics(st: Data<AppState>) -> HttpResponse {
         .body(text)
 }
 
+/// `GET /`: the API reference.
+pub async fn to_docs() -> HttpResponse {
+    HttpResponse::Found()
+        .insert_header(("Location", "/api/docs"))
+        .finish()
+}
+
 /// Unknown routes.
 pub async fn not_found() -> HttpResponse {
     actix_web::ResponseError::error_response(&ApiError::not_found("route"))
