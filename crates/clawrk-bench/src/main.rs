@@ -228,10 +228,11 @@ fn seed_sqlite(path: &Path, senders: u32, workers: u32, queued: u32) {
         jobs.iter()
             .enumerate()
             .map(|(g, (j, s))| {
+                // Every column in table order (the review columns came last, by ALTER TABLE).
                 format!(
                     "('{j}', 'queued', 'write a report {g}', 'Report {g}', 'A report', 'a report', \
                      '[\"has a report\"]', '{}', NULL, NULL, NULL, NULL, NULL, 100, 600, NULL, NULL, \
-                     NULL, NULL, 0, 0, NULL, NULL, '{{}}', '[]', '[]', NULL, 'heuristic', {t}, {t}, NULL, 0)",
+                     NULL, NULL, 0, 0, NULL, NULL, '{{}}', '[]', '[]', NULL, 'heuristic', {t}, {t}, NULL, 0, 0, NULL)",
                     people[*s].0,
                     t = 1_000_000 + g
                 )
