@@ -703,7 +703,7 @@ async fn verifier_outage_goes_to_review() {
     let sender = f.user("sender", 10_000).await;
     let worker = f.user("worker", 0).await;
     let mut jobs = Vec::new();
-    for _ in 0..3 {
+    for _ in 0..4 {
         let job = f.job(sender.id, 500).await;
         m.claim(worker.id, job.id, &DEFAULT).await.unwrap();
         m.accept(worker.id, job.id, &DEFAULT).await.unwrap();
@@ -712,7 +712,7 @@ async fn verifier_outage_goes_to_review() {
     }
     f.verifier.set_down(true);
     for _ in 0..5 {
-        for _ in 0..3 {
+        for _ in 0..4 {
             assert!(matches!(m.verify_next().await, Err(DomainError::Llm(_))));
         }
         f.clock.advance(Duration::from_secs(31));
@@ -744,6 +744,15 @@ async fn verifier_outage_goes_to_review() {
         m.review(sender.id, jobs[0], true).await.is_err(),
         "decided once"
     );
+    // Cancel on a submission in review acts as on any submission: flagged, it takes effect on a
+    // failure — the sender's rejection ends the job and refunds them.
+    let before = f.balance(sender.id).await;
+    let flagged = m.cancel(sender.id, jobs[3]).await.unwrap();
+    assert!(flagged.cancellation_requested);
+    assert_eq!(flagged.status, JobStatus::Submitted);
+    let ended = m.review(sender.id, jobs[3], false).await.unwrap();
+    assert_eq!(ended.status, JobStatus::Cancelled);
+    assert_eq!(f.balance(sender.id).await, before + 500);
 
     assert_eq!(m.sweep().await.unwrap().approved_reviews, 0, "not due yet");
     f.clock.advance(Duration::from_secs(72 * 3600 + 1));
