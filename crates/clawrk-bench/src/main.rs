@@ -223,16 +223,18 @@ fn seed_sqlite(path: &Path, senders: u32, workers: u32, queued: u32) {
     let jobs: Vec<(String, usize)> = (0..queued)
         .map(|g| (id(), g as usize % senders as usize))
         .collect();
+    // Named columns: the others take their defaults, so a column added later needs no change here.
     batch(
-        "jobs",
+        "jobs (id, status, prompt, title, description, requirements, acceptance_criteria, sender, \
+         price_cents, time_limit_seconds, attempt_count, cancellation_requested, env_vars, \
+         attachments, presented_to_agents, structured_by, created_at, updated_at)",
         jobs.iter()
             .enumerate()
             .map(|(g, (j, s))| {
-                // Every column in table order (the review columns came last, by ALTER TABLE).
                 format!(
                     "('{j}', 'queued', 'write a report {g}', 'Report {g}', 'A report', 'a report', \
-                     '[\"has a report\"]', '{}', NULL, NULL, NULL, NULL, NULL, 100, 600, NULL, NULL, \
-                     NULL, NULL, 0, 0, NULL, NULL, '{{}}', '[]', '[]', NULL, 'heuristic', {t}, {t}, NULL, 0, 0, NULL)",
+                     '[\"has a report\"]', '{}', 100, 600, 0, 0, '{{}}', '[]', '[]', 'heuristic', \
+                     {t}, {t})",
                     people[*s].0,
                     t = 1_000_000 + g
                 )
