@@ -32,6 +32,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tower::Layer;
 
+/// Longest "word" a title may have (long compounds pass; a looping model's run does not).
+const MAX_TITLE_WORD: usize = 60;
+/// Longest "word" of a description (a long URL passes).
+const MAX_TEXT_WORD: usize = 300;
+
 /// Largest answer accepted from the model, in bytes.
 pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
@@ -279,6 +284,16 @@ impl Structurer for OpenAiLlm {
         let title = cut(&a.title, TITLE_CHARS);
         if title.is_empty() {
             return Err(LlmError::BadAnswer("the answer has an empty title".into()));
+        }
+        // A grammar-bounded model in a loop fills the bound with one endless "word"
+        // ("a-c-e-a-t-a-…"): that is not a title, and the job would be nonsense.
+        if [(&title, MAX_TITLE_WORD), (&a.description, MAX_TEXT_WORD)]
+            .iter()
+            .any(|(text, max)| text.split_whitespace().any(|w| w.chars().count() > *max))
+        {
+            return Err(LlmError::BadAnswer(
+                "the answer is not words (a run of characters longer than any word)".into(),
+            ));
         }
         let criteria = clean_criteria(a.acceptance_criteria);
         if criteria.is_empty() {

@@ -205,6 +205,11 @@ async fn unusable_answers_are_typed_errors() {
             a["title"] = json!("  ");
             ok(a)
         }),
+        ("a title that is one endless run (a looping model)", {
+            let mut a = job_answer(500, 600);
+            a["title"] = json!(format!("a-c-e-a-t-a-n-c-i-t-i-n{}", "-a".repeat(60)));
+            ok(a)
+        }),
         (
             "not a chat completion",
             ResponseTemplate::new(200).set_body_string("<html>proxy error</html>"),
@@ -322,4 +327,25 @@ async fn an_injected_instruction_cannot_produce_a_pass() {
         "the whole submission sits inside the markers"
     );
     assert!(system.contains("untrusted data") && system.contains(&close));
+}
+
+/// Long real words and URLs are words: only a run longer than any word is refused.
+#[tokio::test]
+async fn long_words_and_urls_are_still_words() {
+    let server = MockServer::start().await;
+    let mut a = job_answer(500, 600);
+    a["title"] = json!("Translate Donaudampfschifffahrtsgesellschaftskapitänsmütze");
+    a["description"] = json!(format!(
+        "Summarise https://example.com/{} for the team.",
+        "docs/".repeat(40)
+    ));
+    Mock::given(method("POST"))
+        .respond_with(ok(a))
+        .mount(&server)
+        .await;
+    let s = llm(&server, 0, Duration::from_secs(5))
+        .structure(PROMPT)
+        .await
+        .unwrap();
+    assert!(s.title.starts_with("Translate Donau"));
 }
