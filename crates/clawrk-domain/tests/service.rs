@@ -422,23 +422,13 @@ fn a_verifier_error_is_logged_and_no_verdict_is_invented() {
 /// decides is approved when it is due. Never a verification loop with the price stuck in escrow.
 #[test]
 fn a_submission_the_verifier_cannot_judge_goes_to_the_senders_review() {
-    struct Down;
-    #[async_trait::async_trait]
-    impl Verifier for Down {
-        fn name(&self) -> String {
-            "down".into()
-        }
-        async fn verify(
-            &self,
-            _: &VerifyTask,
-            _: Arc<dyn LogSink>,
-        ) -> Result<Assessment, LlmError> {
-            Err(LlmError::Unavailable("connection refused".into()))
-        }
-    }
+    let mut down = MockVerifier::new();
+    down.expect_name().return_const("down".to_string());
+    down.expect_verify()
+        .returning(|_, _| Err(LlmError::Unavailable("connection refused".into())));
     block_on(async {
         let clock = TestClock::at(T0);
-        let (m, s) = market(clock.clone(), Arc::new(Down));
+        let (m, s) = market(clock.clone(), Arc::new(down));
         let sender = funded(&m, "sender", 1_500).await;
         let worker = m.create_user("worker").await.unwrap();
         let stranger = m.create_user("stranger").await.unwrap();

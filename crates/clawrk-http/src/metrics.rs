@@ -15,7 +15,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 /// What the instance runs on, fixed at start.
@@ -116,7 +116,6 @@ pub struct Metrics {
     pool: Family<StateLabels, Gauge>,
     pool_max: Gauge,
     workers: Gauge,
-    workers_alive: AtomicU32,
     sweeper_alive: AtomicBool,
     probe: Mutex<Option<Probe>>,
 }
@@ -234,7 +233,6 @@ impl Metrics {
             pool,
             pool_max,
             workers,
-            workers_alive: AtomicU32::new(0),
             sweeper_alive: AtomicBool::new(false),
             probe: Mutex::new(None),
         }
@@ -304,7 +302,6 @@ impl Metrics {
     /// panics).
     pub fn worker_started(&self) -> WorkerGuard<'_> {
         self.workers.inc();
-        self.workers_alive.fetch_add(1, Ordering::SeqCst);
         WorkerGuard(self)
     }
 
@@ -316,7 +313,7 @@ impl Metrics {
     /// Verification workers running now, and whether the sweeper runs.
     pub fn workers_alive(&self) -> (u32, bool) {
         (
-            self.workers_alive.load(Ordering::SeqCst),
+            u32::try_from(self.workers.get()).unwrap_or(0),
             self.sweeper_alive.load(Ordering::SeqCst),
         )
     }
@@ -385,6 +382,5 @@ pub struct WorkerGuard<'a>(&'a Metrics);
 impl Drop for WorkerGuard<'_> {
     fn drop(&mut self) {
         self.0.workers.dec();
-        self.0.workers_alive.fetch_sub(1, Ordering::SeqCst);
     }
 }

@@ -175,7 +175,7 @@ pub async fn logs(
         .unwrap_or(0);
     let version = feed.version.subscribe();
     let closing = st.logs.closing.subscribe();
-    let st_metrics = st.metrics.clone();
+    let counted = st.metrics.stream_opened();
     feed.publish(Ok(first));
     // The stream is driven by the response body itself (no task, no channel per subscriber): an
     // idle subscriber costs one suspended future. It is dropped when the client goes away.
@@ -188,7 +188,7 @@ pub async fn logs(
         queue: VecDeque::new(),
         done: false,
         closing,
-        _counted: st_metrics.stream_opened(),
+        _counted: counted,
     };
     let events = futures::stream::unfold(state, |mut f| async move {
         loop {

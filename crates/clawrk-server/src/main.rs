@@ -154,7 +154,7 @@ async fn serve(store_args: StoreArgs, args: ServeArgs) -> ExitCode {
         stop_rx,
     ));
     tracing::info!(addr = %args.addr, "listening");
-    let result = tokio::select! {
+    let ended_early = tokio::select! {
         r = &mut server => Some(r),
         signal = shutdown_signal() => {
             tracing::info!(%signal, grace_s = grace.as_secs(), "shutting down");
@@ -168,15 +168,19 @@ async fn serve(store_args: StoreArgs, args: ServeArgs) -> ExitCode {
     let deadline = tokio::time::Instant::now() + grace;
     let _ = stop_tx.send(true);
     logs.close_all();
-    let result = match result {
-        Some(r) => r,
+    // The HTTP server's own outcome (a task that panicked is an error too).
+    let served = |r: Result<std::io::Result<()>, tokio::task::JoinError>| {
+        r.unwrap_or_else(|e| Err(std::io::Error::other(e)))
+    };
+    let result = match ended_early {
+        Some(r) => served(r),
         None => {
             let _ = tokio::time::timeout_at(deadline, http.stop(true)).await;
             match tokio::time::timeout_at(deadline, &mut server).await {
-                Ok(r) => r,
+                Ok(r) => served(r),
                 Err(_) => {
                     server.abort();
-                    Ok(Ok(()))
+                    Ok(())
                 }
             }
         }
@@ -188,10 +192,6 @@ async fn serve(store_args: StoreArgs, args: ServeArgs) -> ExitCode {
             );
         }
     }
-    let result = match result {
-        Ok(r) => r,
-        Err(e) => Err(std::io::Error::other(e.to_string())),
-    };
     opened.shutdown();
     tracing::info!("clawrk stopped");
     match result {

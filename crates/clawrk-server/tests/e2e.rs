@@ -36,6 +36,32 @@ async fn follow(c: &Client, id: Uuid) -> (Vec<LogLine>, Option<Verdict>) {
     }
 }
 
+/// Reads a job's log stream from `base` as raw text, in a task, until the stream ends; fails if it
+/// does not answer 200 or is still open after `limit`.
+fn raw_stream(
+    base: &str,
+    id: Uuid,
+    key: &str,
+    limit: Duration,
+    until: &'static str,
+) -> tokio::task::JoinHandle<String> {
+    let url = format!("{base}/api/jobs/{id}/logs");
+    let key = key.to_string();
+    tokio::spawn(async move {
+        let resp = reqwest::Client::new()
+            .get(url)
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        tokio::time::timeout(limit, resp.text())
+            .await
+            .expect(until)
+            .unwrap()
+    })
+}
+
 async fn balance(c: &Client) -> i64 {
     c.wallet(&PageRequest::default())
         .await
@@ -427,23 +453,13 @@ async fn sigterm_shuts_down_gracefully() {
     w.claim(id, &none()).await.unwrap();
     w.accept(id, &none()).await.unwrap();
     // A stream with no verdict coming: it would hold the drain for ever.
-    let stream = tokio::spawn({
-        let url = format!("{}/api/jobs/{id}/logs", server.url);
-        let key = sender.key.clone();
-        async move {
-            let resp = reqwest::Client::new()
-                .get(url)
-                .bearer_auth(key)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(resp.status(), 200);
-            tokio::time::timeout(STREAM, resp.text())
-                .await
-                .expect("the stream ended at shutdown")
-                .unwrap()
-        }
-    });
+    let stream = raw_stream(
+        &server.url,
+        id,
+        &sender.key,
+        STREAM,
+        "the stream ended at shutdown",
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     let pid = server.child.id().to_string();
     let sent = std::process::Command::new("kill")
@@ -495,22 +511,13 @@ async fn a_partition_from_postgres_answers_503_in_bounded_time() {
         .id;
     w.claim(id, &none()).await.unwrap();
     w.accept(id, &none()).await.unwrap();
-    let stream = tokio::spawn({
-        let url = format!("{}/api/jobs/{id}/logs", server.url);
-        let key = sender.key.clone();
-        async move {
-            let resp = reqwest::Client::new()
-                .get(url)
-                .bearer_auth(key)
-                .send()
-                .await
-                .unwrap();
-            tokio::time::timeout(Duration::from_secs(60), resp.text())
-                .await
-                .expect("the stream ended with its verdict")
-                .unwrap()
-        }
-    });
+    let stream = raw_stream(
+        &server.url,
+        id,
+        &sender.key,
+        Duration::from_secs(60),
+        "the stream ended with its verdict",
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     proxy.cut.store(true, Ordering::SeqCst);
@@ -624,23 +631,7 @@ async fn a_stream_sees_lines_written_by_another_instance() {
         .id;
     w.claim(id, &none()).await.unwrap();
     w.accept(id, &none()).await.unwrap();
-    let raw = tokio::spawn({
-        let url = format!("{}/api/jobs/{id}/logs", api_only.url);
-        let key = sender.key.clone();
-        async move {
-            let resp = reqwest::Client::new()
-                .get(url)
-                .bearer_auth(key)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(resp.status(), 200);
-            tokio::time::timeout(STREAM, resp.text())
-                .await
-                .expect("the stream ended")
-                .unwrap()
-        }
-    });
+    let raw = raw_stream(&api_only.url, id, &sender.key, STREAM, "the stream ended");
     tokio::time::sleep(Duration::from_millis(300)).await;
     let out =
         "Grey waves fold and break\nwhite foam breathes upon the sand\nthe tide pulls back home";
