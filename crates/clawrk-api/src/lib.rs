@@ -19,8 +19,12 @@ pub mod jobs;
 pub mod num;
 pub mod ops;
 pub mod times;
+pub mod webhooks;
 
 pub use accounts::*;
 pub use error::{ErrorBody, ErrorCode, StreamEnd, StreamError};
 pub use jobs::*;
 pub use ops::*;
+pub use webhooks::{
+    DeliveryState, NewWebhook, Webhook, WebhookDelivery, WebhookEvent, WebhookPatch,
+};

@@ -209,6 +209,12 @@ enum Cmd {
         #[arg(short = 'f', long = "file")]
         file: Option<PathBuf>,
     },
+    /// Your webhook endpoints: signed events about your jobs and your agents' work, posted to a
+    /// URL (see docs/WEBHOOKS.md).
+    Webhooks {
+        #[command(subcommand)]
+        action: Option<WebhooksCmd>,
+    },
     /// Run an agent: pull, accept, run a command on each job, submit its output.
     Agent {
         #[command(subcommand)]
@@ -256,6 +262,50 @@ enum AgentsCmd {
         #[command(flatten)]
         paging: Paging,
     },
+}
+
+#[derive(Subcommand)]
+enum WebhooksCmd {
+    /// List your endpoints (the default).
+    List,
+    /// Register an endpoint; prints its signing secret, shown only this once.
+    Add {
+        /// Where events are posted (http:// or https://).
+        url: String,
+        /// Event types, comma-separated (job.queued, job.held, job.accepted, job.submitted,
+        /// job.verified, job.requeued, job.failed, job.cancelled, payout.completed), or `*`.
+        #[arg(long, default_value = "*", value_delimiter = ',')]
+        events: Vec<String>,
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// Change an endpoint.
+    Update {
+        id: String,
+        #[arg(long)]
+        url: Option<String>,
+        #[arg(long, value_delimiter = ',')]
+        events: Option<Vec<String>>,
+        #[arg(long)]
+        description: Option<String>,
+        #[arg(long, conflicts_with = "disable")]
+        enable: bool,
+        #[arg(long)]
+        disable: bool,
+        /// Make a new signing secret (printed once; the old one stops at once).
+        #[arg(long)]
+        rotate_secret: bool,
+    },
+    /// Delete an endpoint.
+    Rm { id: String },
+    /// An endpoint's deliveries, newest first.
+    Deliveries {
+        id: String,
+        #[command(flatten)]
+        paging: Paging,
+    },
+    /// Send a delivery again now (the event keeps its id).
+    Redeliver { id: String, delivery: String },
 }
 
 #[derive(Subcommand)]
@@ -655,6 +705,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             }
         }
         Cmd::Agents { action } => agents(&ctx, action.unwrap_or(AgentsCmd::List)).await?,
+        Cmd::Webhooks { action } => webhooks(&ctx, action.unwrap_or(WebhooksCmd::List)).await?,
         Cmd::Use { name } => {
             let c = ctx.client()?;
             let agent = find_agent(&ctx, &c, &name).await?;
@@ -1025,6 +1076,124 @@ async fn agents(ctx: &Ctx, action: AgentsCmd) -> Result<(), Failure> {
                     out.line(out::profile_line(p));
                 }
             }
+        }
+    }
+    Ok(())
+}
+
+fn uuid_arg(text: &str, what: &str) -> Result<Uuid, Failure> {
+    text.trim()
+        .parse()
+        .map_err(|_| Failure::usage(format!("{text:?} is not a {what} (a UUID)")))
+}
+
+async fn webhooks(ctx: &Ctx, action: WebhooksCmd) -> Result<(), Failure> {
+    let out = ctx.out;
+    let c = ctx.client()?;
+    match action {
+        WebhooksCmd::List => {
+            let hooks = c.webhooks().await.map_err(|e| ctx.explain(e))?;
+            if out.json {
+                out.json(&hooks);
+            } else if hooks.is_empty() {
+                out.line("No webhook endpoints: add one with `clawrk webhooks add URL`.");
+            } else {
+                for h in &hooks {
+                    out.line(out::webhook_line(h));
+                }
+            }
+        }
+        WebhooksCmd::Add {
+            url,
+            events,
+            description,
+        } => {
+            let h = c
+                .create_webhook(&NewWebhook {
+                    url,
+                    events,
+                    description,
+                })
+                .await
+                .map_err(|e| ctx.explain(e))?;
+            out.show(&h, || {
+                format!(
+                    "Added {}\n  signing secret (shown once; keep it): {}",
+                    out::webhook_line(&h),
+                    h.secret.as_deref().unwrap_or("-")
+                )
+            });
+        }
+        WebhooksCmd::Update {
+            id,
+            url,
+            events,
+            description,
+            enable,
+            disable,
+            rotate_secret,
+        } => {
+            let patch = WebhookPatch {
+                url,
+                events,
+                description,
+                enabled: (enable || disable).then_some(enable),
+                rotate_secret: rotate_secret.then_some(true),
+            };
+            if patch == WebhookPatch::default() {
+                return Err(Failure::usage(
+                    "nothing to change: --url, --events, --description, --enable, --disable or --rotate-secret",
+                ));
+            }
+            let h = c
+                .update_webhook(uuid_arg(&id, "webhook id")?, &patch)
+                .await
+                .map_err(|e| ctx.explain(e))?;
+            out.show(&h, || match &h.secret {
+                Some(s) => format!(
+                    "Updated {}\n  new signing secret (shown once): {s}",
+                    out::webhook_line(&h)
+                ),
+                None => format!("Updated {}", out::webhook_line(&h)),
+            });
+        }
+        WebhooksCmd::Rm { id } => {
+            let id = uuid_arg(&id, "webhook id")?;
+            c.delete_webhook(id).await.map_err(|e| ctx.explain(e))?;
+            out.show(&serde_json::json!({ "deleted": id }), || {
+                format!("Deleted webhook {id}")
+            });
+        }
+        WebhooksCmd::Deliveries { id, paging } => {
+            let id = uuid_arg(&id, "webhook id")?;
+            let all = c.webhook_deliveries_stream(id);
+            let c = &c;
+            let ds = list(
+                &paging,
+                |p| async move { c.webhook_deliveries(id, &p).await },
+                all,
+            )
+            .await
+            .map_err(|e| ctx.explain(e))?;
+            if out.json {
+                out.json(&ds);
+            } else if ds.is_empty() {
+                out.line("No deliveries yet.");
+            } else {
+                for d in &ds {
+                    out.line(out::delivery_line(d));
+                }
+            }
+        }
+        WebhooksCmd::Redeliver { id, delivery } => {
+            let d = c
+                .redeliver(
+                    uuid_arg(&id, "webhook id")?,
+                    uuid_arg(&delivery, "delivery id")?,
+                )
+                .await
+                .map_err(|e| ctx.explain(e))?;
+            out.show(&d, || format!("Queued again: {}", out::delivery_line(&d)));
         }
     }
     Ok(())

@@ -3,7 +3,8 @@
 //! quiet exit when the reader of stdout goes away (`clawrk jobs | head -1`).
 
 use clawrk_client::api::{
-    Agent, AgentProfile, BoardJob, Estimate, Held, Job, JobStatus, LedgerEntry, LogLine, Verdict,
+    Agent, AgentProfile, BoardJob, DeliveryState, Estimate, Held, Job, JobStatus, LedgerEntry,
+    LogLine, Verdict, Webhook, WebhookDelivery,
 };
 use serde::Serialize;
 use std::io::{IsTerminal, Write};
@@ -363,6 +364,48 @@ pub fn ledger_line(e: &LedgerEntry) -> String {
         money(e.delta_cents),
         e.reason,
         e.job_id.map(|j| format!("  job {j}")).unwrap_or_default()
+    )
+}
+
+/// One webhook endpoint on a line.
+pub fn webhook_line(h: &Webhook) -> String {
+    format!(
+        "{}  {}  [{}]{}{}",
+        h.id,
+        h.url,
+        h.events.join(","),
+        if h.enabled { "" } else { "  (disabled)" },
+        h.description
+            .as_deref()
+            .map(|d| format!("  {d}"))
+            .unwrap_or_default()
+    )
+}
+
+/// One delivery on a line.
+pub fn delivery_line(d: &WebhookDelivery) -> String {
+    let state = match d.state {
+        DeliveryState::Pending => match d.next_attempt_at {
+            Some(t) => format!("pending, next try {}", until(t)),
+            None => "pending".into(),
+        },
+        DeliveryState::Delivered => "delivered".into(),
+        DeliveryState::Failed => "failed".into(),
+    };
+    let last = match (d.last_status, d.last_error.as_deref()) {
+        (_, Some(e)) => format!("  last: {e}"),
+        (Some(s), None) => format!("  last: HTTP {s}"),
+        (None, None) => String::new(),
+    };
+    format!(
+        "{}  {:<16}  {}  {} attempt{}  {}{}",
+        d.id,
+        d.event_type,
+        when(d.created_at),
+        d.attempts,
+        if d.attempts == 1 { "" } else { "s" },
+        state,
+        last
     )
 }
 

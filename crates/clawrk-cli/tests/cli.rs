@@ -637,3 +637,121 @@ fn agent_run_works_jobs_with_a_command() {
     );
     assert_eq!(accepted(), 0);
 }
+
+/// A receiver on loopback that answers 200 to every request and counts them.
+fn receiver() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream);
+            let mut length = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                let lower = line.to_ascii_lowercase();
+                if let Some(v) = lower.strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0u8; length];
+            let _ = reader.read_exact(&mut body);
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let _ = reader
+                .get_mut()
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        }
+    });
+    (url, seen)
+}
+
+#[test]
+fn webhooks_are_managed_from_the_cli() {
+    let server = Server::start_with(&[
+        ("CLAWRK_WEBHOOK_ALLOW_PRIVATE", "1"),
+        ("CLAWRK_WEBHOOK_RETRY_SECONDS", "0.2"),
+    ]);
+    let alice = user(&server, "alice", 1_000);
+    let (url, seen) = receiver();
+    let added: Value = serde_json::from_str(&alice.ok(&[
+        "--json",
+        "webhooks",
+        "add",
+        &url,
+        "--events",
+        "job.queued,job.cancelled",
+        "--description",
+        "mine",
+    ]))
+    .unwrap();
+    let id = added["id"].as_str().unwrap().to_string();
+    assert!(added["secret"].as_str().unwrap().starts_with("whsec_"));
+    let text = alice.ok(&["webhooks", "add", &url]);
+    assert!(text.contains("signing secret (shown once"), "{text}");
+    let list = alice.ok(&["webhooks"]);
+    assert!(
+        list.contains(&url) && list.contains("[job.queued,job.cancelled]"),
+        "{list}"
+    );
+    assert!(!list.contains("whsec_"), "{list}");
+
+    alice.ok(&["run", "Write a haiku about the sea", "-y"]);
+    let started = Instant::now();
+    let delivered = loop {
+        let ds: Value =
+            serde_json::from_str(&alice.ok(&["--json", "webhooks", "deliveries", &id])).unwrap();
+        if ds[0]["state"] == "delivered" {
+            break ds;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "{ds}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(delivered.as_array().unwrap().len(), 1);
+    assert_eq!(delivered[0]["event_type"], "job.queued");
+    let text = alice.ok(&["webhooks", "deliveries", &id]);
+    assert!(
+        text.contains("job.queued") && text.contains("delivered"),
+        "{text}"
+    );
+    let delivery = delivered[0]["id"].as_str().unwrap();
+    assert!(
+        alice
+            .ok(&["webhooks", "redeliver", &id, delivery])
+            .contains("Queued again")
+    );
+    let before = seen.load(std::sync::atomic::Ordering::SeqCst);
+    let started = Instant::now();
+    while seen.load(std::sync::atomic::Ordering::SeqCst) == before {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "not redelivered"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    assert!(
+        alice
+            .ok(&["webhooks", "update", &id, "--disable"])
+            .contains("(disabled)")
+    );
+    assert_eq!(code(&alice.run(&["webhooks", "update", &id])), 2);
+    let rotated = alice.ok(&["webhooks", "update", &id, "--rotate-secret"]);
+    assert!(
+        rotated.contains("new signing secret (shown once): whsec_"),
+        "{rotated}"
+    );
+    // Refused input and someone else's endpoint: the API's errors, as exit codes.
+    let bad = alice.run(&["webhooks", "add", "ftp://example.com/"]);
+    assert_eq!(code(&bad), 1, "{}", stderr(&bad));
+    assert!(stderr(&bad).contains("http"), "{}", stderr(&bad));
+    assert_eq!(code(&alice.run(&["webhooks", "rm", "not-an-id"])), 2);
+    let bob = user(&server, "bob", 0);
+    assert_eq!(code(&bob.run(&["webhooks", "rm", &id])), 6);
+    assert!(alice.ok(&["webhooks", "rm", &id]).contains("Deleted"));
+    assert_eq!(code(&alice.run(&["webhooks", "deliveries", &id])), 6);
+}

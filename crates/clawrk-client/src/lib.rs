@@ -37,6 +37,9 @@
 //! # Ok(()) }
 //! ```
 //!
+//! - **Webhooks**: [`verify_webhook`] checks a delivery's `clawrk-signature` header in your
+//!   receiver (see docs/WEBHOOKS.md).
+//!
 //! An agent's loop is in `examples/agent.rs`; the sender's whole flow in `examples/sender.rs`.
 
 #![warn(missing_docs)]
@@ -51,6 +54,38 @@ pub use clawrk_api::ErrorCode;
 pub use error::{ClientError, Error, Result};
 pub use logs::{Follow, LogEvent};
 pub use retry::RetryPolicy;
+
+/// Checks a webhook delivery in your receiver: its `clawrk-signature` header against the raw body
+/// and your endpoint's secret, signed within 5 minutes of now. Reject the request (e.g. 400) on
+/// an error, and drop an event whose `id` you already handled (delivery is at least once).
+///
+/// ```
+/// let secret = "whsec_example";
+/// let body = br#"{"id":"evt_1","type":"job.verified"}"#;
+/// let now = std::time::SystemTime::now()
+///     .duration_since(std::time::UNIX_EPOCH)
+///     .unwrap()
+///     .as_secs() as i64;
+/// let header = clawrk_client::api::webhooks::sign(secret, now, body);
+/// assert!(clawrk_client::verify_webhook(secret, &header, body).is_ok());
+/// assert!(clawrk_client::verify_webhook("whsec_other", &header, body).is_err());
+/// ```
+pub fn verify_webhook(
+    secret: &str,
+    signature_header: &str,
+    body: &[u8],
+) -> std::result::Result<(), api::webhooks::SignatureError> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    api::webhooks::verify(
+        secret,
+        signature_header,
+        body,
+        now,
+        api::webhooks::DEFAULT_TOLERANCE_SECONDS,
+    )
+}
 
 use api::*;
 use futures::Stream;
@@ -721,6 +756,92 @@ impl Client {
         self.call(Method::DELETE, &format!("/api/agents/{id}"), None, Idem::No)
             .await
             .map(|_| ())
+    }
+
+    // ---- webhooks ----
+
+    /// `POST /api/webhooks`: registers an endpoint; the answer holds its signing secret (the
+    /// only time it is shown, with [`Client::rotate_webhook_secret`]).
+    pub async fn create_webhook(&self, hook: &NewWebhook) -> Result<Webhook> {
+        self.send(Method::POST, "/api/webhooks", hook, Idem::No)
+            .await?
+            .json()
+    }
+
+    /// `GET /api/webhooks`: your endpoints, oldest first.
+    pub async fn webhooks(&self) -> Result<Vec<Webhook>> {
+        self.get("/api/webhooks").await
+    }
+
+    /// `GET /api/webhooks/{id}`.
+    pub async fn webhook(&self, id: Uuid) -> Result<Webhook> {
+        self.get(&format!("/api/webhooks/{id}")).await
+    }
+
+    /// `PATCH /api/webhooks/{id}`.
+    pub async fn update_webhook(&self, id: Uuid, patch: &WebhookPatch) -> Result<Webhook> {
+        self.send(
+            Method::PATCH,
+            &format!("/api/webhooks/{id}"),
+            patch,
+            Idem::No,
+        )
+        .await?
+        .json()
+    }
+
+    /// `PATCH /api/webhooks/{id}` with `rotate_secret`: the answer holds the new secret.
+    pub async fn rotate_webhook_secret(&self, id: Uuid) -> Result<Webhook> {
+        let patch = WebhookPatch {
+            rotate_secret: Some(true),
+            ..WebhookPatch::default()
+        };
+        self.update_webhook(id, &patch).await
+    }
+
+    /// `DELETE /api/webhooks/{id}`.
+    pub async fn delete_webhook(&self, id: Uuid) -> Result<()> {
+        self.call(
+            Method::DELETE,
+            &format!("/api/webhooks/{id}"),
+            None,
+            Idem::No,
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// `GET /api/webhooks/{id}/deliveries`: a page of the endpoint's deliveries, newest first.
+    pub async fn webhook_deliveries(
+        &self,
+        id: Uuid,
+        page: &PageRequest,
+    ) -> Result<Page<WebhookDelivery>> {
+        self.page(&format!(
+            "/api/webhooks/{id}/deliveries{}",
+            page_query(page)
+        ))
+        .await
+    }
+
+    /// Every delivery of the endpoint, newest first, page after page.
+    pub fn webhook_deliveries_stream(
+        &self,
+        id: Uuid,
+    ) -> impl Stream<Item = Result<WebhookDelivery>> + Send + 'static {
+        self.walk(format!("/api/webhooks/{id}/deliveries"))
+    }
+
+    /// `POST /api/webhooks/{id}/deliveries/{delivery}/redeliver`: sends it again now.
+    pub async fn redeliver(&self, id: Uuid, delivery: Uuid) -> Result<WebhookDelivery> {
+        self.send(
+            Method::POST,
+            &format!("/api/webhooks/{id}/deliveries/{delivery}/redeliver"),
+            &serde_json::json!({}),
+            Idem::No,
+        )
+        .await?
+        .json()
     }
 
     // ---- wallet ----

@@ -22,6 +22,7 @@ pub mod ports;
 pub mod service;
 pub mod text;
 pub mod user;
+pub mod webhook;
 
 pub use error::{DomainError, Result};
 pub use ids::{AgentId, ApiKeyId, JobId, Timestamp, TransferId, UserId};

@@ -15,6 +15,9 @@ use crate::ports::{
     Store, Tx, Work,
 };
 use crate::user::{Agent, AgentProfile, KeyHash, User};
+use crate::webhook::{
+    Delivery, DeliveryId, DeliveryState, Endpoint, JobEvent, Outgoing, WebhookId,
+};
 use async_trait::async_trait;
 use std::any::Any;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -40,6 +43,11 @@ pub struct MemoryState {
     idem: HashMap<(UserId, String), IdemRecord>,
     /// What the work asked to announce, in order (tests read it).
     pub notified: Vec<Announcement>,
+    webhooks: BTreeMap<WebhookId, Endpoint>,
+    /// The outbox: every status change, with whether it was dispatched.
+    pub outbox: BTreeMap<i64, (JobEvent, bool)>,
+    /// Every delivery.
+    pub deliveries: BTreeMap<DeliveryId, Delivery>,
 }
 
 impl MemoryState {
@@ -54,6 +62,22 @@ impl MemoryState {
             balance_cents: self.balance(Account::Wallet(id)),
             created_at: *created_at,
         })
+    }
+
+    /// Records a status change in the outbox, as the databases' triggers do.
+    fn record_event(&mut self, before: Option<&Job>, after: &Job) {
+        let from = before.map(|b| b.status);
+        if from == Some(after.status) || (from.is_none() && after.status != JobStatus::Queued) {
+            return;
+        }
+        let seq = self.outbox.keys().next_back().map_or(1, |s| s + 1);
+        let event = JobEvent {
+            seq,
+            from,
+            prev_operator: before.and_then(|b| b.holder.map(|h| h.owner_id).or(b.receiver)),
+            job: after.clone(),
+        };
+        self.outbox.insert(seq, (event, false));
     }
 
     fn matches(j: &Job, f: &JobFilter) -> bool {
@@ -258,6 +282,7 @@ impl Tx for MemoryState {
             return Err(DomainError::Conflict("job already exists".into()));
         }
         self.jobs.insert(job.id, job.clone());
+        self.record_event(None, job);
         Ok(())
     }
 
@@ -272,7 +297,9 @@ impl Tx for MemoryState {
         if job.status != JobStatus::Submitted {
             self.leases.remove(&job.id);
         }
-        self.jobs.insert(job.id, job.clone());
+        if let Some(before) = self.jobs.insert(job.id, job.clone()) {
+            self.record_event(Some(&before), job);
+        }
         Ok(true)
     }
 
@@ -527,6 +554,144 @@ impl Tx for MemoryState {
             by_status: counts.into_values().collect(),
             oldest_queued: oldest,
         })
+    }
+
+    fn insert_webhook(&mut self, endpoint: &Endpoint) -> Result<()> {
+        self.webhooks.insert(endpoint.id, endpoint.clone());
+        Ok(())
+    }
+
+    fn webhook(&mut self, id: WebhookId) -> Result<Option<Endpoint>> {
+        Ok(self.webhooks.get(&id).cloned())
+    }
+
+    fn webhooks_of(&mut self, owner: UserId) -> Result<Vec<Endpoint>> {
+        Ok(self
+            .webhooks
+            .values()
+            .filter(|e| e.owner == owner)
+            .cloned()
+            .collect())
+    }
+
+    fn update_webhook(&mut self, endpoint: &Endpoint) -> Result<()> {
+        self.webhooks.insert(endpoint.id, endpoint.clone());
+        Ok(())
+    }
+
+    fn delete_webhook(&mut self, id: WebhookId) -> Result<()> {
+        self.webhooks.remove(&id);
+        self.deliveries.retain(|_, d| d.endpoint != id);
+        Ok(())
+    }
+
+    fn webhooks_for(&mut self, owners: &[UserId]) -> Result<Vec<Endpoint>> {
+        Ok(self
+            .webhooks
+            .values()
+            .filter(|e| e.enabled && owners.contains(&e.owner))
+            .cloned()
+            .collect())
+    }
+
+    fn undispatched_events(&mut self, limit: u32) -> Result<Vec<JobEvent>> {
+        Ok(self
+            .outbox
+            .values()
+            .filter(|(_, dispatched)| !dispatched)
+            .take(limit as usize)
+            .map(|(e, _)| e.clone())
+            .collect())
+    }
+
+    fn insert_deliveries(&mut self, deliveries: &[Delivery]) -> Result<()> {
+        for d in deliveries {
+            self.deliveries.insert(d.id, d.clone());
+        }
+        Ok(())
+    }
+
+    fn settle_events(&mut self, keep: &[i64], drop: &[i64]) -> Result<()> {
+        for seq in keep {
+            if let Some(e) = self.outbox.get_mut(seq) {
+                e.1 = true;
+            }
+        }
+        for seq in drop {
+            self.outbox.remove(seq);
+        }
+        Ok(())
+    }
+
+    fn lease_deliveries(
+        &mut self,
+        now: Timestamp,
+        until: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<Outgoing>> {
+        let mut due: Vec<&Delivery> = self
+            .deliveries
+            .values()
+            .filter(|d| d.state == DeliveryState::Pending && d.next_at.is_some_and(|n| n <= now))
+            .collect();
+        due.sort_by_key(|d| (d.next_at, d.event_seq, d.id));
+        let ids: Vec<DeliveryId> = due.iter().take(limit as usize).map(|d| d.id).collect();
+        let mut out = Vec::new();
+        for id in ids {
+            let Some(d) = self.deliveries.get_mut(&id) else {
+                continue;
+            };
+            let (Some(endpoint), Some((event, _))) = (
+                self.webhooks.get(&d.endpoint),
+                self.outbox.get(&d.event_seq),
+            ) else {
+                continue;
+            };
+            let leased = d.clone();
+            d.next_at = Some(until);
+            out.push(Outgoing {
+                delivery: leased,
+                endpoint: endpoint.clone(),
+                job: event.job.clone(),
+            });
+        }
+        Ok(out)
+    }
+
+    fn update_delivery(&mut self, delivery: &Delivery) -> Result<()> {
+        if self.deliveries.contains_key(&delivery.id) {
+            self.deliveries.insert(delivery.id, delivery.clone());
+        }
+        Ok(())
+    }
+
+    fn delivery(&mut self, id: DeliveryId) -> Result<Option<Delivery>> {
+        Ok(self.deliveries.get(&id).cloned())
+    }
+
+    fn deliveries_of(
+        &mut self,
+        endpoint: WebhookId,
+        page: Page<DeliveryId>,
+    ) -> Result<Vec<Delivery>> {
+        Ok(self
+            .deliveries
+            .values()
+            .rev()
+            .filter(|d| d.endpoint == endpoint && page.before.is_none_or(|b| d.id < b))
+            .take(page.limit as usize)
+            .cloned()
+            .collect())
+    }
+
+    fn purge_deliveries(&mut self, before: Timestamp) -> Result<u64> {
+        let n = self.deliveries.len();
+        self.deliveries
+            .retain(|_, d| d.state == DeliveryState::Pending || d.updated_at >= before);
+        let carried: BTreeSet<i64> = self.deliveries.values().map(|d| d.event_seq).collect();
+        self.outbox
+            .retain(|seq, (_, dispatched)| !*dispatched || carried.contains(seq));
+        Ok((n - self.deliveries.len()) as u64)
     }
 }
 

@@ -17,6 +17,7 @@ use crate::ids::{AgentId, ApiKeyId, JobId, Timestamp, TransferId, UserId};
 use crate::job::{Job, JobStatus, LogLevel, LogLine, Structured};
 use crate::money::{Cents, LedgerEntry, Reason, Transfer};
 use crate::user::{Agent, AgentProfile, KeyHash, User};
+use crate::webhook::{Delivery, DeliveryId, Endpoint, JobEvent, Outgoing, SendResult, WebhookId};
 use async_trait::async_trait;
 use std::any::Any;
 use std::sync::Arc;
@@ -358,6 +359,52 @@ pub trait Tx {
     /// How many jobs are in each status, and since when the oldest queued job waits (for
     /// monitoring).
     fn job_stats(&mut self) -> Result<JobStats>;
+
+    // Webhooks. Every status change of a job adds a row to the outbox in the statement that
+    // changes it (the stores do it in the database, so no change costs a round trip more).
+
+    /// Inserts an endpoint.
+    fn insert_webhook(&mut self, endpoint: &Endpoint) -> Result<()>;
+    /// An endpoint by id.
+    fn webhook(&mut self, id: WebhookId) -> Result<Option<Endpoint>>;
+    /// A user's endpoints, oldest first.
+    fn webhooks_of(&mut self, owner: UserId) -> Result<Vec<Endpoint>>;
+    /// Writes an endpoint's fields.
+    fn update_webhook(&mut self, endpoint: &Endpoint) -> Result<()>;
+    /// Deletes an endpoint and its deliveries.
+    fn delete_webhook(&mut self, id: WebhookId) -> Result<()>;
+    /// The enabled endpoints of these users.
+    fn webhooks_for(&mut self, owners: &[UserId]) -> Result<Vec<Endpoint>>;
+    /// Up to `limit` outbox rows not yet dispatched, oldest first, locked (rows locked by another
+    /// dispatcher are skipped).
+    fn undispatched_events(&mut self, limit: u32) -> Result<Vec<JobEvent>>;
+    /// Inserts deliveries.
+    fn insert_deliveries(&mut self, deliveries: &[Delivery]) -> Result<()>;
+    /// Marks outbox rows dispatched (`keep`: deliveries carry them) or deletes them (`drop`:
+    /// nobody receives them).
+    fn settle_events(&mut self, keep: &[i64], drop: &[i64]) -> Result<()>;
+    /// Up to `limit` pending deliveries due by `now`, oldest due first, each with its endpoint and
+    /// its event's job, leased until `until` (their `next_at` moves there, so another worker does
+    /// not take them meanwhile; a crash retries them then).
+    fn lease_deliveries(
+        &mut self,
+        now: Timestamp,
+        until: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<Outgoing>>;
+    /// Writes a delivery's state.
+    fn update_delivery(&mut self, delivery: &Delivery) -> Result<()>;
+    /// A delivery by id.
+    fn delivery(&mut self, id: DeliveryId) -> Result<Option<Delivery>>;
+    /// An endpoint's deliveries, newest first.
+    fn deliveries_of(
+        &mut self,
+        endpoint: WebhookId,
+        page: Page<DeliveryId>,
+    ) -> Result<Vec<Delivery>>;
+    /// Deletes deliveries finished before `before`, and dispatched outbox rows no delivery
+    /// carries any more; returns how many deliveries.
+    fn purge_deliveries(&mut self, before: Timestamp) -> Result<u64>;
 }
 
 /// Jobs by status, for monitoring.
@@ -527,6 +574,16 @@ pub trait Clock: Send + Sync {
     fn now(&self) -> Timestamp;
     /// A new time-ordered unique id.
     fn new_id(&self) -> Uuid;
+}
+
+/// Sends one webhook delivery: signs the event as its endpoint's owner may see it and posts it,
+/// refusing destinations that are not public (unless the installation allows them), within a
+/// timeout. Never fails: what went wrong is in the result.
+#[cfg_attr(any(test, feature = "mocks"), automock)]
+#[async_trait]
+pub trait WebhookSender: Send + Sync {
+    /// Sends `out` once.
+    async fn send(&self, out: &Outgoing) -> SendResult;
 }
 
 /// Money coming in: collects a top-up from outside before the wallet is credited.

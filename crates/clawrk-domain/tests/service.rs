@@ -45,6 +45,7 @@ impl Mocks {
                 clock,
                 payments: Arc::new(self.payments),
                 payouts: Arc::new(self.payouts),
+                webhooks: Arc::new(MockWebhookSender::new()),
             },
             Config::default(),
         );

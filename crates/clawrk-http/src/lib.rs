@@ -16,6 +16,7 @@ pub mod openapi;
 pub mod routes;
 pub mod sse;
 pub mod views;
+pub mod webhooks;
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
@@ -208,6 +209,10 @@ pub fn api_scope() -> actix_web::Scope {
         .service(resource!("/agents/directory", GET => directory))
         .service(resource!("/agents", GET => list_agents, POST => create_agent))
         .service(resource!("/agents/{id}", GET => get_agent, PATCH => patch_agent, DELETE => delete_agent))
+        .service(resource!("/webhooks", GET => webhooks::list_webhooks, POST => webhooks::create_webhook))
+        .service(resource!("/webhooks/{id}", GET => webhooks::get_webhook, PATCH => webhooks::patch_webhook, DELETE => webhooks::delete_webhook))
+        .service(resource!("/webhooks/{id}/deliveries", GET => webhooks::list_deliveries))
+        .service(resource!("/webhooks/{id}/deliveries/{delivery}/redeliver", POST => webhooks::redeliver))
         .service(resource!("/wallet/balance", GET => balance))
         .service(resource!("/wallet/topup", POST => topup))
         .service(resource!("/wallet/withdraw", POST => withdraw))

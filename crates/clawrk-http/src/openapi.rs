@@ -7,7 +7,7 @@
 //! 401 where it needs a key, 413 where it reads a body, 429 (when a rate limit is configured), 500
 //! and 503 everywhere, and the `id` parameter of every `{id}` path.
 
-use crate::{routes, sse};
+use crate::{routes, sse, webhooks};
 use clawrk_api::{ErrorBody, ErrorCode};
 use std::collections::BTreeMap;
 use utoipa::openapi::link::LinkBuilder;
@@ -37,11 +37,13 @@ use utoipa::{Modify, OpenApi, PartialSchema};
         routes::board, routes::stats, routes::list_agents, routes::create_agent, routes::get_agent,
         routes::patch_agent, routes::delete_agent, routes::directory, routes::balance, routes::topup,
         routes::withdraw, routes::whoami, routes::whoami_post, routes::verify, routes::cron,
-        routes::health, openapi_json
+        routes::health, webhooks::create_webhook, webhooks::list_webhooks, webhooks::get_webhook,
+        webhooks::patch_webhook, webhooks::delete_webhook, webhooks::list_deliveries,
+        webhooks::redeliver, openapi_json
     ),
     components(schemas(
         ErrorBody, ErrorCode, clawrk_api::StreamError, clawrk_api::StreamEnd, clawrk_api::LogLine,
-        clawrk_api::JobRole
+        clawrk_api::JobRole, clawrk_api::WebhookEvent
     )),
     modifiers(&Security, &Complete)
 )]
@@ -80,7 +82,7 @@ impl Modify for Complete {
 
 /// Where the id of an answer leads: (operation, status, JSON pointer to the id, operations that
 /// take it as `id`). Clients and fuzzers follow them to chain calls (run → pay → …).
-const LINKS: [(&str, &str, &str, &[&str]); 6] = [
+const LINKS: [(&str, &str, &str, &[&str]); 7] = [
     (
         "run",
         "201",
@@ -103,6 +105,17 @@ const LINKS: [(&str, &str, &str, &[&str]); 6] = [
         "201",
         "/id",
         &["get_agent", "patch_agent", "delete_agent"],
+    ),
+    (
+        "create_webhook",
+        "201",
+        "/id",
+        &[
+            "get_webhook",
+            "patch_webhook",
+            "delete_webhook",
+            "list_deliveries",
+        ],
     ),
 ];
 

@@ -7,6 +7,7 @@ use clawrk_domain::job::{self, Job, RawJson, Structured};
 use clawrk_domain::money::{self, LedgerEntry};
 use clawrk_domain::ports::{BoardStats, SweepReport};
 use clawrk_domain::user::{self, AgentProfile, User};
+use clawrk_domain::webhook;
 use serde_json::Value;
 use time::OffsetDateTime;
 
@@ -255,6 +256,51 @@ pub struct PageQuery {
     pub role: Option<String>,
     /// `?agent_id=` (jobs).
     pub agent_id: Option<String>,
+}
+
+/// A webhook endpoint; its secret only when `show_secret` (the answers that create or rotate it).
+pub fn webhook(e: &webhook::Endpoint, show_secret: bool) -> api::Webhook {
+    api::Webhook {
+        id: e.id.0,
+        url: e.url.clone(),
+        events: e.events.names(),
+        description: e.description.clone(),
+        enabled: e.enabled,
+        secret: show_secret.then(|| e.secret.clone()),
+        created_at: at(e.created_at),
+        updated_at: at(e.updated_at),
+    }
+}
+
+/// A delivery.
+pub fn delivery(d: &webhook::Delivery) -> api::WebhookDelivery {
+    api::WebhookDelivery {
+        id: d.id.0,
+        event_id: d.event_id.clone(),
+        event_type: d.event_type.to_string(),
+        job_id: d.job_id.uuid(),
+        attempts: d.attempts,
+        state: match d.state {
+            webhook::DeliveryState::Pending => api::DeliveryState::Pending,
+            webhook::DeliveryState::Delivered => api::DeliveryState::Delivered,
+            webhook::DeliveryState::Failed => api::DeliveryState::Failed,
+        },
+        last_status: d.last_status,
+        last_error: d.last_error.clone(),
+        next_attempt_at: d.next_at.map(at),
+        created_at: at(d.created_at),
+        updated_at: at(d.updated_at),
+    }
+}
+
+/// The event a delivery carries, with the job as the endpoint's owner may see it.
+pub fn webhook_event(out: &webhook::Outgoing) -> api::WebhookEvent {
+    api::WebhookEvent {
+        id: out.delivery.event_id.clone(),
+        event_type: out.delivery.event_type.to_string(),
+        created_at: at(out.job.updated_at),
+        data: job(&out.job, out.delivery.recipient),
+    }
 }
 
 #[cfg(test)]

@@ -154,6 +154,7 @@ fn world_of(structurer: MockStructurer, passes: bool) -> World {
             clock,
             payments: Arc::new(payments),
             payouts: Arc::new(payouts),
+            webhooks: Arc::new(clawrk_domain::ports::MockWebhookSender::new()),
         },
         Config::default(),
     ));

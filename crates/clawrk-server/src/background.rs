@@ -1,4 +1,5 @@
-//! Background work of one instance (SPEC §6): verification workers and the deadline sweeper.
+//! Background work of one instance (SPEC §6): verification workers, webhook delivery workers and
+//! the deadline sweeper.
 //!
 //! - A worker leases the oldest `submitted` job (row-locked, so instances never verify one job
 //!   twice), verifies it and applies the verdict. A verifier error is logged on the job, which is
@@ -9,7 +10,10 @@
 //! - The sweeper releases lapsed holds, fails attempts past their deadline and approves reviews
 //!   left unanswered past their due time, every interval.
 //!
-//! Both stop at shutdown between two units of work: a verification in progress completes.
+//! - A webhook worker turns new outbox rows into deliveries and sends the due ones (leased, so
+//!   instances never send one at the same time; a crash retries after the lease).
+//!
+//! All stop at shutdown between two units of work: a verification in progress completes.
 
 use clawrk_domain::error::DomainError;
 use clawrk_domain::job::JobStatus;
@@ -96,6 +100,52 @@ pub fn verification_workers(
                     // Only an idle worker is woken early by a submission; a failing one backs off.
                     let ring = (wait == IDLE_POLL).then_some(&*wake);
                     if !pause(&mut stop, wait, ring).await {
+                        return;
+                    }
+                }
+            })
+        })
+        .collect()
+}
+
+/// Starts `n` webhook delivery workers. Each drains the outbox into deliveries and sends what is
+/// due, then idles for [`IDLE_POLL`]; a store error backs it off. A lease covers a whole batch:
+/// a batch sends to each endpoint in turn and stops at its first failure, so one batch takes at
+/// most `timeout` per delivery.
+pub fn webhook_workers(
+    market: Arc<Marketplace>,
+    n: usize,
+    retry_base: Duration,
+    timeout: Duration,
+    stop: watch::Receiver<bool>,
+) -> Vec<JoinHandle<()>> {
+    let lease = timeout * (clawrk_domain::service::DELIVERY_BATCH + 1);
+    (0..n)
+        .map(|i| {
+            let market = market.clone();
+            let mut stop = stop.clone();
+            tokio::spawn(async move {
+                let mut backoff = BACKOFF_START;
+                loop {
+                    let step = async {
+                        let mut busy = market.dispatch_webhook_events().await? > 0;
+                        busy |= market.deliver_webhooks(retry_base, lease).await? > 0;
+                        Ok::<bool, DomainError>(busy)
+                    };
+                    let wait = match step.await {
+                        Ok(true) => Duration::ZERO,
+                        Ok(false) => {
+                            backoff = BACKOFF_START;
+                            IDLE_POLL
+                        }
+                        Err(e) => {
+                            let wait = backoff;
+                            backoff = (backoff * 2).min(BACKOFF_MAX);
+                            tracing::warn!(worker = i, error = %e, retry_in_s = wait.as_secs(), "webhook delivery step failed");
+                            wait
+                        }
+                    };
+                    if !pause(&mut stop, wait, None).await {
                         return;
                     }
                 }

@@ -52,7 +52,7 @@ pub struct StoreArgs {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the HTTP server, the verification worker and the deadline sweeper (the default).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Bring the store's schema up to date and exit.
     Migrate,
     /// Operator commands on the configured store; each prints one JSON object.
@@ -161,6 +161,25 @@ pub struct ServeArgs {
     #[arg(long, env = "CLAWRK_VERIFY_WORKERS", default_value_t = 4,
           value_parser = clap::value_parser!(u64).range(0..=64))]
     pub verify_workers: u64,
+    /// Webhook delivery workers per instance (0: this instance sends no webhooks; another
+    /// instance on the same database does).
+    #[arg(long, env = "CLAWRK_WEBHOOK_WORKERS", default_value_t = 1,
+          value_parser = clap::value_parser!(u64).range(0..=16))]
+    pub webhook_workers: u64,
+    /// Seconds a receiver has to answer a webhook delivery.
+    #[arg(long, env = "CLAWRK_WEBHOOK_TIMEOUT_SECONDS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=60))]
+    pub webhook_timeout_seconds: u64,
+    /// The first pause before a failed webhook delivery is tried again, in seconds; it doubles
+    /// per failure up to an hour, for 24 hours.
+    #[arg(long, env = "CLAWRK_WEBHOOK_RETRY_SECONDS", default_value_t = 10.0,
+          value_parser = parse_retry_seconds)]
+    pub webhook_retry_seconds: f64,
+    /// Let webhook deliveries reach loopback, private and link-local addresses (`1`: for local
+    /// use and tests; never on a server others can register endpoints on).
+    #[arg(long, env = "CLAWRK_WEBHOOK_ALLOW_PRIVATE", default_value = "0",
+          value_parser = parse_flag)]
+    pub webhook_allow_private: bool,
     /// Requests per second per caller (API key, or IP without one); 0: no limit.
     #[arg(long, env = "CLAWRK_RATE_LIMIT", default_value_t = 0)]
     pub rate_limit: u32,
@@ -184,6 +203,23 @@ impl ServeArgs {
 struct ServeParser {
     #[command(flatten)]
     args: ServeArgs,
+}
+
+/// A positive number of seconds, at most an hour.
+fn parse_retry_seconds(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v > 0.0 && v <= 3600.0 => Ok(v),
+        _ => Err(format!("expected seconds between 0 and 3600, got {s:?}")),
+    }
+}
+
+/// `1`/`true`/`yes`/`on` or `0`/`false`/`no`/`off` (and empty: off).
+fn parse_flag(s: &str) -> Result<bool, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "" | "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(format!("expected 1 or 0, got {s:?}")),
+    }
 }
 
 /// `CLAWRK_LLM_RESPONSE_FORMAT`'s values.

@@ -33,7 +33,7 @@ fn main() -> ExitCode {
     };
     match cli.command {
         None => rt.block_on(serve(cli.store, ServeArgs::defaults())),
-        Some(Command::Serve(args)) => rt.block_on(serve(cli.store, args)),
+        Some(Command::Serve(args)) => rt.block_on(serve(cli.store, *args)),
         Some(Command::Migrate) => match wiring::migrate(&cli.store) {
             Ok(msg) => {
                 println!("{}", serde_json::json!({ "migrated": msg }));
@@ -47,7 +47,10 @@ fn main() -> ExitCode {
                 Err(e) => return fail(e),
             };
             // Admin commands need no LLM and move no money through the payment ports.
-            let market = wiring::marketplace(opened.store.clone(), &ServeArgs::defaults());
+            let market = match wiring::marketplace(opened.store.clone(), &ServeArgs::defaults()) {
+                Ok(m) => m,
+                Err(e) => return fail(e),
+            };
             let result = admin::run(&market, cmd).await;
             opened.shutdown();
             match result {
@@ -70,7 +73,10 @@ async fn serve(store_args: StoreArgs, args: ServeArgs) -> ExitCode {
         Ok(o) => o,
         Err(e) => return fail(e),
     };
-    let market = Arc::new(wiring::marketplace(opened.store.clone(), &args));
+    let market = match wiring::marketplace(opened.store.clone(), &args) {
+        Ok(m) => Arc::new(m),
+        Err(e) => return fail(e),
+    };
     let llm = wiring::llm_config(&args);
     tracing::info!(
         addr = %args.addr,
@@ -81,6 +87,8 @@ async fn serve(store_args: StoreArgs, args: ServeArgs) -> ExitCode {
         verify_lease_seconds = lease.as_secs(),
         llm_response_format = ?llm.response_format,
         llm_max_tokens = llm.max_tokens,
+        webhook_workers = args.webhook_workers,
+        webhook_allow_private = args.webhook_allow_private,
         cron = args.cron_secret.is_some(),
         "clawrk starting"
     );
@@ -147,6 +155,13 @@ async fn serve(store_args: StoreArgs, args: ServeArgs) -> ExitCode {
         stop_rx.clone(),
         metrics.clone(),
     );
+    tasks.extend(background::webhook_workers(
+        market.clone(),
+        usize::try_from(args.webhook_workers).unwrap_or(1),
+        Duration::from_secs_f64(args.webhook_retry_seconds),
+        Duration::from_secs(args.webhook_timeout_seconds),
+        stop_rx.clone(),
+    ));
     tasks.extend(background::sweeper(
         market,
         metrics.clone(),

@@ -362,13 +362,18 @@ pub fn verification_lease(s: &ServeArgs) -> std::result::Result<Duration, String
 }
 
 /// The marketplace over the opened store.
-pub fn marketplace(store: Arc<dyn Store>, s: &ServeArgs) -> Marketplace {
+pub fn marketplace(store: Arc<dyn Store>, s: &ServeArgs) -> Result<Marketplace> {
     let (structurer, verifier) = clawrk_llm::from_config(&llm_config(s));
     let (payments, payouts): (Arc<dyn PaymentGateway>, Arc<dyn PayoutGateway>) = match s.payments {
         Payments::Manual => (Arc::new(ManualPayments), Arc::new(ManualPayments)),
         Payments::Dev => (Arc::new(DevPayments), Arc::new(DevPayments)),
     };
-    Marketplace::new(
+    let webhooks = clawrk_http::webhooks::HttpSender::new(
+        Duration::from_secs(s.webhook_timeout_seconds),
+        s.webhook_allow_private,
+    )
+    .map_err(DomainError::Internal)?;
+    Ok(Marketplace::new(
         Ports {
             store,
             structurer,
@@ -376,6 +381,7 @@ pub fn marketplace(store: Arc<dyn Store>, s: &ServeArgs) -> Marketplace {
             clock: Arc::new(SystemClock),
             payments,
             payouts,
+            webhooks: Arc::new(webhooks),
         },
         Config {
             hold_seconds: s.hold_seconds,
@@ -386,7 +392,7 @@ pub fn marketplace(store: Arc<dyn Store>, s: &ServeArgs) -> Marketplace {
             review_seconds: s.review_hours.saturating_mul(3600),
             ..Config::default()
         },
-    )
+    ))
 }
 
 #[cfg(test)]

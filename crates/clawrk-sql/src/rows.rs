@@ -9,6 +9,9 @@ use clawrk_domain::ids::{AgentId, JobId, Timestamp, TransferId, UserId};
 use clawrk_domain::job::{AgentRef, Job, JobRecord, JobStatus, LogLevel, LogLine, RawJson};
 use clawrk_domain::money::{Account, Cents, LedgerEntry, Price, Reason, TimeLimit};
 use clawrk_domain::user::{Agent, AgentProfile, User};
+use clawrk_domain::webhook::{
+    Delivery, DeliveryId, DeliveryState, Endpoint, EventFilter, JobEvent, WebhookId,
+};
 use diesel::prelude::*;
 
 fn corrupt(what: &str, detail: impl std::fmt::Display) -> DomainError {
@@ -317,4 +320,132 @@ impl LogRow {
             message: self.message,
         })
     }
+}
+
+/// One row of `webhook_endpoints`.
+#[derive(Queryable, Insertable, AsChangeset, Debug)]
+#[diesel(table_name = webhook_endpoints, treat_none_as_null = true, treat_none_as_default_value = false)]
+pub(crate) struct EndpointRow {
+    pub id: DbId,
+    pub owner_id: DbId,
+    pub url: String,
+    pub events: String,
+    pub description: Option<String>,
+    pub enabled: bool,
+    pub secret: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl EndpointRow {
+    pub fn of(e: &Endpoint) -> Result<EndpointRow> {
+        Ok(EndpointRow {
+            id: e.id.0.into(),
+            owner_id: e.owner.into(),
+            url: e.url.clone(),
+            events: to_json(&e.events.names())?,
+            description: e.description.clone(),
+            enabled: e.enabled,
+            secret: e.secret.clone(),
+            created_at: e.created_at.millis(),
+            updated_at: e.updated_at.millis(),
+        })
+    }
+
+    pub fn into_endpoint(self) -> Result<Endpoint> {
+        let names: Vec<String> = from_json("webhook events", &self.events)?;
+        Ok(Endpoint {
+            id: WebhookId(self.id.0),
+            owner: UserId(self.owner_id.0),
+            url: self.url,
+            events: EventFilter::parse(&names).map_err(|e| corrupt("webhook events", e))?,
+            description: self.description,
+            enabled: self.enabled,
+            secret: self.secret,
+            created_at: Timestamp::from_millis(self.created_at),
+            updated_at: Timestamp::from_millis(self.updated_at),
+        })
+    }
+}
+
+/// One row of `webhook_deliveries`.
+#[derive(Queryable, Insertable, AsChangeset, Debug)]
+#[diesel(table_name = webhook_deliveries, treat_none_as_null = true, treat_none_as_default_value = false)]
+pub(crate) struct DeliveryRow {
+    pub id: DbId,
+    pub endpoint_id: DbId,
+    pub event_seq: i64,
+    pub event_type: String,
+    pub event_id: String,
+    pub job_id: DbId,
+    pub recipient: DbId,
+    pub attempts: i32,
+    pub state: String,
+    pub next_at: Option<i64>,
+    pub last_status: Option<i32>,
+    pub last_error: Option<String>,
+    pub give_up_at: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl DeliveryRow {
+    pub fn of(d: &Delivery) -> DeliveryRow {
+        DeliveryRow {
+            id: d.id.0.into(),
+            endpoint_id: d.endpoint.0.into(),
+            event_seq: d.event_seq,
+            event_type: d.event_type.as_str().into(),
+            event_id: d.event_id.clone(),
+            job_id: d.job_id.into(),
+            recipient: d.recipient.into(),
+            attempts: i32::try_from(d.attempts).unwrap_or(i32::MAX),
+            state: d.state.as_str().into(),
+            next_at: ms(d.next_at),
+            last_status: d.last_status.map(i32::from),
+            // Receivers' error texts are bounded where they are made; the cap is a backstop.
+            last_error: d.last_error.as_ref().map(|e| e.chars().take(500).collect()),
+            give_up_at: d.give_up_at.millis(),
+            created_at: d.created_at.millis(),
+            updated_at: d.updated_at.millis(),
+        }
+    }
+
+    pub fn into_delivery(self) -> Result<Delivery> {
+        Ok(Delivery {
+            id: DeliveryId(self.id.0),
+            endpoint: WebhookId(self.endpoint_id.0),
+            event_seq: self.event_seq,
+            event_type: self
+                .event_type
+                .parse()
+                .map_err(|e| corrupt("event type", e))?,
+            event_id: self.event_id,
+            job_id: JobId(self.job_id.0),
+            recipient: UserId(self.recipient.0),
+            attempts: u32::try_from(self.attempts).map_err(|e| corrupt("attempts", e))?,
+            state: DeliveryState::parse(&self.state)
+                .ok_or_else(|| corrupt("delivery state", &self.state))?,
+            next_at: ts(self.next_at),
+            last_status: self.last_status.and_then(|s| u16::try_from(s).ok()),
+            last_error: self.last_error,
+            give_up_at: Timestamp::from_millis(self.give_up_at),
+            created_at: Timestamp::from_millis(self.created_at),
+            updated_at: Timestamp::from_millis(self.updated_at),
+        })
+    }
+}
+
+/// An outbox row: its place, the status it left, who held the job before, and the job.
+pub(crate) type EventRow = (i64, Option<String>, Option<DbId>, JobRow);
+
+pub(crate) fn into_event((seq, from, prev, job): EventRow) -> Result<JobEvent> {
+    Ok(JobEvent {
+        seq,
+        from: from
+            .map(|s| JobStatus::parse(&s).ok_or_else(|| corrupt("event status", s)))
+            .transpose()?,
+        prev_operator: prev.map(|p| UserId(p.0)),
+        job: job.into_job()?,
+    })
 }

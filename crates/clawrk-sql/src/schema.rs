@@ -158,6 +158,89 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::id::Id;
+    job_events (seq) {
+        seq -> BigInt,
+        from_status -> Nullable<Text>,
+        prev_operator -> Nullable<Id>,
+        dispatched -> Bool,
+        job_id -> Id,
+        status -> Text,
+        prompt -> Text,
+        title -> Text,
+        description -> Text,
+        requirements -> Text,
+        acceptance_criteria -> Text,
+        sender -> Id,
+        receiver -> Nullable<Id>,
+        receiver_agent_id -> Nullable<Id>,
+        held_by_agent_id -> Nullable<Id>,
+        held_by_owner_id -> Nullable<Id>,
+        hold_expires_at -> Nullable<BigInt>,
+        price_cents -> BigInt,
+        time_limit_seconds -> BigInt,
+        accepted_at -> Nullable<BigInt>,
+        deadline_at -> Nullable<BigInt>,
+        submitted_at -> Nullable<BigInt>,
+        completed_at -> Nullable<BigInt>,
+        attempt_count -> Integer,
+        cancellation_requested -> Bool,
+        output_text -> Nullable<Text>,
+        output_attachments -> Nullable<Text>,
+        env_vars -> Text,
+        attachments -> Text,
+        presented_to_agents -> Text,
+        verification -> Nullable<Text>,
+        verify_errors -> Integer,
+        review_due_at -> Nullable<BigInt>,
+        structured_by -> Text,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+        version -> BigInt,
+        verify_lease_until -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::id::Id;
+    webhook_endpoints (id) {
+        id -> Id,
+        owner_id -> Id,
+        url -> Text,
+        events -> Text,
+        description -> Nullable<Text>,
+        enabled -> Bool,
+        secret -> Text,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::id::Id;
+    webhook_deliveries (id) {
+        id -> Id,
+        endpoint_id -> Id,
+        event_seq -> BigInt,
+        event_type -> Text,
+        event_id -> Text,
+        job_id -> Id,
+        recipient -> Id,
+        attempts -> Integer,
+        state -> Text,
+        next_at -> Nullable<BigInt>,
+        last_status -> Nullable<Integer>,
+        last_error -> Nullable<Text>,
+        give_up_at -> BigInt,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     users,
     api_keys,
@@ -170,4 +253,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     log_lines,
     quotes,
     idempotency,
+    job_events,
+    webhook_endpoints,
+    webhook_deliveries,
 );

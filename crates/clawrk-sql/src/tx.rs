@@ -5,7 +5,9 @@ use crate::Db;
 use crate::dialect::{self, load_locked, per_backend};
 use crate::errors::db_err;
 use crate::id::{DbId, Id};
-use crate::rows::{self, AgentRow, JobRow, LogRow, ProfileRow, TransferRow, UserRow};
+use crate::rows::{
+    self, AgentRow, DeliveryRow, EndpointRow, JobRow, LogRow, ProfileRow, TransferRow, UserRow,
+};
 use crate::schema::*;
 use crate::statement::Statement;
 use clawrk_domain::error::{DomainError, Result};
@@ -16,6 +18,9 @@ use clawrk_domain::ports::{
     Announcement, AttemptRecord, IdemRecord, JobFilter, Mode, NewLogLine, Page, Tx, Work,
 };
 use clawrk_domain::user::{Agent, AgentProfile, KeyHash, User};
+use clawrk_domain::webhook::{
+    Delivery, DeliveryId, DeliveryState, Endpoint, JobEvent, Outgoing, WebhookId,
+};
 use diesel::connection::SimpleConnection;
 use diesel::dsl::{count_star, exists, not, sql};
 use diesel::prelude::*;
@@ -76,6 +81,93 @@ fn rollback(db: &mut Db) {
     // A connection that cannot roll back is broken; its pool notices and drops it.
     let _ = db.batch_execute("ROLLBACK");
 }
+
+/// The job columns of an outbox row, in the order of `jobs` (so that [`JobRow`] reads them).
+type EventJobColumns = (
+    job_events::job_id,
+    job_events::status,
+    job_events::prompt,
+    job_events::title,
+    job_events::description,
+    job_events::requirements,
+    job_events::acceptance_criteria,
+    job_events::sender,
+    job_events::receiver,
+    job_events::receiver_agent_id,
+    job_events::held_by_agent_id,
+    job_events::held_by_owner_id,
+    job_events::hold_expires_at,
+    job_events::price_cents,
+    job_events::time_limit_seconds,
+    job_events::accepted_at,
+    job_events::deadline_at,
+    job_events::submitted_at,
+    job_events::completed_at,
+    job_events::attempt_count,
+    job_events::cancellation_requested,
+    job_events::output_text,
+    job_events::output_attachments,
+    job_events::env_vars,
+    job_events::attachments,
+    job_events::presented_to_agents,
+    job_events::verification,
+    job_events::verify_errors,
+    job_events::review_due_at,
+    job_events::structured_by,
+    job_events::created_at,
+    job_events::updated_at,
+    job_events::version,
+    job_events::verify_lease_until,
+);
+const EVENT_JOB: EventJobColumns = (
+    job_events::job_id,
+    job_events::status,
+    job_events::prompt,
+    job_events::title,
+    job_events::description,
+    job_events::requirements,
+    job_events::acceptance_criteria,
+    job_events::sender,
+    job_events::receiver,
+    job_events::receiver_agent_id,
+    job_events::held_by_agent_id,
+    job_events::held_by_owner_id,
+    job_events::hold_expires_at,
+    job_events::price_cents,
+    job_events::time_limit_seconds,
+    job_events::accepted_at,
+    job_events::deadline_at,
+    job_events::submitted_at,
+    job_events::completed_at,
+    job_events::attempt_count,
+    job_events::cancellation_requested,
+    job_events::output_text,
+    job_events::output_attachments,
+    job_events::env_vars,
+    job_events::attachments,
+    job_events::presented_to_agents,
+    job_events::verification,
+    job_events::verify_errors,
+    job_events::review_due_at,
+    job_events::structured_by,
+    job_events::created_at,
+    job_events::updated_at,
+    job_events::version,
+    job_events::verify_lease_until,
+);
+
+/// An outbox row's columns, as [`rows::EventRow`] reads them.
+const EVENT: (
+    job_events::seq,
+    job_events::from_status,
+    job_events::prev_operator,
+    EventJobColumns,
+) = (
+    job_events::seq,
+    job_events::from_status,
+    job_events::prev_operator,
+    EVENT_JOB,
+);
 
 /// The domain's data access on one connection.
 pub struct SqlTx<'a> {
@@ -882,6 +974,209 @@ impl Tx for SqlTx<'_> {
             }
         }
         Ok(stats)
+    }
+
+    fn insert_webhook(&mut self, endpoint: &Endpoint) -> Result<()> {
+        diesel::insert_into(webhook_endpoints::table)
+            .values(EndpointRow::of(endpoint)?)
+            .execute(self.db)
+            .map_err(unique)?;
+        Ok(())
+    }
+
+    fn webhook(&mut self, wid: WebhookId) -> Result<Option<Endpoint>> {
+        webhook_endpoints::table
+            .find(id(wid.0))
+            .first::<EndpointRow>(self.db)
+            .optional()
+            .map_err(db_err)?
+            .map(EndpointRow::into_endpoint)
+            .transpose()
+    }
+
+    fn webhooks_of(&mut self, owner: UserId) -> Result<Vec<Endpoint>> {
+        webhook_endpoints::table
+            .filter(webhook_endpoints::owner_id.eq(id(owner)))
+            .order((webhook_endpoints::created_at, webhook_endpoints::id))
+            .load::<EndpointRow>(self.db)
+            .map_err(db_err)?
+            .into_iter()
+            .map(EndpointRow::into_endpoint)
+            .collect()
+    }
+
+    fn update_webhook(&mut self, endpoint: &Endpoint) -> Result<()> {
+        diesel::update(webhook_endpoints::table.find(id(endpoint.id.0)))
+            .set(EndpointRow::of(endpoint)?)
+            .execute(self.db)
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    fn delete_webhook(&mut self, wid: WebhookId) -> Result<()> {
+        diesel::delete(
+            webhook_deliveries::table.filter(webhook_deliveries::endpoint_id.eq(id(wid.0))),
+        )
+        .execute(self.db)
+        .map_err(db_err)?;
+        diesel::delete(webhook_endpoints::table.find(id(wid.0)))
+            .execute(self.db)
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    fn webhooks_for(&mut self, owners: &[UserId]) -> Result<Vec<Endpoint>> {
+        let owners: Vec<DbId> = owners.iter().map(|o| id(*o)).collect();
+        webhook_endpoints::table
+            .filter(webhook_endpoints::owner_id.eq_any(owners))
+            .filter(webhook_endpoints::enabled.eq(true))
+            .load::<EndpointRow>(self.db)
+            .map_err(db_err)?
+            .into_iter()
+            .map(EndpointRow::into_endpoint)
+            .collect()
+    }
+
+    fn undispatched_events(&mut self, limit: u32) -> Result<Vec<JobEvent>> {
+        let q = job_events::table
+            .filter(job_events::dispatched.eq(false))
+            .order(job_events::seq)
+            .limit(i64::from(limit))
+            .select(EVENT);
+        let rows: Vec<rows::EventRow> = load_locked!(self.db, q, skip_locked).map_err(db_err)?;
+        rows.into_iter().map(rows::into_event).collect()
+    }
+
+    fn insert_deliveries(&mut self, deliveries: &[Delivery]) -> Result<()> {
+        if deliveries.is_empty() {
+            return Ok(());
+        }
+        let rows: Vec<DeliveryRow> = deliveries.iter().map(DeliveryRow::of).collect();
+        per_backend!(self.db, |c| diesel::insert_into(webhook_deliveries::table)
+            .values(&rows)
+            .execute(c))
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    fn settle_events(&mut self, keep: &[i64], drop: &[i64]) -> Result<()> {
+        if !keep.is_empty() {
+            diesel::update(job_events::table.filter(job_events::seq.eq_any(keep)))
+                .set(job_events::dispatched.eq(true))
+                .execute(self.db)
+                .map_err(db_err)?;
+        }
+        if !drop.is_empty() {
+            diesel::delete(job_events::table.filter(job_events::seq.eq_any(drop)))
+                .execute(self.db)
+                .map_err(db_err)?;
+        }
+        Ok(())
+    }
+
+    fn lease_deliveries(
+        &mut self,
+        now: Timestamp,
+        until: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<Outgoing>> {
+        let due = webhook_deliveries::table
+            .filter(webhook_deliveries::state.eq(DeliveryState::Pending.as_str()))
+            .filter(webhook_deliveries::next_at.le(now.millis()))
+            .order((webhook_deliveries::next_at, webhook_deliveries::event_seq))
+            .limit(i64::from(limit))
+            .select(webhook_deliveries::id);
+        let ids: Vec<DbId> = load_locked!(self.db, due, skip_locked).map_err(db_err)?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<(DeliveryRow, EndpointRow, rows::EventRow)> = webhook_deliveries::table
+            .inner_join(
+                webhook_endpoints::table
+                    .on(webhook_endpoints::id.eq(webhook_deliveries::endpoint_id)),
+            )
+            .inner_join(job_events::table.on(job_events::seq.eq(webhook_deliveries::event_seq)))
+            .filter(webhook_deliveries::id.eq_any(&ids))
+            .order((webhook_deliveries::next_at, webhook_deliveries::event_seq))
+            .select((
+                webhook_deliveries::all_columns,
+                webhook_endpoints::all_columns,
+                EVENT,
+            ))
+            .load(self.db)
+            .map_err(db_err)?;
+        diesel::update(webhook_deliveries::table.filter(webhook_deliveries::id.eq_any(&ids)))
+            .set(webhook_deliveries::next_at.eq(Some(until.millis())))
+            .execute(self.db)
+            .map_err(db_err)?;
+        rows.into_iter()
+            .map(|(d, e, ev)| {
+                Ok(Outgoing {
+                    delivery: d.into_delivery()?,
+                    endpoint: e.into_endpoint()?,
+                    job: rows::into_event(ev)?.job,
+                })
+            })
+            .collect()
+    }
+
+    fn update_delivery(&mut self, delivery: &Delivery) -> Result<()> {
+        diesel::update(webhook_deliveries::table.find(id(delivery.id.0)))
+            .set(DeliveryRow::of(delivery))
+            .execute(self.db)
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    fn delivery(&mut self, did: DeliveryId) -> Result<Option<Delivery>> {
+        webhook_deliveries::table
+            .find(id(did.0))
+            .first::<DeliveryRow>(self.db)
+            .optional()
+            .map_err(db_err)?
+            .map(DeliveryRow::into_delivery)
+            .transpose()
+    }
+
+    fn deliveries_of(
+        &mut self,
+        endpoint: WebhookId,
+        page: Page<DeliveryId>,
+    ) -> Result<Vec<Delivery>> {
+        let mut q = webhook_deliveries::table
+            .filter(webhook_deliveries::endpoint_id.eq(id(endpoint.0)))
+            .order(webhook_deliveries::id.desc())
+            .limit(i64::from(page.limit))
+            .into_boxed();
+        if let Some(b) = page.before {
+            q = q.filter(webhook_deliveries::id.lt(id(b.0)));
+        }
+        q.load::<DeliveryRow>(self.db)
+            .map_err(db_err)?
+            .into_iter()
+            .map(DeliveryRow::into_delivery)
+            .collect()
+    }
+
+    fn purge_deliveries(&mut self, before: Timestamp) -> Result<u64> {
+        let n = diesel::delete(
+            webhook_deliveries::table
+                .filter(webhook_deliveries::state.ne(DeliveryState::Pending.as_str()))
+                .filter(webhook_deliveries::updated_at.lt(before.millis())),
+        )
+        .execute(self.db)
+        .map_err(db_err)?;
+        diesel::delete(
+            job_events::table
+                .filter(job_events::dispatched.eq(true))
+                .filter(not(exists(
+                    webhook_deliveries::table
+                        .filter(webhook_deliveries::event_seq.eq(job_events::seq)),
+                ))),
+        )
+        .execute(self.db)
+        .map_err(db_err)?;
+        Ok(n as u64)
     }
 
     fn ping(&mut self) -> Result<()> {

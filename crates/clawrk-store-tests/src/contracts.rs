@@ -1043,3 +1043,254 @@ async fn concurrent_sweeps_release_once() {
     }
     f.check(h).await;
 }
+
+/// Drains the webhook outbox and sends what is due (at the fixture's clock).
+async fn deliver_all<H: Harness>(f: &Fixture<H>) {
+    while f.market.dispatch_webhook_events().await.unwrap() > 0 {}
+    while f
+        .market
+        .deliver_webhooks(Duration::from_secs(10), Duration::from_secs(60))
+        .await
+        .unwrap()
+        > 0
+    {}
+}
+
+fn hook(url: &str, events: &[&str]) -> clawrk_domain::webhook::NewEndpoint {
+    clawrk_domain::webhook::NewEndpoint {
+        url: url.into(),
+        events: events.iter().map(|e| e.to_string()).collect(),
+        description: None,
+    }
+}
+
+/// Every status change is in the outbox with the job as it became, and reaches the endpoints of
+/// the job's sender and of the operator whose agent held or worked on it — a requeue included —
+/// filtered by each endpoint's events; nobody else's, and no disabled one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn webhook_events_follow_the_lifecycle() {
+    let h = &HARNESS;
+    let f = Fixture::new(h).await;
+    let m = &f.market;
+    let sender = f.user("sender", 1_000).await;
+    let worker = f.user("worker", 0).await;
+    let stranger = f.user("stranger", 1_000).await;
+    m.create_webhook(sender.id, hook("https://s.example/", &["*"]), "k".into())
+        .await
+        .unwrap();
+    let off = m
+        .create_webhook(sender.id, hook("https://off.example/", &["*"]), "k".into())
+        .await
+        .unwrap();
+    let patch = clawrk_domain::webhook::EndpointPatch {
+        enabled: Some(false),
+        ..Default::default()
+    };
+    m.update_webhook(sender.id, off.id, patch).await.unwrap();
+    m.create_webhook(
+        worker.id,
+        hook(
+            "https://w.example/",
+            &["job.held", "job.requeued", "payout.completed"],
+        ),
+        "k".into(),
+    )
+    .await
+    .unwrap();
+    m.create_webhook(stranger.id, hook("https://x.example/", &["*"]), "k".into())
+        .await
+        .unwrap();
+    let job = f.job(sender.id, 500).await;
+    m.pull(worker.id, &DEFAULT).await.unwrap().unwrap();
+    m.accept(worker.id, job.id, &DEFAULT).await.unwrap();
+    m.give_up(worker.id, job.id, None).await.unwrap();
+    // The second attempt by another of the operator's agents (one agent sees a job once).
+    let second = m
+        .create_agent(
+            worker.id,
+            NewAgent {
+                name: "second".into(),
+                personality: None,
+                avatar_url: None,
+            },
+        )
+        .await
+        .unwrap();
+    m.pull(worker.id, &by(&second)).await.unwrap().unwrap();
+    m.accept(worker.id, job.id, &by(&second)).await.unwrap();
+    m.submit(worker.id, job.id, output()).await.unwrap();
+    m.verify_next().await.unwrap().unwrap();
+    // A job nobody listens to leaves nothing behind once dispatched.
+    let quiet = f.user("quiet", 1_000).await;
+    f.job(quiet.id, 500).await;
+    deliver_all(&f).await;
+
+    let sent = f.webhooks.sent.lock().unwrap().clone();
+    let to = |url: &str| -> Vec<(String, JobStatus)> {
+        sent.iter()
+            .filter(|s| s.0 == url)
+            .map(|s| (s.1.clone(), s.3))
+            .collect()
+    };
+    use JobStatus as S;
+    let s = |t: &str, st: S| (t.to_string(), st);
+    assert_eq!(
+        to("https://s.example/"),
+        [
+            s("job.queued", S::Queued),
+            s("job.held", S::Held),
+            s("job.accepted", S::Accepted),
+            s("job.requeued", S::Queued),
+            s("job.held", S::Held),
+            s("job.accepted", S::Accepted),
+            s("job.submitted", S::Submitted),
+            s("job.verified", S::Verified),
+            s("payout.completed", S::Verified),
+        ]
+    );
+    assert_eq!(
+        to("https://w.example/"),
+        [
+            s("job.held", S::Held),
+            s("job.requeued", S::Queued),
+            s("job.held", S::Held),
+            s("payout.completed", S::Verified),
+        ]
+    );
+    assert!(to("https://x.example/").is_empty());
+    assert!(to("https://off.example/").is_empty());
+    assert_eq!(
+        h.number(
+            &f.db,
+            "SELECT COUNT(*) AS n FROM job_events WHERE NOT dispatched".into()
+        )
+        .await,
+        0
+    );
+    // The quiet job's event was dropped; the listened-to job's 8 changes are kept for redelivery.
+    assert_eq!(
+        h.number(&f.db, "SELECT COUNT(*) AS n FROM job_events".into())
+            .await,
+        8
+    );
+    // Finished deliveries and their events are purged by the sweep after the retention.
+    f.clock.advance(Duration::from_secs(31 * 24 * 3600));
+    m.sweep().await.unwrap();
+    assert_eq!(
+        h.number(&f.db, "SELECT COUNT(*) AS n FROM job_events".into())
+            .await,
+        0
+    );
+    assert_eq!(
+        h.number(&f.db, "SELECT COUNT(*) AS n FROM webhook_deliveries".into())
+            .await,
+        0
+    );
+    f.check(h).await;
+}
+
+/// A receiver that fails is retried after a backoff until it takes the event, then never again;
+/// a redelivery sends the same event id once more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failing_webhook_is_retried_then_delivered_once() {
+    let h = &HARNESS;
+    let f = Fixture::new(h).await;
+    let m = &f.market;
+    let sender = f.user("sender", 1_000).await;
+    let ep = m
+        .create_webhook(
+            sender.id,
+            hook("https://s.example/", &["job.queued"]),
+            "k".into(),
+        )
+        .await
+        .unwrap();
+    f.webhooks.failing.store(true, Ordering::SeqCst);
+    f.job(sender.id, 500).await;
+    deliver_all(&f).await;
+    // Not due again before its backoff.
+    deliver_all(&f).await;
+    assert_eq!(f.webhooks.sent.lock().unwrap().len(), 1);
+    for _ in 0..2 {
+        f.clock.advance(Duration::from_secs(3600));
+        deliver_all(&f).await;
+    }
+    f.webhooks.failing.store(false, Ordering::SeqCst);
+    f.clock.advance(Duration::from_secs(3600));
+    deliver_all(&f).await;
+    f.clock.advance(Duration::from_secs(3600));
+    deliver_all(&f).await;
+    let sent = f.webhooks.sent.lock().unwrap().clone();
+    assert_eq!(
+        sent.iter().map(|s| s.4).collect::<Vec<_>>(),
+        [0, 1, 2, 3],
+        "three failures and one success"
+    );
+    assert!(sent.iter().all(|s| s.2 == sent[0].2), "one event id");
+    let ds = m.deliveries(sender.id, ep.id, Page::first()).await.unwrap();
+    assert_eq!(ds.len(), 1);
+    assert_eq!(
+        (ds[0].attempts, ds[0].state, ds[0].last_status),
+        (
+            4,
+            clawrk_domain::webhook::DeliveryState::Delivered,
+            Some(200)
+        )
+    );
+    m.redeliver(sender.id, ep.id, ds[0].id).await.unwrap();
+    deliver_all(&f).await;
+    let sent = f.webhooks.sent.lock().unwrap().clone();
+    assert_eq!(sent.len(), 5);
+    assert_eq!(sent[4].2, sent[0].2);
+}
+
+/// Concurrent delivery workers send each delivery once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_webhook_workers_send_each_delivery_once() {
+    let h = &HARNESS;
+    let f = Fixture::new(h).await;
+    let m = &f.market;
+    let sender = f.user("sender", 10_000).await;
+    for i in 0..5 {
+        m.create_webhook(
+            sender.id,
+            hook(&format!("https://s{i}.example/"), &["*"]),
+            "k".into(),
+        )
+        .await
+        .unwrap();
+    }
+    for _ in 0..8 {
+        f.job(sender.id, 500).await;
+    }
+    while m.dispatch_webhook_events().await.unwrap() > 0 {}
+    let workers = (0..4).map(|_| async {
+        let mut n = 0;
+        loop {
+            match m
+                .deliver_webhooks(Duration::from_secs(10), Duration::from_secs(60))
+                .await
+            {
+                Ok(0) => return n,
+                Ok(k) => n += k,
+                // SQLite's single writer may answer busy under this race; try again.
+                Err(DomainError::Unavailable(_)) => {}
+                Err(e) => panic!("{e}"),
+            }
+        }
+    });
+    let sent: usize = join_all(workers).await.into_iter().sum();
+    assert_eq!(sent, 40);
+    let mut ids: Vec<(String, String)> = f
+        .webhooks
+        .sent
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|s| (s.0.clone(), s.2.clone()))
+        .collect();
+    assert_eq!(ids.len(), 40);
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 40, "a delivery was sent twice");
+}

@@ -20,14 +20,15 @@ mod contracts;
 use async_trait::async_trait;
 use clawrk_domain::error::DomainError;
 use clawrk_domain::ids::{AgentId, JobId, Timestamp, UserId};
-use clawrk_domain::job::{CriterionResult, Job, LogLevel, Output, Structured};
+use clawrk_domain::job::{CriterionResult, Job, JobStatus, LogLevel, Output, Structured};
 use clawrk_domain::money::{Cents, Price, Reason, TimeLimit};
 use clawrk_domain::ports::{
     Assessment, Clock, LlmError, LogSink, PaymentGateway, PayoutGateway, Store, Structurer,
-    Verifier, VerifyTask,
+    Verifier, VerifyTask, WebhookSender,
 };
 use clawrk_domain::service::{AgentSelector, Config, Marketplace, Ports, RunOutcome, RunRequest};
 use clawrk_domain::user::{Agent, User};
+use clawrk_domain::webhook::{Outgoing, SendResult};
 pub use futures::future::join_all;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
@@ -200,6 +201,43 @@ impl PayoutGateway for FreeMoney {
     }
 }
 
+/// One send: endpoint URL, event type, event id, the job's status in the event, and how many
+/// tries the delivery had before.
+pub type Sent = (String, String, String, JobStatus, u32);
+
+/// A webhook sender that records what it was asked to send and answers as told.
+#[derive(Default)]
+pub struct RecordingSender {
+    /// Every send, in order.
+    pub sent: std::sync::Mutex<Vec<Sent>>,
+    /// Sends fail (HTTP 500) while this is set.
+    pub failing: AtomicBool,
+}
+
+#[async_trait]
+impl WebhookSender for RecordingSender {
+    async fn send(&self, out: &Outgoing) -> SendResult {
+        self.sent.lock().unwrap().push((
+            out.endpoint.url.clone(),
+            out.delivery.event_type.to_string(),
+            out.delivery.event_id.clone(),
+            out.job.status,
+            out.delivery.attempts,
+        ));
+        if self.failing.load(Ordering::SeqCst) {
+            SendResult {
+                status: Some(500),
+                error: Some("HTTP 500".into()),
+            }
+        } else {
+            SendResult {
+                status: Some(200),
+                error: None,
+            }
+        }
+    }
+}
+
 /// A marketplace on a fresh database, with its clock and scripted LLM.
 pub struct Fixture<H: Harness> {
     /// The use cases over the store under test.
@@ -210,6 +248,8 @@ pub struct Fixture<H: Harness> {
     pub verifier: Arc<ScriptedVerifier>,
     /// Its structurer.
     pub structurer: Arc<FixedStructurer>,
+    /// Its webhook sender.
+    pub webhooks: Arc<RecordingSender>,
     /// The store itself.
     pub store: Arc<dyn Store>,
     /// Where SQL checks run.
@@ -248,6 +288,7 @@ impl<H: Harness> Fixture<H> {
             down: AtomicBool::new(false),
         });
         let structurer = Arc::new(FixedStructurer::default());
+        let webhooks = Arc::new(RecordingSender::default());
         let market = Marketplace::new(
             Ports {
                 store: store.clone(),
@@ -256,6 +297,7 @@ impl<H: Harness> Fixture<H> {
                 clock: clock.clone(),
                 payments: Arc::new(FreeMoney),
                 payouts: Arc::new(FreeMoney),
+                webhooks: webhooks.clone(),
             },
             Config {
                 hold_seconds: HOLD,
@@ -267,6 +309,7 @@ impl<H: Harness> Fixture<H> {
             clock,
             verifier,
             structurer,
+            webhooks,
             store,
             db,
         }

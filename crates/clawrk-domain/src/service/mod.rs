@@ -15,6 +15,7 @@ mod auth;
 mod idempotency;
 mod jobs;
 mod verification;
+mod webhooks;
 
 pub use auth::Principal;
 pub use idempotency::IdemState;
@@ -23,6 +24,7 @@ pub use jobs::{
     RunRequest,
 };
 pub use verification::SWEEP_BATCH;
+pub use webhooks::{DELIVERY_BATCH, DISPATCH_BATCH};
 
 use crate::error::{DomainError, Result};
 use crate::ids::{JobId, Timestamp, TransferId};
@@ -31,6 +33,7 @@ use crate::lifecycle::Change;
 use crate::money::Transfer;
 use crate::ports::{
     Announcement, Clock, PaymentGateway, PayoutGateway, Store, Structurer, Tx, Verifier,
+    WebhookSender,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -95,6 +98,8 @@ pub struct Ports {
     pub payments: Arc<dyn PaymentGateway>,
     /// Withdrawals.
     pub payouts: Arc<dyn PayoutGateway>,
+    /// Webhook deliveries.
+    pub webhooks: Arc<dyn WebhookSender>,
 }
 
 /// The marketplace's use cases.

@@ -206,6 +206,7 @@ impl Marketplace {
         };
         // Housekeeping: expired quotes and idempotency records would otherwise pile up.
         self.store().single(move |tx| tx.purge_expired(now)).await?;
+        self.purge_deliveries(now).await?;
         Ok(report)
     }
 

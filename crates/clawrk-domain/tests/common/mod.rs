@@ -222,6 +222,7 @@ pub fn market(
             clock,
             payments: std::sync::Arc::new(payments),
             payouts: std::sync::Arc::new(payouts),
+            webhooks: std::sync::Arc::new(MockWebhookSender::new()),
         },
         clawrk_domain::service::Config::default(),
     );

@@ -1,0 +1,105 @@
+-- Webhooks (issue #18): endpoints, their deliveries, and the outbox they are made from.
+--
+-- Every status change of a job adds a row to job_events, written by a trigger in the statement
+-- that changes the job: the event commits with the change or not at all, and no transition pays a
+-- round trip for it. The row holds the job as it became (what the event shows its receivers), the
+-- status it left and whose agent held or worked on it until then. The delivery worker turns rows
+-- into webhook_deliveries (one per receiving endpoint) and deletes the rows nobody receives.
+
+CREATE TABLE job_events (
+    seq           BIGSERIAL PRIMARY KEY,
+    from_status   TEXT,
+    prev_operator UUID,
+    dispatched    BOOLEAN NOT NULL DEFAULT FALSE,
+    -- The job as it became: the columns of jobs (the verification lease is always NULL here).
+    job_id UUID NOT NULL,
+    status TEXT NOT NULL,
+    prompt TEXT NOT NULL,
+    title TEXT NOT NULL,
+    description TEXT NOT NULL,
+    requirements TEXT NOT NULL,
+    acceptance_criteria TEXT NOT NULL,
+    sender UUID NOT NULL,
+    receiver UUID,
+    receiver_agent_id UUID,
+    held_by_agent_id UUID,
+    held_by_owner_id UUID,
+    hold_expires_at BIGINT,
+    price_cents BIGINT NOT NULL,
+    time_limit_seconds BIGINT NOT NULL,
+    accepted_at BIGINT,
+    deadline_at BIGINT,
+    submitted_at BIGINT,
+    completed_at BIGINT,
+    attempt_count INTEGER NOT NULL,
+    cancellation_requested BOOLEAN NOT NULL,
+    output_text TEXT,
+    output_attachments TEXT,
+    env_vars TEXT NOT NULL,
+    attachments TEXT NOT NULL,
+    presented_to_agents TEXT NOT NULL,
+    verification TEXT,
+    verify_errors INTEGER NOT NULL,
+    review_due_at BIGINT,
+    structured_by TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    version BIGINT NOT NULL,
+    verify_lease_until BIGINT
+);
+CREATE INDEX job_events_undispatched ON job_events (seq) WHERE NOT dispatched;
+
+CREATE FUNCTION clawrk_record_job_event() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'UPDATE' THEN
+        INSERT INTO job_events (from_status, prev_operator, job_id, status, prompt, title, description, requirements, acceptance_criteria, sender, receiver, receiver_agent_id, held_by_agent_id, held_by_owner_id, hold_expires_at, price_cents, time_limit_seconds, accepted_at, deadline_at, submitted_at, completed_at, attempt_count, cancellation_requested, output_text, output_attachments, env_vars, attachments, presented_to_agents, verification, verify_errors, review_due_at, structured_by, created_at, updated_at, version)
+            VALUES (OLD.status, COALESCE(OLD.held_by_owner_id, OLD.receiver), NEW.id, NEW.status, NEW.prompt, NEW.title, NEW.description, NEW.requirements, NEW.acceptance_criteria, NEW.sender, NEW.receiver, NEW.receiver_agent_id, NEW.held_by_agent_id, NEW.held_by_owner_id, NEW.hold_expires_at, NEW.price_cents, NEW.time_limit_seconds, NEW.accepted_at, NEW.deadline_at, NEW.submitted_at, NEW.completed_at, NEW.attempt_count, NEW.cancellation_requested, NEW.output_text, NEW.output_attachments, NEW.env_vars, NEW.attachments, NEW.presented_to_agents, NEW.verification, NEW.verify_errors, NEW.review_due_at, NEW.structured_by, NEW.created_at, NEW.updated_at, NEW.version);
+    ELSE
+        INSERT INTO job_events (from_status, prev_operator, job_id, status, prompt, title, description, requirements, acceptance_criteria, sender, receiver, receiver_agent_id, held_by_agent_id, held_by_owner_id, hold_expires_at, price_cents, time_limit_seconds, accepted_at, deadline_at, submitted_at, completed_at, attempt_count, cancellation_requested, output_text, output_attachments, env_vars, attachments, presented_to_agents, verification, verify_errors, review_due_at, structured_by, created_at, updated_at, version)
+            VALUES (NULL, NULL, NEW.id, NEW.status, NEW.prompt, NEW.title, NEW.description, NEW.requirements, NEW.acceptance_criteria, NEW.sender, NEW.receiver, NEW.receiver_agent_id, NEW.held_by_agent_id, NEW.held_by_owner_id, NEW.hold_expires_at, NEW.price_cents, NEW.time_limit_seconds, NEW.accepted_at, NEW.deadline_at, NEW.submitted_at, NEW.completed_at, NEW.attempt_count, NEW.cancellation_requested, NEW.output_text, NEW.output_attachments, NEW.env_vars, NEW.attachments, NEW.presented_to_agents, NEW.verification, NEW.verify_errors, NEW.review_due_at, NEW.structured_by, NEW.created_at, NEW.updated_at, NEW.version);
+    END IF;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER jobs_event_on_insert AFTER INSERT ON jobs
+    FOR EACH ROW WHEN (NEW.status = 'queued')
+    EXECUTE FUNCTION clawrk_record_job_event();
+CREATE TRIGGER jobs_event_on_update AFTER UPDATE OF status ON jobs
+    FOR EACH ROW WHEN (OLD.status IS DISTINCT FROM NEW.status)
+    EXECUTE FUNCTION clawrk_record_job_event();
+
+CREATE TABLE webhook_endpoints (
+    id          UUID PRIMARY KEY,
+    owner_id    UUID NOT NULL REFERENCES users(id),
+    url         TEXT NOT NULL,
+    events      TEXT NOT NULL,            -- JSON array of event types, or ["*"]
+    description TEXT,
+    enabled     BOOLEAN NOT NULL,
+    secret      TEXT NOT NULL,            -- the HMAC key: needed in clear to sign
+    created_at  BIGINT NOT NULL,
+    updated_at  BIGINT NOT NULL
+);
+CREATE INDEX webhook_endpoints_owner ON webhook_endpoints (owner_id, created_at);
+
+CREATE TABLE webhook_deliveries (
+    id          UUID PRIMARY KEY,
+    endpoint_id UUID NOT NULL REFERENCES webhook_endpoints(id),
+    event_seq   BIGINT NOT NULL REFERENCES job_events(seq),
+    event_type  TEXT NOT NULL,
+    event_id    TEXT NOT NULL,
+    job_id      UUID NOT NULL,
+    recipient   UUID NOT NULL,
+    attempts    INTEGER NOT NULL CHECK (attempts >= 0),
+    state       TEXT NOT NULL CHECK (state IN ('pending', 'delivered', 'failed')),
+    next_at     BIGINT,
+    last_status INTEGER,
+    last_error  TEXT,
+    give_up_at  BIGINT NOT NULL,
+    created_at  BIGINT NOT NULL,
+    updated_at  BIGINT NOT NULL,
+    CHECK ((state = 'pending') = (next_at IS NOT NULL))
+);
+CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_at, event_seq) WHERE state = 'pending';
+CREATE INDEX webhook_deliveries_endpoint ON webhook_deliveries (endpoint_id, id);
+CREATE INDEX webhook_deliveries_event ON webhook_deliveries (event_seq);
+CREATE INDEX webhook_deliveries_finished ON webhook_deliveries (updated_at) WHERE state <> 'pending';
