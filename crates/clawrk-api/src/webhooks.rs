@@ -18,6 +18,33 @@ pub const EVENT_ID_HEADER: &str = "clawrk-event-id";
 /// How old a signature [`verify`] accepts by default: 5 minutes, either way.
 pub const DEFAULT_TOLERANCE_SECONDS: i64 = 300;
 
+/// The event type names an endpoint may ask for (the OpenAPI document's enum for `events`).
+#[cfg(feature = "openapi")]
+#[derive(Serialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+enum WebhookEventName {
+    #[serde(rename = "*")]
+    All,
+    #[serde(rename = "job.queued")]
+    JobQueued,
+    #[serde(rename = "job.held")]
+    JobHeld,
+    #[serde(rename = "job.accepted")]
+    JobAccepted,
+    #[serde(rename = "job.submitted")]
+    JobSubmitted,
+    #[serde(rename = "job.verified")]
+    JobVerified,
+    #[serde(rename = "job.requeued")]
+    JobRequeued,
+    #[serde(rename = "job.failed")]
+    JobFailed,
+    #[serde(rename = "job.cancelled")]
+    JobCancelled,
+    #[serde(rename = "payout.completed")]
+    PayoutCompleted,
+}
+
 /// `POST /api/webhooks`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -37,7 +64,7 @@ pub struct NewWebhook {
     /// Event types (`job.queued`, `job.held`, `job.accepted`, `job.submitted`, `job.verified`,
     /// `job.requeued`, `job.failed`, `job.cancelled`, `payout.completed`), or `["*"]` for all.
     #[serde(default)]
-    #[cfg_attr(feature = "openapi", schema(required = true, min_items = 1))]
+    #[cfg_attr(feature = "openapi", schema(required = true, min_items = 1, value_type = Vec<WebhookEventName>))]
     pub events: Vec<String>,
     /// A note for yourself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -61,7 +88,7 @@ pub struct WebhookPatch {
     pub url: Option<String>,
     /// New event types.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "openapi", schema(min_items = 1))]
+    #[cfg_attr(feature = "openapi", schema(min_items = 1, value_type = Option<Vec<WebhookEventName>>))]
     pub events: Option<Vec<String>>,
     /// A new description (`""` removes it).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -633,6 +633,7 @@ impl Tx for MemoryState {
             .deliveries
             .values()
             .filter(|d| d.state == DeliveryState::Pending && d.next_at.is_some_and(|n| n <= now))
+            .filter(|d| self.webhooks.get(&d.endpoint).is_some_and(|e| e.enabled))
             .collect();
         due.sort_by_key(|d| (d.next_at, d.event_seq, d.id));
         let ids: Vec<DeliveryId> = due.iter().take(limit as usize).map(|d| d.id).collect();

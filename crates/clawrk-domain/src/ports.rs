@@ -383,7 +383,8 @@ pub trait Tx {
     /// Marks outbox rows dispatched (`keep`: deliveries carry them) or deletes them (`drop`:
     /// nobody receives them).
     fn settle_events(&mut self, keep: &[i64], drop: &[i64]) -> Result<()>;
-    /// Up to `limit` pending deliveries due by `now`, oldest due first, each with its endpoint and
+    /// Up to `limit` pending deliveries of enabled endpoints due by `now`, oldest due first, each
+    /// with its endpoint and
     /// its event's job, leased until `until` (their `next_at` moves there, so another worker does
     /// not take them meanwhile; a crash retries them then).
     fn lease_deliveries(

@@ -152,8 +152,9 @@ pub enum EventFilter {
 }
 
 impl EventFilter {
-    /// Parses the API's list: event types, or `"*"` for all. Empty, unknown or duplicated
-    /// names are refused.
+    /// Parses the API's list: event types, or `"*"` for all (which then stands for everything,
+    /// whatever else is listed). Empty lists and unknown names are refused; a name listed twice
+    /// counts once.
     pub fn parse<S: AsRef<str>>(names: &[S]) -> Result<EventFilter> {
         if names.is_empty() {
             return Err(DomainError::invalid(
@@ -161,23 +162,20 @@ impl EventFilter {
             ));
         }
         let mut set = BTreeSet::new();
+        let mut all = false;
         for n in names {
-            let n = n.as_ref();
-            if n == "*" {
-                if names.len() != 1 {
-                    return Err(DomainError::invalid(
-                        "events: \"*\" stands alone (it already means every event)",
-                    ));
+            match n.as_ref() {
+                "*" => all = true,
+                n => {
+                    set.insert(n.parse::<EventType>()?);
                 }
-                return Ok(EventFilter::All);
-            }
-            if !set.insert(n.parse::<EventType>()?) {
-                return Err(DomainError::invalid(format!(
-                    "events: {n:?} is listed twice"
-                )));
             }
         }
-        Ok(EventFilter::Only(set))
+        Ok(if all {
+            EventFilter::All
+        } else {
+            EventFilter::Only(set)
+        })
     }
 
     /// The list as the API shows it (and the stores keep it).
@@ -249,10 +247,15 @@ pub struct EndpointPatch {
 /// Checks an endpoint URL: absolute http(s) with a host, no credentials, at most
 /// [`MAX_URL_CHARS`]. Where it points is checked at send time ([`is_public`]), after DNS.
 pub fn check_url(raw: &str) -> Result<String> {
-    let raw = raw.trim();
     no_nul("url", raw)?;
-    if raw.is_empty() {
+    if raw.trim().is_empty() {
         return Err(DomainError::invalid("url is required"));
+    }
+    // Exactly as written: no surrounding space, the scheme in lower case (what the API documents).
+    if !(raw.starts_with("http://") || raw.starts_with("https://")) {
+        return Err(DomainError::invalid(
+            "url must start with http:// or https://",
+        ));
     }
     if raw.chars().count() > MAX_URL_CHARS {
         return Err(DomainError::invalid(format!(
@@ -279,12 +282,12 @@ pub fn check_url(raw: &str) -> Result<String> {
 pub fn check_description(d: Option<String>) -> Result<Option<String>> {
     let Some(d) = d else { return Ok(None) };
     no_nul("description", &d)?;
-    let d = d.trim();
     if d.chars().count() > MAX_DESCRIPTION_CHARS {
         return Err(DomainError::invalid(format!(
             "description must be at most {MAX_DESCRIPTION_CHARS} characters"
         )));
     }
+    let d = d.trim();
     Ok((!d.is_empty()).then(|| d.to_string()))
 }
 
@@ -586,8 +589,17 @@ mod tests {
         assert_eq!(f.names(), ["job.verified", "payout.completed"]);
         assert!(EventFilter::parse::<&str>(&[]).is_err());
         assert!(EventFilter::parse(&["job.done"]).is_err());
-        assert!(EventFilter::parse(&["*", "job.held"]).is_err());
-        assert!(EventFilter::parse(&["job.held", "job.held"]).is_err());
+        assert!(EventFilter::parse(&["job.held", ""]).is_err());
+        assert_eq!(
+            EventFilter::parse(&["job.held", "*"]).ok(),
+            Some(EventFilter::All)
+        );
+        assert_eq!(
+            EventFilter::parse(&["job.held", "job.held"])
+                .map(|f| f.names())
+                .ok(),
+            Some(vec!["job.held".to_string()])
+        );
     }
 
     #[test]
@@ -601,6 +613,8 @@ mod tests {
             "example.com/hook",
             "https://user:pw@example.com/",
             "http://",
+            " https://example.com/",
+            "HTTPS://example.com/",
         ] {
             assert!(check_url(bad).is_err(), "{bad} accepted");
         }

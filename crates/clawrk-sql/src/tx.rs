@@ -1083,6 +1083,15 @@ impl Tx for SqlTx<'_> {
         let due = webhook_deliveries::table
             .filter(webhook_deliveries::state.eq(DeliveryState::Pending.as_str()))
             .filter(webhook_deliveries::next_at.le(now.millis()))
+            // A disabled endpoint's deliveries wait (a subquery, so that only deliveries are
+            // locked).
+            .filter(
+                webhook_deliveries::endpoint_id.eq_any(
+                    webhook_endpoints::table
+                        .filter(webhook_endpoints::enabled.eq(true))
+                        .select(webhook_endpoints::id),
+                ),
+            )
             .order((webhook_deliveries::next_at, webhook_deliveries::event_seq))
             .limit(i64::from(limit))
             .select(webhook_deliveries::id);

@@ -1294,3 +1294,39 @@ async fn concurrent_webhook_workers_send_each_delivery_once() {
     ids.dedup();
     assert_eq!(ids.len(), 40, "a delivery was sent twice");
 }
+
+/// A disabled endpoint's queued deliveries wait until it is enabled again; events while it is
+/// disabled are not queued for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_disabled_webhook_holds_its_deliveries() {
+    let h = &HARNESS;
+    let f = Fixture::new(h).await;
+    let m = &f.market;
+    let sender = f.user("sender", 1_000).await;
+    let ep = m
+        .create_webhook(sender.id, hook("https://s.example/", &["*"]), "k".into())
+        .await
+        .unwrap();
+    let job = f.job(sender.id, 500).await;
+    while m.dispatch_webhook_events().await.unwrap() > 0 {}
+    let toggle = |on: bool| clawrk_domain::webhook::EndpointPatch {
+        enabled: Some(on),
+        ..Default::default()
+    };
+    m.update_webhook(sender.id, ep.id, toggle(false))
+        .await
+        .unwrap();
+    m.cancel(sender.id, job.id).await.unwrap();
+    deliver_all(&f).await;
+    assert!(f.webhooks.sent.lock().unwrap().is_empty());
+    m.update_webhook(sender.id, ep.id, toggle(true))
+        .await
+        .unwrap();
+    deliver_all(&f).await;
+    let sent = f.webhooks.sent.lock().unwrap().clone();
+    assert_eq!(
+        sent.iter().map(|s| s.1.as_str()).collect::<Vec<_>>(),
+        ["job.queued"],
+        "the cancel happened while disabled"
+    );
+}
