@@ -109,6 +109,7 @@ pub struct Metrics {
     verifications: Family<OutcomeLabels, Counter>,
     verification_seconds: Histogram,
     llm_errors: Family<KindLabels, Counter>,
+    webhook_sends: Family<OutcomeLabels, Counter>,
     streams: Gauge,
     jobs: Family<StatusLabels, Gauge>,
     queue_depth: Gauge,
@@ -166,6 +167,12 @@ impl Metrics {
             "llm_errors",
             "Verifier errors, by kind (unavailable, timeout, bad_answer)",
             llm_errors.clone(),
+        );
+        let webhook_sends = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "webhook_sends",
+            "Webhook deliveries sent by this instance, by outcome (delivered; retrying: failed, tried again later; failed: failed at the end of its 24 hours)",
+            webhook_sends.clone(),
         );
         let streams = Gauge::default();
         registry.register(
@@ -226,6 +233,7 @@ impl Metrics {
             verifications,
             verification_seconds,
             llm_errors,
+            webhook_sends,
             streams,
             jobs,
             queue_depth,
@@ -289,6 +297,23 @@ impl Metrics {
             self.llm_errors
                 .get_or_create(&KindLabels { kind: kind.into() })
                 .inc();
+        }
+    }
+
+    /// Webhook sends of one step, by outcome.
+    pub fn webhook_sends(&self, delivered: usize, retrying: usize, failed: usize) {
+        for (outcome, n) in [
+            ("delivered", delivered),
+            ("retrying", retrying),
+            ("failed", failed),
+        ] {
+            if n > 0 {
+                self.webhook_sends
+                    .get_or_create(&OutcomeLabels {
+                        outcome: outcome.into(),
+                    })
+                    .inc_by(n as u64);
+            }
         }
     }
 

@@ -118,18 +118,22 @@ pub fn webhook_workers(
     retry_base: Duration,
     timeout: Duration,
     stop: watch::Receiver<bool>,
+    metrics: Arc<Metrics>,
 ) -> Vec<JoinHandle<()>> {
     let lease = timeout * (clawrk_domain::service::DELIVERY_BATCH + 1);
     (0..n)
         .map(|i| {
             let market = market.clone();
             let mut stop = stop.clone();
+            let metrics = metrics.clone();
             tokio::spawn(async move {
                 let mut backoff = BACKOFF_START;
                 loop {
                     let step = async {
                         let mut busy = market.dispatch_webhook_events().await? > 0;
-                        busy |= market.deliver_webhooks(retry_base, lease).await? > 0;
+                        let sent = market.deliver_webhooks(retry_base, lease).await?;
+                        metrics.webhook_sends(sent.delivered, sent.retrying, sent.failed);
+                        busy |= sent.sent() > 0;
                         Ok::<bool, DomainError>(busy)
                     };
                     let wait = match step.await {

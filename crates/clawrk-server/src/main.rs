@@ -161,6 +161,7 @@ async fn serve(store_args: StoreArgs, args: ServeArgs) -> ExitCode {
         Duration::from_secs_f64(args.webhook_retry_seconds),
         Duration::from_secs(args.webhook_timeout_seconds),
         stop_rx.clone(),
+        metrics.clone(),
     ));
     tasks.extend(background::sweeper(
         market,

@@ -189,6 +189,21 @@ async fn lifecycle(db: Db) {
         && d.attempts == 1
         && d.last_status == Some(200)
         && d.next_attempt_at.is_none()));
+    // The instance counted them.
+    let metrics = metrics(&server).await;
+    assert!(
+        metrics.contains("clawrk_webhook_sends_total{outcome=\"delivered\"} 9"),
+        "{metrics}"
+    );
+}
+
+async fn metrics(server: &Server) -> String {
+    reqwest::get(format!("{}/metrics", server.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -247,6 +262,13 @@ async fn retried_then_delivered_once(db: Db) {
     let got = exactly(&r, 5).await;
     let last: WebhookEvent = serde_json::from_slice(&got[4].body).unwrap();
     assert_eq!(last.id, evs[0].id);
+    let metrics = metrics(&server).await;
+    for line in [
+        "clawrk_webhook_sends_total{outcome=\"retrying\"} 3",
+        "clawrk_webhook_sends_total{outcome=\"delivered\"} 2",
+    ] {
+        assert!(metrics.contains(line), "{line} in {metrics}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1052,6 +1052,7 @@ async fn deliver_all<H: Harness>(f: &Fixture<H>) {
         .deliver_webhooks(Duration::from_secs(10), Duration::from_secs(60))
         .await
         .unwrap()
+        .sent()
         > 0
     {}
 }
@@ -1271,8 +1272,8 @@ async fn concurrent_webhook_workers_send_each_delivery_once() {
                 .deliver_webhooks(Duration::from_secs(10), Duration::from_secs(60))
                 .await
             {
-                Ok(0) => return n,
-                Ok(k) => n += k,
+                Ok(r) if r.sent() == 0 => return n,
+                Ok(r) => n += r.sent(),
                 // SQLite's single writer may answer busy under this race; try again.
                 Err(DomainError::Unavailable(_)) => {}
                 Err(e) => panic!("{e}"),

@@ -24,7 +24,7 @@ pub use jobs::{
     RunRequest,
 };
 pub use verification::SWEEP_BATCH;
-pub use webhooks::{DELIVERY_BATCH, DISPATCH_BATCH};
+pub use webhooks::{DELIVERY_BATCH, DISPATCH_BATCH, DeliveryReport};
 
 use crate::error::{DomainError, Result};
 use crate::ids::{JobId, Timestamp, TransferId};

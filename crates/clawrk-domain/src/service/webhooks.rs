@@ -17,6 +17,24 @@ pub const DISPATCH_BATCH: u32 = 200;
 /// Deliveries one send step leases.
 pub const DELIVERY_BATCH: u32 = 32;
 
+/// What one send step did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DeliveryReport {
+    /// Sends the receiver took (2xx).
+    pub delivered: usize,
+    /// Sends that failed; the delivery is tried again later.
+    pub retrying: usize,
+    /// Sends that failed at the end of the delivery's retry window: it is marked failed.
+    pub failed: usize,
+}
+
+impl DeliveryReport {
+    /// Sends made.
+    pub fn sent(&self) -> usize {
+        self.delivered + self.retrying + self.failed
+    }
+}
+
 fn owned(e: Option<Endpoint>, owner: UserId) -> Result<Endpoint> {
     e.filter(|e| e.owner == owner)
         .ok_or(DomainError::NotFound("webhook"))
@@ -224,16 +242,19 @@ impl Marketplace {
     /// Sends up to [`DELIVERY_BATCH`] due deliveries and records each outcome: delivered, or
     /// pending again after a backoff (from `retry_base`, doubling), or failed once the retry window
     /// is over. Deliveries to one endpoint are sent one after the other, in event order; endpoints
-    /// are served concurrently. Returns how many were sent. A crash after the lease retries them
-    /// once `lease` has passed (delivery is at least once).
-    pub async fn deliver_webhooks(&self, retry_base: Duration, lease: Duration) -> Result<usize> {
+    /// are served concurrently. A crash after the lease retries them once `lease` has passed
+    /// (delivery is at least once).
+    pub async fn deliver_webhooks(
+        &self,
+        retry_base: Duration,
+        lease: Duration,
+    ) -> Result<DeliveryReport> {
         let now = self.now();
         let until = now.plus_millis(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
         let leased = self
             .store()
             .transaction(move |tx| tx.lease_deliveries(now, until, DELIVERY_BATCH))
             .await?;
-        let n = leased.len();
         let mut by_endpoint: Vec<Vec<webhook::Outgoing>> = Vec::new();
         for out in leased {
             match by_endpoint
@@ -245,6 +266,7 @@ impl Marketplace {
             }
         }
         let sends = by_endpoint.into_iter().map(|group| async move {
+            let mut report = DeliveryReport::default();
             let mut rest = group.into_iter();
             while let Some(out) = rest.next() {
                 let result = self.ports.webhooks.send(&out).await;
@@ -253,6 +275,11 @@ impl Marketplace {
                 let d = webhook::after_send(out.delivery, &result, at, retry_base, jitter);
                 // After a failure the endpoint's later events wait with it, so that a receiver
                 // that comes back gets them in order (and a dead one costs one timeout per step).
+                match d.state {
+                    DeliveryState::Delivered => report.delivered += 1,
+                    DeliveryState::Pending => report.retrying += 1,
+                    DeliveryState::Failed => report.failed += 1,
+                }
                 let wait = (d.state != DeliveryState::Delivered).then(|| d.next_at.unwrap_or(at));
                 self.store()
                     .single(move |tx| tx.update_delivery(&d))
@@ -270,12 +297,16 @@ impl Marketplace {
                     break;
                 }
             }
-            Ok::<(), DomainError>(())
+            Ok::<DeliveryReport, DomainError>(report)
         });
+        let mut total = DeliveryReport::default();
         for r in join_all(sends).await {
-            r?;
+            let r = r?;
+            total.delivered += r.delivered;
+            total.retrying += r.retrying;
+            total.failed += r.failed;
         }
-        Ok(n)
+        Ok(total)
     }
 
     /// Deletes deliveries finished more than [`webhook::DELIVERY_RETENTION_MILLIS`] ago.
