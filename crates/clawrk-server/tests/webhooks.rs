@@ -328,8 +328,18 @@ async fn a_kill_between_commit_and_delivery_still_delivers_on_postgres() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn private_destinations_are_refused_by_default() {
+async fn private_destinations_are_refused_by_default_on_postgres() {
     let (_pg, db) = postgres();
+    private_destinations_are_refused(db).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn private_destinations_are_refused_by_default_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    private_destinations_are_refused(Db::Sqlite(dir.path().join("clawrk.db"))).await;
+}
+
+async fn private_destinations_are_refused(db: Db) {
     let server = Server::start(&db, &env(&[("CLAWRK_WEBHOOK_RETRY_SECONDS", "0.2")])).await;
     let alice = create_user(&db, "alice", 1_000);
     let a = server.client(&alice.key);
@@ -389,9 +399,18 @@ async fn private_destinations_are_refused_by_default() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn endpoints_are_seen_by_their_owner_only() {
+async fn endpoints_are_seen_by_their_owner_only_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
-    let db = Db::Sqlite(dir.path().join("clawrk.db"));
+    owner_only(Db::Sqlite(dir.path().join("clawrk.db"))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoints_are_seen_by_their_owner_only_on_postgres() {
+    let (_pg, db) = postgres();
+    owner_only(db).await;
+}
+
+async fn owner_only(db: Db) {
     let server = Server::start(&db, &fast()).await;
     let alice = create_user(&db, "alice", 1_000);
     let mallory = create_user(&db, "mallory", 0);
