@@ -690,8 +690,9 @@ impl Tx for MemoryState {
         self.deliveries
             .retain(|_, d| d.state == DeliveryState::Pending || d.updated_at >= before);
         let carried: BTreeSet<i64> = self.deliveries.values().map(|d| d.event_seq).collect();
-        self.outbox
-            .retain(|seq, (_, dispatched)| !*dispatched || carried.contains(seq));
+        self.outbox.retain(|seq, (e, dispatched)| {
+            !*dispatched || carried.contains(seq) || e.job.updated_at >= before
+        });
         Ok((n - self.deliveries.len()) as u64)
     }
 }

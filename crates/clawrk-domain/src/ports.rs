@@ -403,8 +403,8 @@ pub trait Tx {
         endpoint: WebhookId,
         page: Page<DeliveryId>,
     ) -> Result<Vec<Delivery>>;
-    /// Deletes deliveries finished before `before`, and dispatched outbox rows no delivery
-    /// carries any more; returns how many deliveries.
+    /// Deletes deliveries finished before `before`, and outbox rows from before `before` that
+    /// were dispatched and that no delivery carries any more; returns how many deliveries.
     fn purge_deliveries(&mut self, before: Timestamp) -> Result<u64>;
 }
 

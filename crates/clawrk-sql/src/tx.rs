@@ -1038,8 +1038,9 @@ impl Tx for SqlTx<'_> {
     }
 
     fn undispatched_events(&mut self, limit: u32) -> Result<Vec<JobEvent>> {
+        // `NOT dispatched` as written (no bound value), so that the partial index serves it.
         let q = job_events::table
-            .filter(job_events::dispatched.eq(false))
+            .filter(not(job_events::dispatched))
             .order(job_events::seq)
             .limit(i64::from(limit))
             .select(EVENT);
@@ -1177,7 +1178,8 @@ impl Tx for SqlTx<'_> {
         .map_err(db_err)?;
         diesel::delete(
             job_events::table
-                .filter(job_events::dispatched.eq(true))
+                .filter(job_events::dispatched)
+                .filter(job_events::updated_at.lt(before.millis()))
                 .filter(not(exists(
                     webhook_deliveries::table
                         .filter(webhook_deliveries::event_seq.eq(job_events::seq)),

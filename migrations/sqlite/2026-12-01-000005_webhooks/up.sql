@@ -48,6 +48,8 @@ CREATE TABLE job_events (
     verify_lease_until INTEGER
 ) STRICT;
 CREATE INDEX job_events_undispatched ON job_events (seq) WHERE NOT dispatched;
+-- The sweeper's purge of events no delivery carries any more.
+CREATE INDEX job_events_dispatched ON job_events (updated_at) WHERE dispatched;
 
 CREATE TRIGGER jobs_event_on_insert AFTER INSERT ON jobs WHEN NEW.status = 'queued'
 BEGIN
@@ -91,7 +93,8 @@ CREATE TABLE webhook_deliveries (
     updated_at INTEGER NOT NULL,
     CHECK ((state = 'pending') = (next_at IS NOT NULL))
 ) STRICT;
-CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_at, event_seq) WHERE state = 'pending';
+-- Plain indexes where the queries bind the state: a bound value cannot select a partial index.
+CREATE INDEX webhook_deliveries_due ON webhook_deliveries (state, next_at, event_seq);
 CREATE INDEX webhook_deliveries_endpoint ON webhook_deliveries (endpoint_id, id);
 CREATE INDEX webhook_deliveries_event ON webhook_deliveries (event_seq);
-CREATE INDEX webhook_deliveries_finished ON webhook_deliveries (updated_at) WHERE state <> 'pending';
+CREATE INDEX webhook_deliveries_updated ON webhook_deliveries (updated_at);
