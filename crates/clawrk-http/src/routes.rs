@@ -36,7 +36,7 @@ fn selector(b: api::AgentChoice) -> AgentSelector {
 
 /// `Link: <…>; rel="next"` when the page is full; `keep` are the filters the next page keeps
 /// (values from fixed sets or ids: nothing to escape).
-fn with_next(
+pub(crate) fn with_next(
     mut resp: actix_web::HttpResponseBuilder,
     req: &HttpRequest,
     count: usize,

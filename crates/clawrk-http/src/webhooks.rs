@@ -154,21 +154,12 @@ pub async fn list_deliveries(
     let id = webhook_id(&id)?;
     let p = page::<DeliveryId>(q.limit.as_deref(), q.before.as_deref())?;
     let ds = st.market.deliveries(caller.0.id, id, p).await?;
-    let mut resp = HttpResponse::Ok();
-    if ds.len() == p.limit as usize
-        && let Some(last) = ds.last()
-    {
-        resp.insert_header((
-            "Link",
-            format!(
-                "<{}?limit={}&before={}>; rel=\"next\"",
-                req.path(),
-                p.limit,
-                last.id
-            ),
-        ));
-    }
-    Ok(resp.json(ds.iter().map(views::delivery).collect::<Vec<_>>()))
+    let last = ds.last().map(|d| d.id.to_string());
+    let views: Vec<api::WebhookDelivery> = ds.iter().map(views::delivery).collect();
+    Ok(
+        crate::routes::with_next(HttpResponse::Ok(), &req, views.len(), p.limit, last, &[])
+            .json(views),
+    )
 }
 
 /// Sends a delivery again now, whatever its state, with a fresh 24-hour retry window. The event

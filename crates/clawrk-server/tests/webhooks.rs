@@ -10,6 +10,7 @@ use clawrk_client::api::webhooks::{SIGNATURE_HEADER, verify};
 use clawrk_client::api::*;
 use clawrk_client::{ErrorCode, PageRequest, RunOutcome};
 use common::*;
+use futures::TryStreamExt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -189,6 +190,25 @@ async fn lifecycle(db: Db) {
         && d.attempts == 1
         && d.last_status == Some(200)
         && d.next_attempt_at.is_none()));
+    // Paged by `Link`: four, then the rest.
+    let first = a
+        .webhook_deliveries(
+            ha.id,
+            &PageRequest {
+                limit: Some(4),
+                ..PageRequest::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(first.items.len(), 4);
+    let all: Vec<WebhookDelivery> = a
+        .webhook_deliveries_stream(ha.id)
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(all, ds.items);
+    assert!(first.next.is_some());
     // The instance counted them.
     let metrics = metrics(&server).await;
     assert!(
