@@ -386,9 +386,14 @@ impl Ctx {
 
 /// A job id from the command line.
 fn job_id(text: &str) -> Result<Uuid, Failure> {
+    uuid_arg(text, "job id")
+}
+
+/// A UUID argument, or a usage error naming what it should have been.
+fn uuid_arg(text: &str, what: &str) -> Result<Uuid, Failure> {
     text.trim()
         .parse()
-        .map_err(|_| Failure::usage(format!("{text:?} is not a job id (a UUID)")))
+        .map_err(|_| Failure::usage(format!("{text:?} is not a {what} (a UUID)")))
 }
 
 /// The server URL, checked: a scheme, no `/api` suffix.
@@ -1079,12 +1084,6 @@ async fn agents(ctx: &Ctx, action: AgentsCmd) -> Result<(), Failure> {
         }
     }
     Ok(())
-}
-
-fn uuid_arg(text: &str, what: &str) -> Result<Uuid, Failure> {
-    text.trim()
-        .parse()
-        .map_err(|_| Failure::usage(format!("{text:?} is not a {what} (a UUID)")))
 }
 
 async fn webhooks(ctx: &Ctx, action: WebhooksCmd) -> Result<(), Failure> {

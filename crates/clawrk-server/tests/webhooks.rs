@@ -16,6 +16,49 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
+/// The scenario as two tests: on a fresh SQLite file, and on a fresh PostgreSQL database.
+macro_rules! on_both_stores {
+    ($scenario:ident: $sqlite:ident, $postgres:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $sqlite() {
+            let dir = tempfile::tempdir().unwrap();
+            $scenario(Db::Sqlite(dir.path().join("clawrk.db"))).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $postgres() {
+            let (_pg, db) = postgres();
+            $scenario(db).await;
+        }
+    };
+}
+
+on_both_stores!(
+    lifecycle:
+    a_lifecycle_is_delivered_signed_and_in_order_on_sqlite,
+    a_lifecycle_is_delivered_signed_and_in_order_on_postgres
+);
+on_both_stores!(
+    retried_then_delivered_once:
+    a_failing_receiver_gets_the_event_once_more_after_it_recovers_on_sqlite,
+    a_failing_receiver_gets_the_event_once_more_after_it_recovers_on_postgres
+);
+on_both_stores!(
+    survives_a_crash:
+    a_kill_between_commit_and_delivery_still_delivers_on_sqlite,
+    a_kill_between_commit_and_delivery_still_delivers_on_postgres
+);
+on_both_stores!(
+    private_destinations_are_refused:
+    private_destinations_are_refused_by_default_on_sqlite,
+    private_destinations_are_refused_by_default_on_postgres
+);
+on_both_stores!(
+    owner_only:
+    endpoints_are_seen_by_their_owner_only_on_sqlite,
+    endpoints_are_seen_by_their_owner_only_on_postgres
+);
+
 const WAIT: Duration = Duration::from_secs(20);
 
 /// Answers 500 to the first `fail` requests, then 200.
@@ -226,18 +269,6 @@ async fn metrics(server: &Server) -> String {
         .unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_lifecycle_is_delivered_signed_and_in_order_on_sqlite() {
-    let dir = tempfile::tempdir().unwrap();
-    lifecycle(Db::Sqlite(dir.path().join("clawrk.db"))).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_lifecycle_is_delivered_signed_and_in_order_on_postgres() {
-    let (_pg, db) = postgres();
-    lifecycle(db).await;
-}
-
 async fn retried_then_delivered_once(db: Db) {
     let server = Server::start(&db, &fast()).await;
     let alice = create_user(&db, "alice", 1_000);
@@ -291,18 +322,6 @@ async fn retried_then_delivered_once(db: Db) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failing_receiver_gets_the_event_once_more_after_it_recovers_on_sqlite() {
-    let dir = tempfile::tempdir().unwrap();
-    retried_then_delivered_once(Db::Sqlite(dir.path().join("clawrk.db"))).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failing_receiver_gets_the_event_once_more_after_it_recovers_on_postgres() {
-    let (_pg, db) = postgres();
-    retried_then_delivered_once(db).await;
-}
-
 async fn survives_a_crash(db: Db) {
     // No delivery worker: the event is committed with the job and waits in the outbox.
     let mut extra = fast();
@@ -333,30 +352,6 @@ async fn survives_a_crash(db: Db) {
     let evs = events(&exactly(&r, 2).await, h.secret.as_deref().unwrap());
     let kinds: Vec<&str> = evs.iter().map(|e| e.event_type.as_str()).collect();
     assert_eq!(kinds, ["job.queued", "job.cancelled"]);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_kill_between_commit_and_delivery_still_delivers_on_sqlite() {
-    let dir = tempfile::tempdir().unwrap();
-    survives_a_crash(Db::Sqlite(dir.path().join("clawrk.db"))).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_kill_between_commit_and_delivery_still_delivers_on_postgres() {
-    let (_pg, db) = postgres();
-    survives_a_crash(db).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn private_destinations_are_refused_by_default_on_postgres() {
-    let (_pg, db) = postgres();
-    private_destinations_are_refused(db).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn private_destinations_are_refused_by_default_on_sqlite() {
-    let dir = tempfile::tempdir().unwrap();
-    private_destinations_are_refused(Db::Sqlite(dir.path().join("clawrk.db"))).await;
 }
 
 async fn private_destinations_are_refused(db: Db) {
@@ -416,18 +411,6 @@ async fn private_destinations_are_refused(db: Db) {
         .await;
     }
     assert!(received(&r).await.is_empty(), "nothing reached loopback");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn endpoints_are_seen_by_their_owner_only_on_sqlite() {
-    let dir = tempfile::tempdir().unwrap();
-    owner_only(Db::Sqlite(dir.path().join("clawrk.db"))).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn endpoints_are_seen_by_their_owner_only_on_postgres() {
-    let (_pg, db) = postgres();
-    owner_only(db).await;
 }
 
 async fn owner_only(db: Db) {

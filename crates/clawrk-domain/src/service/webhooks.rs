@@ -300,7 +300,7 @@ impl Marketplace {
             Ok::<DeliveryReport, DomainError>(report)
         });
         let mut total = DeliveryReport::default();
-        for r in join_all(sends).await {
+        for r in futures::future::join_all(sends).await {
             let r = r?;
             total.delivered += r.delivered;
             total.retrying += r.retrying;
@@ -322,33 +322,4 @@ impl Marketplace {
         let bits = self.ports.clock.new_id().as_u128() & 0xffff;
         bits as f64 / f64::from(u16::MAX)
     }
-}
-
-/// Runs futures concurrently and collects their outputs (the domain has no async runtime; this is
-/// a plain poll-all join).
-async fn join_all<F: std::future::Future>(futs: impl Iterator<Item = F>) -> Vec<F::Output> {
-    use std::pin::Pin;
-    use std::task::Poll;
-    let mut pending: Vec<Option<Pin<Box<F>>>> = futs.map(|f| Some(Box::pin(f))).collect();
-    let mut out: Vec<Option<F::Output>> = pending.iter().map(|_| None).collect();
-    std::future::poll_fn(move |cx| {
-        let mut done = true;
-        for (slot, result) in pending.iter_mut().zip(out.iter_mut()) {
-            if let Some(f) = slot {
-                match f.as_mut().poll(cx) {
-                    Poll::Ready(v) => {
-                        *result = Some(v);
-                        *slot = None;
-                    }
-                    Poll::Pending => done = false,
-                }
-            }
-        }
-        if done {
-            Poll::Ready(out.iter_mut().filter_map(Option::take).collect())
-        } else {
-            Poll::Pending
-        }
-    })
-    .await
 }
