@@ -386,7 +386,11 @@ pub fn webhook_line(h: &Webhook) -> String {
 pub fn delivery_line(d: &WebhookDelivery) -> String {
     let state = match d.state {
         DeliveryState::Pending => match d.next_attempt_at {
-            Some(t) => format!("pending, next try {}", until(t)),
+            // A try that is due reads "now", not "past": it is about to be made.
+            Some(t) if t - OffsetDateTime::now_utc() >= time::Duration::SECOND => {
+                format!("pending, next try in {}", until(t))
+            }
+            Some(_) => "pending, next try now".into(),
             None => "pending".into(),
         },
         DeliveryState::Delivered => "delivered".into(),
