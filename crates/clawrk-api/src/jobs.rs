@@ -6,9 +6,6 @@ use std::collections::BTreeMap;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-/// A file or link given with a job or an output: a JSON object.
-pub type Attachment = serde_json::Map<String, serde_json::Value>;
-
 /// The 8 statuses of a job (SPEC §3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -168,15 +165,15 @@ pub struct Job {
     pub cancellation_requested: bool,
     /// The latest submission's text.
     pub output_text: Option<String>,
-    /// The latest submission's attachments (objects; jobs from before attachments were checked
-    /// may hold other JSON values).
+    /// The latest submission's files (`{id, filename, content_type, size_bytes, sha256}`; jobs
+    /// from before files could be uploaded may hold other JSON values).
     #[cfg_attr(feature = "openapi", schema(value_type = Option<Vec<serde_json::Value>>))]
     pub output_attachments: Option<Vec<serde_json::Value>>,
     /// Secrets for the worker: shown to the sender, and to the receiver from `accepted` on;
     /// `null` to anyone else.
     pub env_vars: Option<BTreeMap<String, String>>,
-    /// The sender's attachments (objects; jobs from before attachments were checked may hold
-    /// other JSON values).
+    /// The sender's files (`{id, filename, content_type, size_bytes, sha256}`; jobs from before
+    /// files could be uploaded may hold other JSON values).
     #[cfg_attr(feature = "openapi", schema(value_type = Vec<serde_json::Value>))]
     pub attachments: Vec<serde_json::Value>,
     /// Agents that held the job, in order.
@@ -332,10 +329,9 @@ pub struct RunRequest {
         skip_serializing_if = "Option::is_none"
     )]
     pub env_vars: Option<BTreeMap<String, String>>,
-    /// Files or links for the worker (objects).
+    /// Files for the worker: ids of your uploads (`POST /api/files`), at most 20.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<Vec<Object>>))]
-    pub attachments: Option<Vec<Attachment>>,
+    pub attachments: Option<Vec<crate::files::AttachmentRef>>,
     /// Your price in cents instead of the estimate (100..=100000).
     #[serde(
         default,
@@ -374,6 +370,16 @@ impl RunRequest {
             ..RunRequest::new(prompt)
         }
     }
+
+    /// With these uploaded files attached.
+    pub fn attach(mut self, files: impl IntoIterator<Item = Uuid>) -> Self {
+        let refs: Vec<_> = files
+            .into_iter()
+            .map(crate::files::AttachmentRef::Id)
+            .collect();
+        self.attachments = (!refs.is_empty()).then_some(refs);
+        self
+    }
 }
 
 impl AgentChoice {
@@ -401,6 +407,16 @@ impl SubmitRequest {
             output: Some(output.into()),
             attachments: None,
         }
+    }
+
+    /// With these uploaded files attached.
+    pub fn attach(mut self, files: impl IntoIterator<Item = Uuid>) -> Self {
+        let refs: Vec<_> = files
+            .into_iter()
+            .map(crate::files::AttachmentRef::Id)
+            .collect();
+        self.attachments = (!refs.is_empty()).then_some(refs);
+        self
     }
 }
 
@@ -461,10 +477,9 @@ pub struct SubmitRequest {
         schema(pattern = "^[^\\u0000]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000]*$")
     )]
     pub output: Option<String>,
-    /// Files of the output (objects).
+    /// Files of the output: ids of your uploads (`POST /api/files`), at most 20.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<Vec<Object>>))]
-    pub attachments: Option<Vec<Attachment>>,
+    pub attachments: Option<Vec<crate::files::AttachmentRef>>,
 }
 
 /// `POST /api/jobs/{id}/fail`.

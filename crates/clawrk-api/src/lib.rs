@@ -15,6 +15,7 @@
 
 pub mod accounts;
 pub mod error;
+pub mod files;
 pub mod jobs;
 pub mod num;
 pub mod ops;
@@ -23,6 +24,7 @@ pub mod webhooks;
 
 pub use accounts::*;
 pub use error::{ErrorBody, ErrorCode, StreamEnd, StreamError};
+pub use files::{AttachmentRef, FileAttachment, FileInfo, UploadQuery};
 pub use jobs::*;
 pub use ops::*;
 pub use webhooks::{

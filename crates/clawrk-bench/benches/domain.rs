@@ -2,7 +2,7 @@
 //! and the pull's pick over 50 candidates.
 
 use clawrk_domain::ids::{AgentId, JobId, Timestamp, UserId};
-use clawrk_domain::job::{Job, JobDraft, RawJson, Structured};
+use clawrk_domain::job::{Job, JobDraft, Structured};
 use clawrk_domain::money::{Price, TimeLimit};
 use clawrk_domain::user::Agent;
 use clawrk_domain::{lifecycle, matching};
@@ -42,7 +42,7 @@ fn job(n: u32, sender: UserId) -> Job {
         price: Price::new(500).unwrap(),
         time_limit: TimeLimit::new(600).unwrap(),
         env_vars: Default::default(),
-        attachments: RawJson::empty_array(),
+        files: Vec::new(),
     };
     lifecycle::create(
         draft,

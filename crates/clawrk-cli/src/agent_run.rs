@@ -2,9 +2,12 @@
 //!
 //! Each worker pulls (a long poll: the server answers when a job matches), accepts, and runs CMD
 //! with `sh -c`: the job as JSON on its stdin; `CLAWRK_JOB_ID`, `CLAWRK_DEADLINE` (RFC 3339),
-//! `CLAWRK_OUTPUT_DIR` (an empty directory of its own) and the job's `env_vars` in its
-//! environment. Its stdout is submitted. A non-zero exit, empty output, or running into the margin
-//! before the deadline (CMD is killed) gives the job up with the reason (the tail of its stderr).
+//! `CLAWRK_INPUT_DIR` (the job's files, downloaded under their names), `CLAWRK_OUTPUT_DIR` (an
+//! empty directory of its own) and the job's `env_vars` in its environment. Its stdout is
+//! submitted as the output's text, and the files it wrote at the top of `CLAWRK_OUTPUT_DIR` are
+//! uploaded and submitted as its attachments. A non-zero exit, neither output nor files, or
+//! running into the margin before the deadline (CMD is killed) gives the job up with the reason
+//! (the tail of its stderr).
 //! The verdict is reported when it comes.
 //!
 //! On start, the jobs this agent had accepted before a crash are run again if their deadline
@@ -400,12 +403,13 @@ async fn do_job(shared: &Arc<Shared>, job: Job, verdicts: &Verdicts) {
         json!({}),
     );
     match execute(shared, &job, budget).await {
-        Ok(output) => {
-            match shared
-                .client
-                .submit(job.id, &SubmitRequest::text(output))
-                .await
-            {
+        Ok((text, files)) => {
+            let submission = SubmitRequest {
+                output: text,
+                attachments: None,
+            }
+            .attach(files);
+            match shared.client.submit(job.id, &submission).await {
                 Ok(_) => {
                     shared.event("submitted", Some(job.id), "submitted".into(), json!({}));
                     let shared = shared.clone();
@@ -444,10 +448,73 @@ async fn give_up(shared: &Shared, job: &Job, reason: &str) {
     }
 }
 
-/// Runs CMD with the job; its stdout, or why it gave none.
-async fn execute(shared: &Shared, job: &Job, budget: Duration) -> Result<String, String> {
-    let dir = std::env::temp_dir().join(format!("clawrk-job-{}", job.id));
+/// Downloads the job's files into `dir` under their names.
+async fn fetch_inputs(client: &Client, job: &Job, dir: &std::path::Path) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    for f in job.attachment_files() {
+        let path = dir.join(&f.filename);
+        let fail = |e: String| format!("cannot download the job's file {:?}: {e}", f.filename);
+        let mut dl = client
+            .download(f.id)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        let mut out = tokio::fs::File::create(&path)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        while let Some(chunk) = dl.chunk().await.map_err(|e| fail(e.to_string()))? {
+            out.write_all(&chunk)
+                .await
+                .map_err(|e| fail(e.to_string()))?;
+        }
+        out.flush().await.map_err(|e| fail(e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// Uploads the regular files at the top of `dir`, in name order; their ids.
+async fn upload_outputs(client: &Client, dir: &std::path::Path) -> Result<Vec<Uuid>, String> {
+    let mut paths: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| format!("cannot read {}: {e}", dir.display()))?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .map(|e| e.path())
+        .collect();
+    paths.sort();
+    let mut ids = Vec::with_capacity(paths.len());
+    for p in paths {
+        let info = client
+            .upload_file(&p, None)
+            .await
+            .map_err(|e| format!("cannot upload the output file {}: {e}", p.display()))?;
+        ids.push(info.id);
+    }
+    Ok(ids)
+}
+
+/// Runs CMD with the job; its stdout (if any) and the files it wrote to `CLAWRK_OUTPUT_DIR`,
+/// uploaded — or why it gave neither.
+async fn execute(
+    shared: &Shared,
+    job: &Job,
+    budget: Duration,
+) -> Result<(Option<String>, Vec<Uuid>), String> {
+    let root = std::env::temp_dir().join(format!("clawrk-job-{}", job.id));
+    let _ = std::fs::remove_dir_all(&root);
+    let (dir, inputs) = (root.join("output"), root.join("input"));
     let _ = std::fs::create_dir_all(&dir);
+    let done = execute_in(shared, job, budget, &dir, &inputs).await;
+    let _ = std::fs::remove_dir_all(&root);
+    done
+}
+
+async fn execute_in(
+    shared: &Shared,
+    job: &Job,
+    budget: Duration,
+    dir: &std::path::Path,
+    inputs: &std::path::Path,
+) -> Result<(Option<String>, Vec<Uuid>), String> {
+    fetch_inputs(&shared.client, job, inputs).await?;
     let mut cmd = tokio::process::Command::new("sh");
     cmd.arg("-c")
         .arg(&shared.args.exec)
@@ -456,7 +523,8 @@ async fn execute(shared: &Shared, job: &Job, budget: Duration) -> Result<String,
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
         .env("CLAWRK_JOB_ID", job.id.to_string())
-        .env("CLAWRK_OUTPUT_DIR", &dir);
+        .env("CLAWRK_OUTPUT_DIR", dir)
+        .env("CLAWRK_INPUT_DIR", inputs);
     if let Some(d) = job.deadline_at {
         cmd.env("CLAWRK_DEADLINE", clawrk_client::api::times::format(d));
     }
@@ -513,7 +581,6 @@ async fn execute(shared: &Shared, job: &Job, budget: Duration) -> Result<String,
         }
         _ = abandon => return Err("the operator stopped the agent".into()),
     };
-    let _ = std::fs::remove_dir_all(&dir);
     let status = status.map_err(|e| format!("the command failed to run: {e}"))?;
     let tail = tail(&err);
     if !status.success() {
@@ -527,10 +594,12 @@ async fn execute(shared: &Shared, job: &Job, budget: Duration) -> Result<String,
         });
     }
     let text = String::from_utf8_lossy(&out).into_owned();
-    if crate::out::is_blank(&text) {
-        return Err("the command printed nothing".into());
+    let text = (!crate::out::is_blank(&text)).then_some(text);
+    let files = upload_outputs(&shared.client, dir).await?;
+    if text.is_none() && files.is_empty() {
+        return Err("the command printed nothing and wrote no file to CLAWRK_OUTPUT_DIR".into());
     }
-    Ok(text)
+    Ok((text, files))
 }
 
 /// The last part of a command's stderr, on one line.

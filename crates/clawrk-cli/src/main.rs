@@ -21,6 +21,7 @@ use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
+use tokio::io::AsyncWriteExt;
 use uuid::Uuid;
 
 const DEFAULT_URL: &str = "http://127.0.0.1:8080";
@@ -100,6 +101,9 @@ enum Cmd {
         /// A secret for the worker, NAME=VALUE (repeatable); shown only to the agent that accepts.
         #[arg(long = "env", value_name = "NAME=VALUE")]
         env: Vec<String>,
+        /// Files for the worker: uploaded, then attached to the job (repeatable).
+        #[arg(long = "attach", value_name = "FILE", num_args = 1.., action = clap::ArgAction::Append)]
+        attach: Vec<PathBuf>,
         /// Confirm without asking (required without a terminal).
         #[arg(short = 'y', long = "yes")]
         yes: bool,
@@ -183,6 +187,9 @@ enum Cmd {
         /// Read the output from a file (`-`: stdin).
         #[arg(short = 'f', long = "file")]
         file: Option<PathBuf>,
+        /// Files of the output: uploaded, then attached to the submission (repeatable).
+        #[arg(long = "attach", value_name = "FILE", num_args = 1.., action = clap::ArgAction::Append)]
+        attach: Vec<PathBuf>,
     },
     /// Give up the accepted job.
     Fail {
@@ -208,6 +215,11 @@ enum Cmd {
         /// Read the output from a file (`-`: stdin).
         #[arg(short = 'f', long = "file")]
         file: Option<PathBuf>,
+    },
+    /// Files: upload one, read one's details, or download one (yours, or a job's you may see).
+    Files {
+        #[command(subcommand)]
+        action: FilesCmd,
     },
     /// Your webhook endpoints: signed events about your jobs and your agents' work, posted to a
     /// URL (see docs/WEBHOOKS.md).
@@ -261,6 +273,27 @@ enum AgentsCmd {
     Directory {
         #[command(flatten)]
         paging: Paging,
+    },
+}
+
+#[derive(Subcommand)]
+enum FilesCmd {
+    /// Upload files; prints each one's id (use it in `attachments`).
+    Put {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// The media type (default: guessed from each file's extension).
+        #[arg(long = "type")]
+        content_type: Option<String>,
+    },
+    /// A file's name, type, size and SHA-256.
+    Info { id: String },
+    /// Download a file: to its own name in the current directory, to PATH with -o, or to
+    /// stdout with `-o -`.
+    Get {
+        id: String,
+        #[arg(short = 'o', long = "output", value_name = "PATH")]
+        output: Option<PathBuf>,
     },
 }
 
@@ -586,8 +619,9 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             price,
             time_limit,
             env,
+            attach,
             yes,
-        } => post_job(&ctx, prompt, price, time_limit, env, yes).await?,
+        } => post_job(&ctx, prompt, price, time_limit, env, attach, yes).await?,
         Cmd::Jobs {
             status,
             work,
@@ -711,6 +745,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         }
         Cmd::Agents { action } => agents(&ctx, action.unwrap_or(AgentsCmd::List)).await?,
         Cmd::Webhooks { action } => webhooks(&ctx, action.unwrap_or(WebhooksCmd::List)).await?,
+        Cmd::Files { action } => files(&ctx, action).await?,
         Cmd::Use { name } => {
             let c = ctx.client()?;
             let agent = find_agent(&ctx, &c, &name).await?;
@@ -780,20 +815,32 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 .map_err(|e| ctx.explain(e))?;
             out.show(&j, || format!("Rejected: {}", out::job_line(&j)));
         }
-        Cmd::Submit { id, text, file } => {
+        Cmd::Submit {
+            id,
+            text,
+            file,
+            attach,
+        } => {
             let output = match (text, file) {
-                (Some(t), _) => t,
-                (None, Some(f)) => read_input(&f)?,
+                (Some(t), _) => Some(t),
+                (None, Some(f)) => Some(read_input(&f)?),
+                (None, None) if !attach.is_empty() => None,
                 (None, None) => {
                     return Err(Failure::usage(
-                        "give the output with -t TEXT or -f FILE (-f - reads stdin)",
+                        "give the output with -t TEXT, -f FILE (-f - reads stdin) or --attach FILE",
                     ));
                 }
             };
             let id = ctx.job_or_last(id)?;
-            let j = ctx
-                .client()?
-                .submit(id, &SubmitRequest::text(output))
+            let c = ctx.client()?;
+            let files = upload_all(&ctx, &c, &attach, None).await?;
+            let submission = SubmitRequest {
+                output,
+                attachments: None,
+            }
+            .attach(files.iter().map(|f| f.id));
+            let j = c
+                .submit(id, &submission)
                 .await
                 .map_err(|e| ctx.explain(e))?;
             out.show(&j, || {
@@ -862,6 +909,7 @@ async fn post_job(
     price: Option<String>,
     time_limit: Option<i64>,
     env: Vec<String>,
+    attach: Vec<PathBuf>,
     yes: bool,
 ) -> Result<(), Failure> {
     let out = ctx.out;
@@ -884,6 +932,9 @@ async fn post_job(
             "`run` asks before paying; without a terminal to ask on, pass --yes",
         ));
     }
+    let c = ctx.client()?;
+    // Uploaded before the estimate: the structurer sees the files' names and types.
+    let files = upload_all(ctx, &c, &attach, None).await?;
     let req = RunRequest {
         prompt,
         env_vars: (!env_vars.is_empty()).then_some(env_vars),
@@ -895,8 +946,8 @@ async fn post_job(
             .map_err(Failure::usage)?,
         time_limit_seconds: time_limit,
         confirmed: None,
-    };
-    let c = ctx.client()?;
+    }
+    .attach(files.iter().map(|f| f.id));
     let spinner = out.spinner("estimating…");
     let outcome = c.run(&req).await.map_err(|e| ctx.explain(e))?;
     drop(spinner);
@@ -1080,6 +1131,113 @@ async fn agents(ctx: &Ctx, action: AgentsCmd) -> Result<(), Failure> {
                 for p in &entries {
                     out.line(out::profile_line(p));
                 }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Uploads `paths` in order (a note per file on stderr); their metadata.
+async fn upload_all(
+    ctx: &Ctx,
+    c: &Client,
+    paths: &[PathBuf],
+    content_type: Option<&str>,
+) -> Result<Vec<FileInfo>, Failure> {
+    let mut done = Vec::with_capacity(paths.len());
+    for p in paths {
+        if !p.is_file() {
+            return Err(Failure::usage(format!("{} is not a file", p.display())));
+        }
+        let f = c
+            .upload_file(p, content_type)
+            .await
+            .map_err(|e| ctx.explain(e))?;
+        ctx.out.note(format!(
+            "uploaded {} ({}, {})",
+            f.filename,
+            f.content_type,
+            out::size(f.size_bytes)
+        ));
+        done.push(f);
+    }
+    Ok(done)
+}
+
+async fn files(ctx: &Ctx, action: FilesCmd) -> Result<(), Failure> {
+    let out = ctx.out;
+    let c = ctx.client()?;
+    match action {
+        FilesCmd::Put {
+            files,
+            content_type,
+        } => {
+            let done = upload_all(ctx, &c, &files, content_type.as_deref()).await?;
+            if out.json {
+                out.json(&done);
+            } else {
+                for f in &done {
+                    out.line(out::file_line(f));
+                }
+            }
+        }
+        FilesCmd::Info { id } => {
+            let f = c
+                .file_meta(uuid_arg(&id, "file id")?)
+                .await
+                .map_err(|e| ctx.explain(e))?;
+            out.show(&f, || {
+                format!("{}\n  sha256 {}", out::file_line(&f), f.sha256)
+            });
+        }
+        FilesCmd::Get { id, output } => {
+            let id = uuid_arg(&id, "file id")?;
+            let to_stdout = output.as_deref() == Some(std::path::Path::new("-"));
+            let target = match output {
+                Some(p) if !to_stdout => p,
+                _ if to_stdout => PathBuf::new(),
+                _ => {
+                    let meta = c.file_meta(id).await.map_err(|e| ctx.explain(e))?;
+                    PathBuf::from(meta.filename)
+                }
+            };
+            let mut dl = c.download(id).await.map_err(|e| ctx.explain(e))?;
+            let written = if to_stdout {
+                let mut stdout = std::io::stdout().lock();
+                let fail =
+                    |e: std::io::Error| Failure::from(format!("cannot write to stdout: {e}"));
+                let mut n = 0u64;
+                while let Some(chunk) = dl.chunk().await.map_err(|e| ctx.explain(e))? {
+                    n += chunk.len() as u64;
+                    stdout.write_all(&chunk).map_err(fail)?;
+                }
+                stdout.flush().map_err(fail)?;
+                n
+            } else {
+                // Written beside the target and renamed, so that a broken download leaves no
+                // half file under its name.
+                let part = target.with_extension(match target.extension() {
+                    Some(e) => format!("{}.part", e.to_string_lossy()),
+                    None => "part".into(),
+                });
+                let fail = |e: std::io::Error| {
+                    Failure::from(format!("cannot write {}: {e}", target.display()))
+                };
+                let mut file = tokio::fs::File::create(&part).await.map_err(fail)?;
+                let mut n = 0u64;
+                while let Some(chunk) = dl.chunk().await.map_err(|e| ctx.explain(e))? {
+                    n += chunk.len() as u64;
+                    file.write_all(&chunk).await.map_err(fail)?;
+                }
+                file.sync_all().await.map_err(fail)?;
+                tokio::fs::rename(&part, &target).await.map_err(fail)?;
+                n
+            };
+            if !to_stdout {
+                out.show(
+                    &serde_json::json!({ "id": id, "path": target, "size_bytes": written }),
+                    || format!("Saved {} ({})", target.display(), out::size(written)),
+                );
             }
         }
     }

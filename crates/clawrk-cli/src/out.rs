@@ -197,6 +197,9 @@ pub fn job_text(j: &Job) -> String {
     for c in &j.acceptance_criteria {
         out.push_str(&format!("\n  - {c}"));
     }
+    for f in j.attachment_files() {
+        out.push_str(&format!("\n  file: {}", attachment_line(&f)));
+    }
     if let Some(a) = j.held_by_agent_id {
         out.push_str(&format!("\n  held by agent {a}"));
     }
@@ -248,10 +251,47 @@ pub fn output_text(j: &Job) -> String {
         out.push_str("  output:\n");
         out.push_str(&indent(o));
     }
-    if let Some(files) = j.output_attachments.as_ref().filter(|f| !f.is_empty()) {
-        out.push_str(&format!("\n  output attachments: {}", files.len()));
+    for f in j.output_files() {
+        out.push_str(&format!("\n  output file: {}", attachment_line(&f)));
     }
     out
+}
+
+/// A byte count, readable.
+pub fn size(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut v = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    format!("{v:.1} {}", UNITS[unit])
+}
+
+/// An uploaded file on one line.
+pub fn file_line(f: &clawrk_client::api::FileInfo) -> String {
+    format!(
+        "{}  {}  {}  {}",
+        f.id,
+        f.filename,
+        f.content_type,
+        size(f.size_bytes)
+    )
+}
+
+/// A job's file on one line: name, type, size and id (`clawrk files get ID` downloads it).
+pub fn attachment_line(f: &clawrk_client::api::FileAttachment) -> String {
+    format!(
+        "{} ({}, {})  {}",
+        f.filename,
+        f.content_type,
+        size(f.size_bytes),
+        f.id
+    )
 }
 
 fn indent(text: &str) -> String {

@@ -88,6 +88,19 @@ pub fn verify_webhook(
 }
 
 use api::*;
+
+/// The upload route with its `filename` query, percent-encoded.
+fn upload_path(filename: &str) -> String {
+    let mut q = String::new();
+    for b in filename.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            q.push(b as char);
+        } else {
+            q.push_str(&format!("%{b:02X}"));
+        }
+    }
+    format!("/api/files?filename={q}")
+}
 use futures::Stream;
 use reqwest::Method;
 use reqwest::header::HeaderMap;
@@ -275,6 +288,50 @@ impl JobsQuery {
 }
 
 /// A successful answer.
+/// A request's body.
+enum Payload {
+    None,
+    Json(Vec<u8>),
+    /// A file, streamed from disk.
+    File {
+        path: std::path::PathBuf,
+        content_type: String,
+    },
+    Bytes {
+        data: Vec<u8>,
+        content_type: String,
+    },
+}
+
+/// A file being downloaded: its type and size from the headers, its bytes as they arrive.
+pub struct Download {
+    /// The file's media type.
+    pub content_type: Option<String>,
+    /// Its size in bytes (of the range, for a range request).
+    pub size: Option<u64>,
+    resp: reqwest::Response,
+}
+
+impl Download {
+    /// The next chunk of bytes; `None` at the end.
+    pub async fn chunk(&mut self) -> Result<Option<Vec<u8>>> {
+        self.resp
+            .chunk()
+            .await
+            .map(|c| c.map(|b| b.to_vec()))
+            .map_err(Error::Transport)
+    }
+
+    /// All the bytes.
+    pub async fn bytes(mut self) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        while let Some(c) = self.chunk().await? {
+            out.extend_from_slice(&c);
+        }
+        Ok(out)
+    }
+}
+
 struct Answer {
     status: u16,
     headers: HeaderMap,
@@ -382,6 +439,21 @@ impl Client {
         body: Option<Vec<u8>>,
         idem: Idem,
     ) -> Result<Answer> {
+        let payload = match body {
+            Some(json) => Payload::Json(json),
+            None => Payload::None,
+        };
+        self.call_with(method, path, &payload, idem).await
+    }
+
+    /// [`Self::call`] with any body: a file is opened again for every try.
+    async fn call_with(
+        &self,
+        method: Method,
+        path: &str,
+        body: &Payload,
+        idem: Idem,
+    ) -> Result<Answer> {
         let key = match idem {
             Idem::No => None,
             Idem::Yes => Some(
@@ -406,10 +478,30 @@ impl Client {
             if let Some(k) = &key {
                 req = req.header("Idempotency-Key", k);
             }
-            if let Some(b) = &body {
-                req = req
-                    .header(reqwest::header::CONTENT_TYPE, "application/json")
-                    .body(b.clone());
+            match body {
+                Payload::None => {}
+                Payload::Json(b) => {
+                    req = req
+                        .header(reqwest::header::CONTENT_TYPE, "application/json")
+                        .body(b.clone());
+                }
+                Payload::File { path, content_type } => {
+                    let file = tokio::fs::File::open(path).await.map_err(|e| {
+                        Error::Config(format!("cannot read {}: {e}", path.display()))
+                    })?;
+                    let len = file.metadata().await.map(|m| m.len()).map_err(|e| {
+                        Error::Config(format!("cannot read {}: {e}", path.display()))
+                    })?;
+                    req = req
+                        .header(reqwest::header::CONTENT_TYPE, content_type.as_str())
+                        .header(reqwest::header::CONTENT_LENGTH, len)
+                        .body(reqwest::Body::from(file));
+                }
+                Payload::Bytes { data, content_type } => {
+                    req = req
+                        .header(reqwest::header::CONTENT_TYPE, content_type.as_str())
+                        .body(data.clone());
+                }
             }
             let last = attempt >= policy.max_attempts.max(1);
             match req.send().await {
@@ -718,6 +810,79 @@ impl Client {
     /// `GET /api/health`.
     pub async fn health(&self) -> Result<Health> {
         self.get("/api/health").await
+    }
+
+    // ---- files ----
+
+    /// `POST /api/files`: uploads the file at `path`, streamed from disk, named by its file name;
+    /// its type is `content_type`, or guessed from its extension.
+    pub async fn upload_file(
+        &self,
+        path: &std::path::Path,
+        content_type: Option<&str>,
+    ) -> Result<FileInfo> {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .ok_or_else(|| Error::Config(format!("{} is not a file", path.display())))?;
+        let content_type = content_type.map(str::to_string).unwrap_or_else(|| {
+            mime_guess::from_path(path)
+                .first_or_octet_stream()
+                .essence_str()
+                .to_string()
+        });
+        let payload = Payload::File {
+            path: path.to_path_buf(),
+            content_type,
+        };
+        self.call_with(Method::POST, &upload_path(&name), &payload, Idem::No)
+            .await?
+            .json()
+    }
+
+    /// `POST /api/files`: uploads bytes held in memory under `filename`.
+    pub async fn upload_bytes(
+        &self,
+        filename: &str,
+        content_type: &str,
+        data: Vec<u8>,
+    ) -> Result<FileInfo> {
+        let payload = Payload::Bytes {
+            data,
+            content_type: content_type.to_string(),
+        };
+        self.call_with(Method::POST, &upload_path(filename), &payload, Idem::No)
+            .await?
+            .json()
+    }
+
+    /// `GET /api/files/{id}/meta`.
+    pub async fn file_meta(&self, id: Uuid) -> Result<FileInfo> {
+        self.get(&format!("/api/files/{id}/meta")).await
+    }
+
+    /// `GET /api/files/{id}`: the file's bytes, as they arrive.
+    pub async fn download(&self, id: Uuid) -> Result<Download> {
+        let url = format!("{}/api/files/{id}", self.inner.base);
+        let mut req = self.inner.http.get(&url).timeout(self.inner.timeout);
+        if let Some(k) = &self.inner.api_key {
+            req = req.bearer_auth(k);
+        }
+        let resp = req.send().await.map_err(Error::Transport)?;
+        let status = resp.status().as_u16();
+        if !(200..300).contains(&status) {
+            let body = resp.bytes().await.map_err(Error::Transport)?;
+            return Err(Error::Api(ClientError::from_answer(status, &body)));
+        }
+        Ok(Download {
+            content_type: resp
+                .headers()
+                .get(reqwest::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
+            size: resp.content_length(),
+            resp,
+        })
     }
 
     /// `GET /api/openapi.json`: the API's OpenAPI document.

@@ -44,6 +44,10 @@ pub enum DomainError {
     /// idempotency key with another body).
     #[error("{0}")]
     Conflict(String),
+    /// An upload is larger than a limit allows (the file's, or what is left of the user's
+    /// storage).
+    #[error("{0}")]
+    TooLarge(String),
     /// The operation is not offered by this installation (e.g. top-ups with manual payments).
     #[error("{0}")]
     NotSupported(String),

@@ -62,6 +62,10 @@ id_type!(
     /// An API key (the id, not the secret).
     ApiKeyId
 );
+id_type!(
+    /// An uploaded file.
+    FileId
+);
 
 /// An instant in UTC, in whole milliseconds since the Unix epoch.
 ///

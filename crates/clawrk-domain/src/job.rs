@@ -5,7 +5,8 @@
 //! [`Job::restore`], which checks that the record is consistent.
 
 use crate::error::{DomainError, Result};
-use crate::ids::{AgentId, JobId, Timestamp, UserId};
+use crate::files::FileMeta;
+use crate::ids::{AgentId, FileId, JobId, Timestamp, UserId};
 use crate::money::{Price, TimeLimit};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -152,29 +153,34 @@ pub struct Verdict {
     pub verified_at: Timestamp,
 }
 
-/// What an agent submits.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// What an agent submits: a text, files, or both.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Output {
     text: Option<String>,
-    attachments: RawJson,
+    file_ids: Vec<FileId>,
+    files: Vec<FileMeta>,
 }
 
 impl Output {
-    /// An output: text, or attachments, or both — never neither. A text, when given, must be
-    /// visible (omit it to submit attachments only).
-    pub fn new(text: Option<String>, attachments: Option<RawJson>) -> Result<Output> {
+    /// An output: text, or attachments (file ids), or both — never neither. A text, when given,
+    /// must be visible (omit it to submit attachments only).
+    pub fn new(text: Option<String>, attachments: Option<Vec<FileId>>) -> Result<Output> {
         if text.as_deref().is_some_and(crate::text::is_blank) {
             return Err(DomainError::invalid(
                 "output must not be blank (omit it to submit attachments only)",
             ));
         }
-        let attachments = attachments.unwrap_or_default();
-        if text.is_none() && attachments.is_empty_array() {
+        let file_ids = attachments.unwrap_or_default();
+        if text.is_none() && file_ids.is_empty() {
             return Err(DomainError::invalid(
                 "output is required (a non-empty string, or attachments)",
             ));
         }
-        Ok(Output { text, attachments })
+        Ok(Output {
+            text,
+            file_ids,
+            files: Vec::new(),
+        })
     }
 
     /// The text, if any.
@@ -182,9 +188,20 @@ impl Output {
         self.text.as_deref()
     }
 
-    /// The attachments (possibly the empty array).
-    pub fn attachments(&self) -> &RawJson {
-        &self.attachments
+    /// The ids of the files it attaches, as given.
+    pub fn file_ids(&self) -> &[FileId] {
+        &self.file_ids
+    }
+
+    /// The files it attaches, once [`Output::with_files`] resolved them.
+    pub fn files(&self) -> &[FileMeta] {
+        &self.files
+    }
+
+    /// The output with its files' metadata (checked to be the submitter's by the caller).
+    pub fn with_files(mut self, files: Vec<FileMeta>) -> Output {
+        self.files = files;
+        self
     }
 }
 
@@ -220,8 +237,8 @@ pub struct JobDraft {
     pub time_limit: TimeLimit,
     /// Secrets for the worker.
     pub env_vars: BTreeMap<String, String>,
-    /// The sender's attachments.
-    pub attachments: RawJson,
+    /// The sender's files (checked to be theirs).
+    pub files: Vec<FileMeta>,
 }
 
 /// The full persisted state of a job. Read-only through [`Job`]; stores build it from rows.

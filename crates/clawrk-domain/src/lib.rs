@@ -12,6 +12,7 @@
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod error;
+pub mod files;
 pub mod ids;
 pub mod job;
 pub mod lifecycle;

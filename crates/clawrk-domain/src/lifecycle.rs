@@ -8,6 +8,7 @@
 //! fails, the caller gets "time limit exceeded"); those carry the error in [`Change::refusal`].
 
 use crate::error::{DomainError, Result};
+use crate::files::{self, FileRole, JobFile};
 use crate::ids::{JobId, Timestamp, UserId};
 use crate::job::{AgentRef, Job, JobDraft, JobRecord, JobStatus, LogLevel, Output, Verdict};
 use crate::money::{self, Transfer};
@@ -27,6 +28,8 @@ pub struct Change {
     pub attempt: Option<AttemptRecord>,
     /// Lines it adds to the job's log (what log streams show).
     pub log: Vec<NewLogLine>,
+    /// Files it makes the job reference (a submission's).
+    pub files: Vec<JobFile>,
     /// Set when the change must be applied but the caller still gets this error.
     pub refusal: Option<DomainError>,
 }
@@ -38,6 +41,7 @@ impl Change {
             transfers,
             attempt: None,
             log: Vec::new(),
+            files: Vec::new(),
             refusal: None,
         }
     }
@@ -65,7 +69,10 @@ impl Change {
     /// Whether applying it takes more than the job's own row (money, an attempt record, log
     /// lines): then it needs a transaction.
     pub fn has_effects(&self) -> bool {
-        !self.transfers.is_empty() || self.attempt.is_some() || !self.log.is_empty()
+        !self.transfers.is_empty()
+            || self.attempt.is_some()
+            || !self.log.is_empty()
+            || !self.files.is_empty()
     }
 }
 
@@ -135,7 +142,7 @@ pub fn create(draft: JobDraft, id: JobId, sender: UserId, paid: bool, now: Times
         output_text: None,
         output_attachments: None,
         env_vars: draft.env_vars,
-        attachments: draft.attachments,
+        attachments: files::attachments_json(&draft.files),
         presented_to_agents: Vec::new(),
         verification: None,
         verify_errors: 0,
@@ -336,8 +343,19 @@ pub fn submit(job: &Job, user: UserId, output: Output, now: Timestamp) -> Result
     r.verify_errors = 0;
     r.review_due_at = None;
     r.output_text = output.text().map(str::to_string);
-    r.output_attachments = Some(output.attachments().clone());
-    Ok(Change::new(r, Vec::new()))
+    r.output_attachments = Some(files::attachments_json(output.files()));
+    let attempt = r.attempt_count;
+    let mut change = Change::new(r, Vec::new());
+    change.files = output
+        .files()
+        .iter()
+        .map(|f| JobFile {
+            file: f.id,
+            role: FileRole::Output,
+            attempt,
+        })
+        .collect();
+    Ok(change)
 }
 
 /// `fail` by the receiver: the agent gives up the attempt, with an optional reason for the log.

@@ -7,12 +7,13 @@
 //! when it began. It keeps nothing across restarts: it is not a production store.
 
 use crate::error::{DomainError, Result};
-use crate::ids::{AgentId, ApiKeyId, JobId, Timestamp, TransferId, UserId};
+use crate::files::{FileMeta, FileRole, JobFile};
+use crate::ids::{AgentId, ApiKeyId, FileId, JobId, Timestamp, TransferId, UserId};
 use crate::job::{Job, JobStatus, LogLine, Structured};
 use crate::money::{Account, Cents, LedgerEntry, Reason, Transfer};
 use crate::ports::{
-    Announcement, AttemptOutcome, AttemptRecord, IdemRecord, JobFilter, Mode, NewLogLine, Page,
-    Store, Tx, Work,
+    Announcement, AttemptOutcome, AttemptRecord, FileBytes, FileStore, FileWriter, IdemRecord,
+    JobFilter, Mode, NewLogLine, Page, Store, Tx, Work,
 };
 use crate::user::{Agent, AgentProfile, KeyHash, User};
 use crate::webhook::{
@@ -48,6 +49,10 @@ pub struct MemoryState {
     pub outbox: BTreeMap<i64, (JobEvent, bool)>,
     /// Every delivery.
     pub deliveries: BTreeMap<DeliveryId, Delivery>,
+    /// Uploaded files' metadata.
+    pub files: BTreeMap<FileId, FileMeta>,
+    /// Which jobs reference which files, with the attempt.
+    pub job_files: BTreeMap<(JobId, FileRole, FileId), u32>,
 }
 
 impl MemoryState {
@@ -694,6 +699,163 @@ impl Tx for MemoryState {
             !*dispatched || carried.contains(seq) || e.job.updated_at >= before
         });
         Ok((n - self.deliveries.len()) as u64)
+    }
+
+    fn insert_file(&mut self, file: &FileMeta) -> Result<()> {
+        if self.files.contains_key(&file.id) {
+            return Err(DomainError::Conflict("file exists".into()));
+        }
+        self.files.insert(file.id, file.clone());
+        Ok(())
+    }
+
+    fn files(&mut self, ids: &[FileId]) -> Result<Vec<FileMeta>> {
+        Ok(ids
+            .iter()
+            .filter_map(|i| self.files.get(i).cloned())
+            .collect())
+    }
+
+    fn storage_used(&mut self, owner: UserId) -> Result<u64> {
+        Ok(self
+            .files
+            .values()
+            .filter(|f| f.owner == owner)
+            .map(|f| f.size_bytes)
+            .sum())
+    }
+
+    fn attach_files(&mut self, job: JobId, files: &[JobFile]) -> Result<()> {
+        for f in files {
+            if !self.files.contains_key(&f.file) || !self.jobs.contains_key(&job) {
+                return Err(DomainError::Internal("a reference to nothing".into()));
+            }
+            let at = self.job_files.entry((job, f.role, f.file)).or_default();
+            *at = (*at).max(f.attempt);
+        }
+        Ok(())
+    }
+
+    fn file_references(&mut self, file: FileId) -> Result<Vec<(Job, FileRole)>> {
+        Ok(self
+            .job_files
+            .keys()
+            .filter(|(_, _, f)| *f == file)
+            .filter_map(|(j, role, _)| self.jobs.get(j).map(|job| (job.clone(), *role)))
+            .collect())
+    }
+
+    fn job_files(
+        &mut self,
+        job: JobId,
+        role: FileRole,
+        attempt: Option<u32>,
+    ) -> Result<Vec<FileMeta>> {
+        let mut found: Vec<FileMeta> = self
+            .job_files
+            .iter()
+            .filter(|((j, r, _), a)| *j == job && *r == role && attempt.is_none_or(|x| x == **a))
+            .filter_map(|((_, _, f), _)| self.files.get(f).cloned())
+            .collect();
+        found.sort_by_key(|f| (f.created_at, f.id));
+        Ok(found)
+    }
+
+    fn delete_unreferenced_files(
+        &mut self,
+        before: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<FileMeta>> {
+        let referenced: BTreeSet<FileId> = self.job_files.keys().map(|(_, _, f)| *f).collect();
+        let gone: Vec<FileMeta> = self
+            .files
+            .values()
+            .filter(|f| f.created_at < before && !referenced.contains(&f.id))
+            .take(limit as usize)
+            .cloned()
+            .collect();
+        for f in &gone {
+            self.files.remove(&f.id);
+        }
+        Ok(gone)
+    }
+}
+
+/// An in-memory [`FileStore`], for tests and embedding: objects are byte vectors under their key.
+#[derive(Clone, Default)]
+pub struct MemoryFiles {
+    objects: Arc<Mutex<BTreeMap<String, bytes::Bytes>>>,
+}
+
+impl MemoryFiles {
+    /// An empty file store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The keys it holds, for assertions.
+    pub fn keys(&self) -> Vec<String> {
+        self.lock().keys().cloned().collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, bytes::Bytes>> {
+        self.objects.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+struct MemoryWriter {
+    key: String,
+    buf: Vec<u8>,
+    objects: Arc<Mutex<BTreeMap<String, bytes::Bytes>>>,
+}
+
+#[async_trait]
+impl FileWriter for MemoryWriter {
+    async fn write(&mut self, chunk: bytes::Bytes) -> Result<()> {
+        self.buf.extend_from_slice(&chunk);
+        Ok(())
+    }
+
+    async fn finish(&mut self) -> Result<()> {
+        let bytes = bytes::Bytes::from(std::mem::take(&mut self.buf));
+        self.objects
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(self.key.clone(), bytes);
+        Ok(())
+    }
+
+    async fn abort(&mut self) {
+        self.buf.clear();
+    }
+}
+
+#[async_trait]
+impl FileStore for MemoryFiles {
+    async fn create(&self, key: &str) -> Result<Box<dyn FileWriter>> {
+        Ok(Box::new(MemoryWriter {
+            key: key.to_string(),
+            buf: Vec::new(),
+            objects: self.objects.clone(),
+        }))
+    }
+
+    async fn read(&self, key: &str, range: Option<(u64, u64)>) -> Result<FileBytes> {
+        let all = self
+            .lock()
+            .get(key)
+            .cloned()
+            .ok_or(DomainError::NotFound("file"))?;
+        let len = all.len() as u64;
+        let (a, b) = range.unwrap_or((0, len));
+        let (a, b) = (a.min(len) as usize, b.min(len) as usize);
+        let part = all.slice(a..b.max(a));
+        Ok(Box::pin(futures::stream::iter([Ok(part)])))
+    }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        self.lock().remove(key);
+        Ok(())
     }
 }
 

@@ -7,13 +7,15 @@
 //!   is the second implementation, for tests and embedding.
 //! - [`LogWatch`]: wake-ups when a job's log or status changes, delivered across server instances.
 //! - [`Structurer`] and [`Verifier`]: the LLM; [`LogSink`] receives a verifier's interim notes.
+//! - [`FileStore`]: where uploaded files' bytes are kept (their metadata is in the [`Store`]).
 //! - [`Clock`]: the time and fresh ids. [`PaymentGateway`] and [`PayoutGateway`]: money in and out.
 //!
 //! With the `mocks` feature each async port but the store has a mockall mock (`MockStructurer`,
 //! `MockVerifier`, …); tests of the use cases run on the in-memory store instead of a store mock.
 
 use crate::error::{DomainError, Result};
-use crate::ids::{AgentId, ApiKeyId, JobId, Timestamp, TransferId, UserId};
+use crate::files::{FileMeta, FileRole, JobFile, VerifyFile};
+use crate::ids::{AgentId, ApiKeyId, FileId, JobId, Timestamp, TransferId, UserId};
 use crate::job::{Job, JobStatus, LogLevel, LogLine, Structured};
 use crate::money::{Cents, LedgerEntry, Reason, Transfer};
 use crate::user::{Agent, AgentProfile, KeyHash, User};
@@ -87,6 +89,11 @@ pub struct SweepReport {
     pub failed_deadlines: u64,
     /// Submissions whose review the sender did not decide in time, approved.
     pub approved_reviews: u64,
+    /// Uploads older than a day that no job referenced, removed.
+    pub removed_files: u64,
+    /// Of those, the ones whose bytes could not be deleted (left in storage, referenced by
+    /// nothing).
+    pub orphaned_files: u64,
 }
 
 /// Which jobs a listing returns; every filter given must hold.
@@ -406,6 +413,30 @@ pub trait Tx {
     /// Deletes deliveries finished before `before`, and outbox rows from before `before` that
     /// were dispatched and that no delivery carries any more; returns how many deliveries.
     fn purge_deliveries(&mut self, before: Timestamp) -> Result<u64>;
+
+    // Files: their metadata, and which jobs reference them.
+
+    /// Inserts an uploaded file's metadata.
+    fn insert_file(&mut self, file: &FileMeta) -> Result<()>;
+    /// The files with these ids (those that exist, in any order).
+    fn files(&mut self, ids: &[FileId]) -> Result<Vec<FileMeta>>;
+    /// How many bytes a user's files take.
+    fn storage_used(&mut self, owner: UserId) -> Result<u64>;
+    /// Records that a job references files (a reference that exists keeps the higher attempt).
+    fn attach_files(&mut self, job: JobId, files: &[JobFile]) -> Result<()>;
+    /// The jobs that reference a file, each with the role it has there.
+    fn file_references(&mut self, file: FileId) -> Result<Vec<(Job, FileRole)>>;
+    /// The files a job references in `role` (of `attempt` when given), in upload order.
+    fn job_files(
+        &mut self,
+        job: JobId,
+        role: FileRole,
+        attempt: Option<u32>,
+    ) -> Result<Vec<FileMeta>>;
+    /// Deletes up to `limit` files uploaded before `before` that no job references (rows locked
+    /// elsewhere skipped) and returns them, so that their bytes can be removed.
+    fn delete_unreferenced_files(&mut self, before: Timestamp, limit: u32)
+    -> Result<Vec<FileMeta>>;
 }
 
 /// Jobs by status, for monitoring.
@@ -470,8 +501,9 @@ impl From<LlmError> for DomainError {
 #[cfg_attr(any(test, feature = "mocks"), automock)]
 #[async_trait]
 pub trait Structurer: Send + Sync {
-    /// Structures `prompt`. Estimates are clamped into range by the implementation.
-    async fn structure(&self, prompt: &str) -> Result<Structured, LlmError>;
+    /// Structures `prompt`, whose sender attached `files` (the structurer sees their names, types
+    /// and sizes, not their bytes). Estimates are clamped into range by the implementation.
+    async fn structure(&self, prompt: &str, files: &[FileMeta]) -> Result<Structured, LlmError>;
 }
 
 /// What the verifier judges: the job's terms and the submitted output.
@@ -487,24 +519,21 @@ pub struct VerifyTask {
     pub acceptance_criteria: Vec<String>,
     /// The output's text.
     pub output: String,
-    /// The output's attachments as JSON text, if any.
-    pub attachments: Option<String>,
+    /// The output's files, in order: text files with their first bytes, others by name, type and
+    /// size.
+    pub files: Vec<VerifyFile>,
 }
 
 impl VerifyTask {
-    /// The task of verifying a job's current submission.
-    pub fn for_job(job: &Job) -> VerifyTask {
+    /// The task of verifying a job's current submission, with what was read of its files.
+    pub fn for_job(job: &Job, files: Vec<VerifyFile>) -> VerifyTask {
         VerifyTask {
             title: job.title.clone(),
             description: job.description.clone(),
             requirements: job.requirements.clone(),
             acceptance_criteria: job.acceptance_criteria.clone(),
             output: job.output_text.clone().unwrap_or_default(),
-            attachments: job
-                .output_attachments
-                .as_ref()
-                .filter(|a| !a.is_empty_array())
-                .map(|a| a.0.clone()),
+            files,
         }
     }
 
@@ -575,6 +604,36 @@ pub trait Clock: Send + Sync {
     fn now(&self) -> Timestamp;
     /// A new time-ordered unique id.
     fn new_id(&self) -> Uuid;
+}
+
+/// A file's bytes as they are read: chunks in order, or the error that stopped the read.
+pub type FileBytes = futures::stream::BoxStream<'static, Result<bytes::Bytes>>;
+
+/// Where uploaded files' bytes are kept: a directory, or an S3-compatible bucket. Keys are file
+/// ids. Errors are [`DomainError::Unavailable`] when the storage cannot be reached and
+/// [`DomainError::NotFound`] for a key that holds nothing.
+#[cfg_attr(any(test, feature = "mocks"), automock)]
+#[async_trait]
+pub trait FileStore: Send + Sync {
+    /// Starts writing the object `key`; nothing is visible under it before
+    /// [`FileWriter::finish`].
+    async fn create(&self, key: &str) -> Result<Box<dyn FileWriter>>;
+    /// Reads the object `key`, or its bytes `range.0..range.1`.
+    async fn read(&self, key: &str, range: Option<(u64, u64)>) -> Result<FileBytes>;
+    /// Deletes the object `key` (no error if it is gone already).
+    async fn delete(&self, key: &str) -> Result<()>;
+}
+
+/// An object being written. Dropped without [`FileWriter::finish`], it leaves nothing visible
+/// (storage may keep the parts until its own clean-up).
+#[async_trait]
+pub trait FileWriter: Send {
+    /// Appends bytes.
+    async fn write(&mut self, chunk: bytes::Bytes) -> Result<()>;
+    /// Completes the object: from now on it can be read.
+    async fn finish(&mut self) -> Result<()>;
+    /// Gives the object up.
+    async fn abort(&mut self);
 }
 
 /// Sends one webhook delivery: signs the event as its endpoint's owner may see it and posts it,

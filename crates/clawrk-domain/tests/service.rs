@@ -46,6 +46,7 @@ impl Mocks {
                 payments: Arc::new(self.payments),
                 payouts: Arc::new(self.payouts),
                 webhooks: Arc::new(MockWebhookSender::new()),
+                files: std::sync::Arc::new(clawrk_domain::memory::MemoryFiles::new()),
             },
             Config::default(),
         );
@@ -120,9 +121,9 @@ fn run_structures_once_then_charges_what_it_showed() {
         mocks
             .structurer
             .expect_structure()
-            .with(eq("Write a haiku"))
+            .withf(|p, files| p == "Write a haiku" && files.is_empty())
             .times(1)
-            .returning(|_| Ok(structured(700)));
+            .returning(|_, _| Ok(structured(700)));
         let clock = TestClock::at(T0);
         let (m, s) = mocks.build(clock.clone());
         let u = funded(&m, "alice", 1_000).await;

@@ -34,7 +34,7 @@ fn world(
     let mut structurer = MockStructurer::new();
     structurer
         .expect_structure()
-        .returning(|_| Ok(structured(500)));
+        .returning(|_, _| Ok(structured(500)));
     let sent: Sent = Arc::default();
     let log = sent.clone();
     let mut sender = MockWebhookSender::new();
@@ -57,6 +57,7 @@ fn world(
             payments: Arc::new(MockPaymentGateway::new()),
             payouts: Arc::new(MockPayoutGateway::new()),
             webhooks: Arc::new(sender),
+            files: std::sync::Arc::new(clawrk_domain::memory::MemoryFiles::new()),
         },
         Config::default(),
     );

@@ -89,6 +89,7 @@ pub fn code_of(e: &DomainError) -> ErrorCode {
         D::InsufficientBalance { .. } => ErrorCode::InsufficientBalance,
         D::Conflict(_) => ErrorCode::Conflict,
         D::NotSupported(_) => ErrorCode::NotSupported,
+        D::TooLarge(_) => ErrorCode::PayloadTooLarge,
         D::Unavailable(_) => ErrorCode::StoreUnavailable,
         D::Llm(LlmError::BadAnswer(_)) => ErrorCode::LlmBadAnswer,
         D::Llm(LlmError::Unavailable(_) | LlmError::Timeout) => ErrorCode::LlmUnavailable,
@@ -166,6 +167,11 @@ mod tests {
             ),
             (DomainError::Conflict("taken".into()), 409, "conflict"),
             (DomainError::NotSupported("no".into()), 501, "not_supported"),
+            (
+                DomainError::TooLarge("big".into()),
+                413,
+                "payload_too_large",
+            ),
             (
                 DomainError::Unavailable("pool".into()),
                 503,

@@ -9,6 +9,7 @@
 
 pub mod error;
 pub mod extract;
+pub mod files;
 pub mod idem;
 pub mod limit;
 pub mod metrics;
@@ -213,6 +214,9 @@ pub fn api_scope() -> actix_web::Scope {
         .service(resource!("/webhooks/{id}", GET => webhooks::get_webhook, PATCH => webhooks::patch_webhook, DELETE => webhooks::delete_webhook))
         .service(resource!("/webhooks/{id}/deliveries", GET => webhooks::list_deliveries))
         .service(resource!("/webhooks/{id}/deliveries/{delivery}/redeliver", POST => webhooks::redeliver))
+        .service(resource!("/files", POST => files::upload))
+        .service(resource!("/files/{id}", GET => files::download))
+        .service(resource!("/files/{id}/meta", GET => files::file_meta))
         .service(resource!("/wallet/balance", GET => balance))
         .service(resource!("/wallet/topup", POST => topup))
         .service(resource!("/wallet/withdraw", POST => withdraw))

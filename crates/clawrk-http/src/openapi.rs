@@ -7,7 +7,7 @@
 //! 401 where it needs a key, 413 where it reads a body, 429 (when a rate limit is configured), 500
 //! and 503 everywhere, and the `id` parameter of every `{id}` path.
 
-use crate::{routes, sse, webhooks};
+use crate::{files, routes, sse, webhooks};
 use clawrk_api::{ErrorBody, ErrorCode};
 use std::collections::BTreeMap;
 use utoipa::openapi::link::LinkBuilder;
@@ -39,11 +39,11 @@ use utoipa::{Modify, OpenApi, PartialSchema};
         routes::withdraw, routes::whoami, routes::whoami_post, routes::verify, routes::cron,
         routes::health, webhooks::create_webhook, webhooks::list_webhooks, webhooks::get_webhook,
         webhooks::patch_webhook, webhooks::delete_webhook, webhooks::list_deliveries,
-        webhooks::redeliver, openapi_json
+        webhooks::redeliver, files::upload, files::download, files::file_meta, openapi_json
     ),
     components(schemas(
         ErrorBody, ErrorCode, clawrk_api::StreamError, clawrk_api::StreamEnd, clawrk_api::LogLine,
-        clawrk_api::JobRole, clawrk_api::WebhookEvent
+        clawrk_api::JobRole, clawrk_api::WebhookEvent, clawrk_api::FileAttachment
     )),
     modifiers(&Security, &Complete)
 )]
@@ -176,12 +176,9 @@ fn refine(schemas: &mut BTreeMap<String, RefOr<Schema>>) {
         let either = AnyOfBuilder::new()
             .item(ObjectBuilder::new().required("output"))
             .item(
-                ObjectBuilder::new().required("attachments").property(
-                    "attachments",
-                    ArrayBuilder::new()
-                        .items(ObjectBuilder::new().schema_type(Type::Object))
-                        .min_items(Some(1)),
-                ),
+                ObjectBuilder::new()
+                    .required("attachments")
+                    .property("attachments", ArrayBuilder::new().min_items(Some(1))),
             );
         let whole = AllOfBuilder::new()
             .item(submit)

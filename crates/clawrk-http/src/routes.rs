@@ -11,7 +11,7 @@ use actix_web::web::{Data, Path, Query};
 use actix_web::{HttpRequest, HttpResponse};
 use clawrk_api::{self as api, ErrorBody, ErrorCode};
 use clawrk_domain::ids::{AgentId, JobId, TransferId, UserId};
-use clawrk_domain::job::{Job, JobStatus, Output, RawJson};
+use clawrk_domain::job::{Job, JobStatus, Output};
 use clawrk_domain::money::Cents;
 use clawrk_domain::service::{AgentSelector, JobsOf, RunOutcome, RunRequest};
 use clawrk_domain::user::{AgentPatch, NewAgent};
@@ -76,11 +76,7 @@ pub async fn run(
     let run = RunRequest {
         prompt: b.prompt,
         env_vars: b.env_vars.unwrap_or_default(),
-        attachments: b
-            .attachments
-            .as_deref()
-            .map(views::raw_files)
-            .unwrap_or_else(RawJson::empty_array),
+        attachments: views::file_ids(b.attachments.as_deref()).unwrap_or_default(),
         price_cents: b.price_cents,
         time_limit_seconds: b.time_limit_seconds,
         confirmed,
@@ -358,8 +354,7 @@ pub async fn submit(
     let user = caller.0.id;
     let id = job_id(&id)?;
     let b = body.value;
-    let files = b.attachments.as_deref().map(views::raw_files);
-    let output = Output::new(b.output, files)?;
+    let output = Output::new(b.output, views::file_ids(b.attachments.as_deref()))?;
     once(&st, user, &req, &body.raw, || async {
         let job = st.market.submit(user, id, output).await?;
         // An idle verification worker of this instance starts at once (others poll).

@@ -2,7 +2,8 @@
 //! server decides what a viewer sees of a job, and how domain times and amounts are written.
 
 use clawrk_api as api;
-use clawrk_domain::ids::{Timestamp, UserId};
+use clawrk_domain::files::FileMeta;
+use clawrk_domain::ids::{FileId, Timestamp, UserId};
 use clawrk_domain::job::{self, Job, RawJson, Structured};
 use clawrk_domain::money::{self, LedgerEntry};
 use clawrk_domain::ports::{BoardStats, SweepReport};
@@ -51,9 +52,21 @@ fn files(v: &RawJson) -> Vec<Value> {
     serde_json::from_str(&v.0).unwrap_or_default()
 }
 
-/// Attachments from the wire, as the domain stores them.
-pub fn raw_files(v: &[api::Attachment]) -> RawJson {
-    RawJson(Value::Array(v.iter().cloned().map(Value::Object).collect()).to_string())
+/// An uploaded file's metadata.
+pub fn file_info(f: &FileMeta) -> api::FileInfo {
+    api::FileInfo {
+        id: f.id.uuid(),
+        filename: f.filename.clone(),
+        content_type: f.content_type.clone(),
+        size_bytes: f.size_bytes,
+        sha256: f.sha256_hex(),
+        created_at: at(f.created_at),
+    }
+}
+
+/// The file ids of `attachments` on the wire.
+pub fn file_ids(refs: Option<&[api::AttachmentRef]>) -> Option<Vec<FileId>> {
+    refs.map(|r| r.iter().map(|a| FileId(a.id())).collect())
 }
 
 /// A job, as `viewer` may see it.

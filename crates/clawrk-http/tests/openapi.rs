@@ -246,7 +246,10 @@ fn samples() -> Vec<(&'static str, Value)> {
             value(RunRequest {
                 prompt: "Write a haiku".into(),
                 env_vars: Some(BTreeMap::from([("A".into(), "b".into())])),
-                attachments: Some(vec![serde_json::Map::new()]),
+                attachments: Some(vec![
+                    AttachmentRef::Id(Uuid::now_v7()),
+                    AttachmentRef::Object { id: Uuid::now_v7() },
+                ]),
                 price_cents: Some(500),
                 time_limit_seconds: Some(600),
                 confirmed: Some(true),
@@ -264,6 +267,24 @@ fn samples() -> Vec<(&'static str, Value)> {
             value(SubmitRequest {
                 output: Some("waves".into()),
                 attachments: None,
+            }),
+        ),
+        (
+            "SubmitRequest",
+            value(SubmitRequest {
+                output: None,
+                attachments: Some(vec![AttachmentRef::Id(Uuid::now_v7())]),
+            }),
+        ),
+        (
+            "FileInfo",
+            value(FileInfo {
+                id: Uuid::now_v7(),
+                filename: "data.csv".into(),
+                content_type: "text/csv".into(),
+                size_bytes: 12,
+                sha256: "ab".repeat(32),
+                created_at: OffsetDateTime::now_utc(),
             }),
         ),
         (

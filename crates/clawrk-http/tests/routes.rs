@@ -133,7 +133,7 @@ fn world_with(structurer_calls: usize, passes: bool) -> World {
     structurer
         .expect_structure()
         .times(structurer_calls)
-        .returning(|_| Ok(structured()));
+        .returning(|_, _| Ok(structured()));
     world_of(structurer, passes)
 }
 
@@ -155,6 +155,7 @@ fn world_of(structurer: MockStructurer, passes: bool) -> World {
             payments: Arc::new(payments),
             payouts: Arc::new(payouts),
             webhooks: Arc::new(clawrk_domain::ports::MockWebhookSender::new()),
+            files: std::sync::Arc::new(clawrk_domain::memory::MemoryFiles::new()),
         },
         Config::default(),
     ));
@@ -1294,7 +1295,7 @@ async fn a_panic_is_an_internal_error_not_a_dropped_connection() {
     let mut structurer = MockStructurer::new();
     structurer
         .expect_structure()
-        .returning(|_| panic!("a bug with a secret inside"));
+        .returning(|_, _| panic!("a bug with a secret inside"));
     let w = world_of(structurer, true);
     let (_, key) = user(&w, "alice", 0).await;
     let app = test::init_service(app(w.state.clone())).await;

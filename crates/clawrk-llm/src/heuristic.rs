@@ -15,6 +15,7 @@
 //! names no form passes on an output of its own.
 
 use async_trait::async_trait;
+use clawrk_domain::files::FileMeta;
 use clawrk_domain::job::CriterionResult;
 use clawrk_domain::matching::terms;
 use clawrk_domain::ports::{Assessment, LlmError, LogSink, Structurer, Verifier, VerifyTask};
@@ -177,7 +178,7 @@ pub fn estimates(prompt: &str) -> (Price, TimeLimit) {
 
 #[async_trait]
 impl Structurer for Heuristic {
-    async fn structure(&self, prompt: &str) -> Result<Structured, LlmError> {
+    async fn structure(&self, prompt: &str, _files: &[FileMeta]) -> Result<Structured, LlmError> {
         let parts = sentences(prompt);
         if parts.is_empty() {
             return Err(LlmError::BadAnswer("the prompt is empty".into()));
@@ -393,16 +394,23 @@ impl Verifier for Heuristic {
         _log: Arc<dyn LogSink>,
     ) -> Result<Assessment, LlmError> {
         let criteria = task.criteria();
-        let output = task.output.trim();
+        // Text files are read as part of the output; other files only show that there is one.
+        let mut combined = task.output.trim().to_string();
+        for text in task.files.iter().filter_map(|f| f.text.as_deref()) {
+            combined.push('\n');
+            combined.push_str(text);
+        }
+        let output = combined.trim();
+        let opaque_files = task.files.iter().any(|f| f.text.is_none());
         let mut context = format!("{} {} {}", task.title, task.description, task.requirements);
         for c in &criteria {
             context.push(' ');
             context.push_str(c);
         }
         let own = own_terms(output, &terms(&context));
-        let failure = if output.is_empty() && task.attachments.is_none() {
+        let failure = if output.is_empty() && !opaque_files {
             Some("the output is empty".to_string())
-        } else if own < MIN_OWN_TERMS && task.attachments.is_none() {
+        } else if own < MIN_OWN_TERMS && !opaque_files {
             Some(format!(
                 "the output restates the task: {own} key term(s) of its own, {MIN_OWN_TERMS} needed"
             ))

@@ -239,7 +239,7 @@ mod tests {
     #[tokio::test]
     async fn without_a_key_the_heuristic_is_used() {
         let (s, _) = from_config(&LlmConfig::default());
-        let out = s.structure("Write a haiku").await.unwrap();
+        let out = s.structure("Write a haiku", &[]).await.unwrap();
         assert_eq!(out.structured_by, "heuristic");
     }
 }

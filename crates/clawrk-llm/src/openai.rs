@@ -21,6 +21,7 @@ use async_openai::error::OpenAIError;
 use async_openai::middleware::ReqwestService;
 use async_openai::middleware::retry::OpenAIRetryLayer;
 use async_trait::async_trait;
+use clawrk_domain::files::FileMeta;
 use clawrk_domain::job::CriterionResult;
 use clawrk_domain::ports::{Assessment, LlmError, LogSink, Structurer, Verifier, VerifyTask};
 use clawrk_domain::{Price, Structured, TimeLimit};
@@ -273,12 +274,12 @@ checkable by reading the output. estimated_price_cents: a fair price in US cents
 
 #[async_trait]
 impl Structurer for OpenAiLlm {
-    async fn structure(&self, prompt: &str) -> Result<Structured, LlmError> {
+    async fn structure(&self, prompt: &str, files: &[FileMeta]) -> Result<Structured, LlmError> {
         let a: JobAnswer = self
             .ask(
                 "structured_job",
                 STRUCTURE_SYSTEM.into(),
-                prompt.to_string(),
+                structure_message(prompt, files),
             )
             .await?;
         let title = cut(&a.title, TITLE_CHARS);
@@ -341,11 +342,37 @@ Answer only with JSON matching the schema."
         user.push_str(&format!("{}. {}\n", i + 1, strip_marker(c)));
     }
     user.push_str(&format!("\n{open}\n{}\n", task.output));
-    if let Some(att) = &task.attachments {
-        user.push_str(&format!("Attachments (JSON): {att}\n"));
+    for f in &task.files {
+        user.push_str(&format!(
+            "\n[attached file {:?}, {}, {} bytes",
+            f.filename, f.content_type, f.size_bytes
+        ));
+        match &f.text {
+            Some(text) if f.truncated => {
+                user.push_str(&format!(", its first {} bytes:]\n{text}\n", text.len()));
+            }
+            Some(text) => user.push_str(&format!(":]\n{text}\n")),
+            None => user.push_str("; its content is not shown]\n"),
+        }
     }
     user.push_str(&format!("{close}\n"));
     (system, user)
+}
+
+/// The structurer's message: the sender's prompt, then the names, types and sizes of the files
+/// they attached (the worker receives the files; the structurer never sees their bytes).
+pub(crate) fn structure_message(prompt: &str, files: &[FileMeta]) -> String {
+    if files.is_empty() {
+        return prompt.to_string();
+    }
+    let mut m = format!("{prompt}\n\nAttached files (given to the worker with the job):\n");
+    for f in files {
+        m.push_str(&format!(
+            "- {:?} ({}, {} bytes)\n",
+            f.filename, f.content_type, f.size_bytes
+        ));
+    }
+    m
 }
 
 /// Turns the model's verdict into an assessment that only passes when every criterion was judged

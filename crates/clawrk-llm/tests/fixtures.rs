@@ -111,7 +111,7 @@ fn verify_task(f: &Fixture) -> VerifyTask {
         requirements: "see the criteria".into(),
         acceptance_criteria: criteria,
         output,
-        attachments: None,
+        files: Vec::new(),
     }
 }
 
@@ -121,7 +121,7 @@ async fn requests_are_bounded() {
     let f = fixture("cpp-structure-valid-negative-price");
     let server = serving(f.template()).await;
     llm(&server, ResponseFormatMode::Auto)
-        .structure(&f.user())
+        .structure(&f.user(), &[])
         .await
         .unwrap();
     let sent = &requests(&server).await[0];
@@ -144,7 +144,7 @@ async fn a_runaway_answer_is_truncated() {
         let f = fixture(name);
         let server = serving(f.template()).await;
         let e = llm(&server, ResponseFormatMode::Auto)
-            .structure(&f.user())
+            .structure(&f.user(), &[])
             .await
             .unwrap_err();
         match e {
@@ -160,7 +160,7 @@ async fn out_of_range_estimates_are_clamped() {
     let f = fixture("cpp-structure-valid-negative-price");
     let server = serving(f.template()).await;
     let s = llm(&server, ResponseFormatMode::Auto)
-        .structure(&f.user())
+        .structure(&f.user(), &[])
         .await
         .unwrap();
     assert_eq!(s.estimated_price.cents().0, 100);
@@ -220,7 +220,7 @@ async fn numbered_criteria_are_matched_once() {
         requirements: "tests".into(),
         acceptance_criteria: vec!["1. is_prime handles 1".into(), "2. Has three tests".into()],
         output: "def is_prime(n): ...".into(),
-        attachments: None,
+        files: Vec::new(),
     };
     let a = llm(&server, ResponseFormatMode::Auto)
         .verify(&task, Arc::new(Quiet))
@@ -269,13 +269,13 @@ async fn a_server_without_json_schema_is_asked_with_json_object_once() {
         .await;
     let prompt = fixture("py-shim-structure-empty-criteria").user();
     let llm = llm(&server, ResponseFormatMode::Auto);
-    let s = llm.structure(&prompt).await.unwrap();
+    let s = llm.structure(&prompt, &[]).await.unwrap();
     assert_eq!(
         s.acceptance_criteria,
         ["Names the vendor", "Names the total"]
     );
     assert_eq!(s.estimated_price.cents().0, 100, "8 cents, clamped");
-    llm.structure(&prompt).await.unwrap();
+    llm.structure(&prompt, &[]).await.unwrap();
     let kinds: Vec<String> = requests(&server)
         .await
         .iter()
@@ -299,7 +299,7 @@ async fn a_server_without_json_schema_is_asked_with_json_object_once() {
 
     // json_schema only: the refusal is the answer.
     let e = self::llm(&server, ResponseFormatMode::JsonSchema)
-        .structure(&prompt)
+        .structure(&prompt, &[])
         .await
         .unwrap_err();
     assert!(matches!(e, LlmError::Unavailable(_)), "{e:?}");
@@ -316,7 +316,7 @@ async fn an_answer_without_criteria_is_unusable() {
         .await;
     let prompt = fixture("py-shim-structure-empty-criteria").user();
     let e = llm(&server, ResponseFormatMode::JsonObject)
-        .structure(&prompt)
+        .structure(&prompt, &[])
         .await
         .unwrap_err();
     assert!(

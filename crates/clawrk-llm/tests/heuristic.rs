@@ -37,7 +37,7 @@ async fn titles_read_as_titles() {
         ),
     ];
     for (prompt, want) in cases {
-        let s = Heuristic.structure(prompt).await.unwrap();
+        let s = Heuristic.structure(prompt, &[]).await.unwrap();
         assert_eq!(s.title, want, "title of {prompt:?}");
         assert_eq!(s.structured_by, "heuristic");
     }
@@ -46,7 +46,10 @@ async fn titles_read_as_titles() {
 #[tokio::test]
 async fn requirements_and_criteria_come_from_the_sentences() {
     let s = Heuristic
-        .structure("Write a haiku about Rust. Mention the borrow checker! Keep it cheerful.")
+        .structure(
+            "Write a haiku about Rust. Mention the borrow checker! Keep it cheerful.",
+            &[],
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -65,12 +68,18 @@ async fn requirements_and_criteria_come_from_the_sentences() {
 
 #[tokio::test]
 async fn estimates_grow_with_the_task_and_stay_in_range() {
-    let small = Heuristic.structure("Fix a typo").await.unwrap();
+    let small = Heuristic.structure("Fix a typo", &[]).await.unwrap();
     let big = Heuristic
-        .structure(&"Design and implement a distributed cache with tests. ".repeat(20))
+        .structure(
+            &"Design and implement a distributed cache with tests. ".repeat(20),
+            &[],
+        )
         .await
         .unwrap();
-    let huge = Heuristic.structure(&"word ".repeat(50_000)).await.unwrap();
+    let huge = Heuristic
+        .structure(&"word ".repeat(50_000), &[])
+        .await
+        .unwrap();
     assert_eq!(small.estimated_price.cents().get(), 350);
     assert_eq!(small.estimated_time_limit.seconds(), 720);
     assert!(big.estimated_price > small.estimated_price);
@@ -89,7 +98,7 @@ fn task(output: &str) -> VerifyTask {
             "Addresses: Mention the borrow checker".into(),
         ],
         output: output.into(),
-        attachments: None,
+        files: Vec::new(),
     }
 }
 
@@ -157,7 +166,7 @@ async fn verifier_checks_form_and_judges_each_criterion() {
 #[tokio::test]
 async fn a_plain_haiku_passes_and_a_restatement_does_not() {
     let job = Heuristic
-        .structure("Write a haiku about the sea")
+        .structure("Write a haiku about the sea", &[])
         .await
         .unwrap();
     let task = |output: &str| VerifyTask {
@@ -166,7 +175,7 @@ async fn a_plain_haiku_passes_and_a_restatement_does_not() {
         requirements: job.requirements.clone(),
         acceptance_criteria: job.acceptance_criteria.clone(),
         output: output.into(),
-        attachments: None,
+        files: Vec::new(),
     };
     let haiku =
         "Grey waves fold and break\nwhite foam breathes upon the sand\nthe tide pulls back home";
@@ -227,7 +236,7 @@ async fn forms_named_by_the_criteria_are_checked() {
         ("List three colours", "cerulean vermilion ochre", false),
     ];
     for (prompt, output, want) in cases {
-        let job = Heuristic.structure(prompt).await.unwrap();
+        let job = Heuristic.structure(prompt, &[]).await.unwrap();
         let a = Heuristic
             .verify(
                 &VerifyTask {
@@ -236,7 +245,7 @@ async fn forms_named_by_the_criteria_are_checked() {
                     requirements: job.requirements,
                     acceptance_criteria: job.acceptance_criteria,
                     output: output.to_string(),
-                    attachments: None,
+                    files: Vec::new(),
                 },
                 Arc::new(Lines::default()),
             )
@@ -264,14 +273,14 @@ fn no_text_makes_the_heuristic_panic() {
     ];
     let check = |text: &str| {
         rt.block_on(async {
-            let _ = Heuristic.structure(text).await;
+            let _ = Heuristic.structure(text, &[]).await;
             let task = VerifyTask {
                 title: text.into(),
                 description: text.into(),
                 requirements: text.into(),
                 acceptance_criteria: vec![text.into()],
                 output: text.into(),
-                attachments: None,
+                files: Vec::new(),
             };
             let _ = Heuristic.verify(&task, Arc::new(Lines::default())).await;
         })

@@ -71,7 +71,7 @@ fn task(output: &str) -> VerifyTask {
         requirements: "A summary".into(),
         acceptance_criteria: vec!["Mentions Bell Labs".into(), "Mentions 1969".into()],
         output: output.into(),
-        attachments: None,
+        files: Vec::new(),
     }
 }
 
@@ -85,7 +85,7 @@ async fn structure_sends_a_json_schema_request_and_clamps_estimates() {
         .mount(&server)
         .await;
     let s = llm(&server, 0, Duration::from_secs(5))
-        .structure(PROMPT)
+        .structure(PROMPT, &[])
         .await
         .unwrap();
     assert_eq!(s.title, "Research Unix History");
@@ -123,7 +123,7 @@ async fn rate_limits_are_retried_with_backoff() {
         .mount(&server)
         .await;
     let s = llm(&server, 3, Duration::from_secs(5))
-        .structure(PROMPT)
+        .structure(PROMPT, &[])
         .await
         .unwrap();
     assert_eq!(s.estimated_price.cents().get(), 500);
@@ -138,7 +138,7 @@ async fn server_errors_give_up_after_the_configured_retries() {
         .mount(&server)
         .await;
     let e = llm(&server, 1, Duration::from_secs(5))
-        .structure(PROMPT)
+        .structure(PROMPT, &[])
         .await
         .unwrap_err();
     assert!(matches!(e, LlmError::Unavailable(_)), "{e:?}");
@@ -152,7 +152,7 @@ async fn a_slow_server_times_out() {
         .mount(&server)
         .await;
     let e = llm(&server, 0, Duration::from_millis(200))
-        .structure(PROMPT)
+        .structure(PROMPT, &[])
         .await
         .unwrap_err();
     assert_eq!(e, LlmError::Timeout);
@@ -165,7 +165,7 @@ async fn bad_answer(response: ResponseTemplate) -> LlmError {
         .mount(&server)
         .await;
     llm(&server, 0, Duration::from_secs(5))
-        .structure(PROMPT)
+        .structure(PROMPT, &[])
         .await
         .unwrap_err()
 }
@@ -344,7 +344,7 @@ async fn long_words_and_urls_are_still_words() {
         .mount(&server)
         .await;
     let s = llm(&server, 0, Duration::from_secs(5))
-        .structure(PROMPT)
+        .structure(PROMPT, &[])
         .await
         .unwrap();
     assert!(s.title.starts_with("Translate Donau"));

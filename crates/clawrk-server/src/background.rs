@@ -180,13 +180,27 @@ pub fn sweeper(
         let _alive = Alive(metrics);
         while pause(&mut stop, every, None).await {
             match market.sweep().await {
-                Ok(r) if r.released_holds + r.failed_deadlines + r.approved_reviews > 0 => {
+                Ok(r)
+                    if r.released_holds
+                        + r.failed_deadlines
+                        + r.approved_reviews
+                        + r.removed_files
+                        > 0 =>
+                {
                     tracing::info!(
                         released_holds = r.released_holds,
                         failed_deadlines = r.failed_deadlines,
                         approved_reviews = r.approved_reviews,
+                        removed_files = r.removed_files,
                         "swept"
-                    )
+                    );
+                    if r.orphaned_files > 0 {
+                        tracing::warn!(
+                            orphaned_files = r.orphaned_files,
+                            "unreferenced files were forgotten but their bytes could not be \
+                             deleted from storage"
+                        );
+                    }
                 }
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "sweep failed"),

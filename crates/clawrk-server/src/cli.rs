@@ -181,6 +181,21 @@ pub struct ServeArgs {
           value_parser = parse_flag)]
     pub webhook_allow_private: bool,
     /// Requests per second per caller (API key, or IP without one); 0: no limit.
+    /// Where uploaded files are kept: `s3://bucket[/prefix]` for an S3-compatible bucket
+    /// (configured by the `AWS_*` variables); unset means the local directory below.
+    #[arg(long, env = "CLAWRK_FILES_URL")]
+    pub files_url: Option<String>,
+    /// The local directory for uploaded files (default: `clawrk-files/` beside the embedded
+    /// database, or in the working directory with DATABASE_URL).
+    #[arg(long, env = "CLAWRK_FILES_DIR")]
+    pub files_dir: Option<PathBuf>,
+    /// The largest file an upload may be, in bytes (413 above).
+    #[arg(long, env = "CLAWRK_MAX_FILE_BYTES", default_value_t = clawrk_domain::files::DEFAULT_MAX_FILE_BYTES)]
+    pub max_file_bytes: u64,
+    /// How many bytes one user's files may take in all (413 above).
+    #[arg(long, env = "CLAWRK_MAX_USER_STORAGE_BYTES",
+          default_value_t = clawrk_domain::files::DEFAULT_MAX_USER_STORAGE_BYTES)]
+    pub max_user_storage_bytes: u64,
     #[arg(long, env = "CLAWRK_RATE_LIMIT", default_value_t = 0)]
     pub rate_limit: u32,
     /// HTTP worker threads (default: one per core).

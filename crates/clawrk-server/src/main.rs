@@ -46,11 +46,14 @@ fn main() -> ExitCode {
                 Ok(o) => o,
                 Err(e) => return fail(e),
             };
-            // Admin commands need no LLM and move no money through the payment ports.
-            let market = match wiring::marketplace(opened.store.clone(), &ServeArgs::defaults()) {
-                Ok(m) => m,
-                Err(e) => return fail(e),
-            };
+            // Admin commands need no LLM, move no money through the payment ports and touch no
+            // file (so they create no files directory either).
+            let no_files = Arc::new(clawrk_domain::memory::MemoryFiles::new());
+            let market =
+                match wiring::marketplace(opened.store.clone(), no_files, &ServeArgs::defaults()) {
+                    Ok(m) => m,
+                    Err(e) => return fail(e),
+                };
             let result = admin::run(&market, cmd).await;
             opened.shutdown();
             match result {
@@ -73,7 +76,11 @@ async fn serve(store_args: StoreArgs, args: ServeArgs) -> ExitCode {
         Ok(o) => o,
         Err(e) => return fail(e),
     };
-    let market = match wiring::marketplace(opened.store.clone(), &args) {
+    let files = match wiring::file_store(&store_args, &args) {
+        Ok(f) => Arc::new(f),
+        Err(e) => return fail(e),
+    };
+    let market = match wiring::marketplace(opened.store.clone(), files, &args) {
         Ok(m) => Arc::new(m),
         Err(e) => return fail(e),
     };
@@ -89,6 +96,7 @@ async fn serve(store_args: StoreArgs, args: ServeArgs) -> ExitCode {
         llm_max_tokens = llm.max_tokens,
         webhook_workers = args.webhook_workers,
         webhook_allow_private = args.webhook_allow_private,
+        files = %wiring::files_location(&store_args, &args).unwrap_or_else(|d| d.display().to_string()),
         cron = args.cron_secret.is_some(),
         "clawrk starting"
     );

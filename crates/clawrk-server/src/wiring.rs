@@ -6,8 +6,9 @@ use async_trait::async_trait;
 use clawrk_domain::error::{DomainError, Result};
 use clawrk_domain::ids::{Timestamp, UserId};
 use clawrk_domain::money::Cents;
-use clawrk_domain::ports::{Clock, LogWatch, PaymentGateway, PayoutGateway, Store};
+use clawrk_domain::ports::{Clock, FileStore, LogWatch, PaymentGateway, PayoutGateway, Store};
 use clawrk_domain::service::{Config, Marketplace, Ports};
+use clawrk_files::ObjectFiles;
 use clawrk_postgres::PgStore;
 use clawrk_sqlite::SqliteStore;
 use std::sync::Arc;
@@ -361,8 +362,43 @@ pub fn verification_lease(s: &ServeArgs) -> std::result::Result<Duration, String
     }
 }
 
-/// The marketplace over the opened store.
-pub fn marketplace(store: Arc<dyn Store>, s: &ServeArgs) -> Result<Marketplace> {
+/// Where uploaded files are kept: the bucket of `CLAWRK_FILES_URL`, else `CLAWRK_FILES_DIR`, else
+/// `clawrk-files/` beside the embedded database (or in the working directory with PostgreSQL).
+pub fn file_store(
+    store_args: &StoreArgs,
+    s: &ServeArgs,
+) -> std::result::Result<ObjectFiles, String> {
+    match files_location(store_args, s) {
+        Ok(url) => ObjectFiles::s3(&url),
+        Err(dir) => ObjectFiles::local(&dir),
+    }
+}
+
+/// The bucket URL (`Ok`) or the directory (`Err`) that [`file_store`] uses.
+pub fn files_location(
+    store_args: &StoreArgs,
+    s: &ServeArgs,
+) -> std::result::Result<String, std::path::PathBuf> {
+    if let Some(url) = s.files_url.as_deref().filter(|u| !u.trim().is_empty()) {
+        return Ok(url.trim().to_string());
+    }
+    Err(match (&s.files_dir, &store_args.database_url) {
+        (Some(dir), _) => dir.clone(),
+        (None, Some(_)) => std::path::PathBuf::from("clawrk-files"),
+        (None, None) => store_args
+            .db_path
+            .parent()
+            .map(|p| p.join("clawrk-files"))
+            .unwrap_or_else(|| std::path::PathBuf::from("clawrk-files")),
+    })
+}
+
+/// The marketplace over the opened store and file storage.
+pub fn marketplace(
+    store: Arc<dyn Store>,
+    files: Arc<dyn FileStore>,
+    s: &ServeArgs,
+) -> Result<Marketplace> {
     let (structurer, verifier) = clawrk_llm::from_config(&llm_config(s));
     let (payments, payouts): (Arc<dyn PaymentGateway>, Arc<dyn PayoutGateway>) = match s.payments {
         Payments::Manual => (Arc::new(ManualPayments), Arc::new(ManualPayments)),
@@ -382,6 +418,7 @@ pub fn marketplace(store: Arc<dyn Store>, s: &ServeArgs) -> Result<Marketplace> 
             payments,
             payouts,
             webhooks: Arc::new(webhooks),
+            files,
         },
         Config {
             hold_seconds: s.hold_seconds,
@@ -390,6 +427,8 @@ pub fn marketplace(store: Arc<dyn Store>, s: &ServeArgs) -> Result<Marketplace> 
             verify_max_errors: s.verify_max_errors,
             verify_retry: Duration::from_secs(s.verify_retry_seconds),
             review_seconds: s.review_hours.saturating_mul(3600),
+            max_file_bytes: s.max_file_bytes,
+            max_user_storage_bytes: s.max_user_storage_bytes,
             ..Config::default()
         },
     ))

@@ -5,7 +5,8 @@
 use crate::id::DbId;
 use crate::schema::*;
 use clawrk_domain::error::{DomainError, Result};
-use clawrk_domain::ids::{AgentId, JobId, Timestamp, TransferId, UserId};
+use clawrk_domain::files::FileMeta;
+use clawrk_domain::ids::{AgentId, FileId, JobId, Timestamp, TransferId, UserId};
 use clawrk_domain::job::{AgentRef, Job, JobRecord, JobStatus, LogLevel, LogLine, RawJson};
 use clawrk_domain::money::{Account, Cents, LedgerEntry, Price, Reason, TimeLimit};
 use clawrk_domain::user::{Agent, AgentProfile, User};
@@ -448,4 +449,46 @@ pub(crate) fn into_event((seq, from, prev, job): EventRow) -> Result<JobEvent> {
         prev_operator: prev.map(|p| UserId(p.0)),
         job: job.into_job()?,
     })
+}
+
+/// One row of `files`.
+#[derive(Queryable, Insertable, Debug)]
+#[diesel(table_name = files)]
+pub(crate) struct FileRow {
+    pub id: DbId,
+    pub owner_id: DbId,
+    pub filename: String,
+    pub content_type: String,
+    pub size_bytes: i64,
+    pub sha256: String,
+    pub created_at: i64,
+}
+
+impl FileRow {
+    pub fn of(f: &FileMeta) -> Result<FileRow> {
+        Ok(FileRow {
+            id: f.id.0.into(),
+            owner_id: f.owner.into(),
+            filename: f.filename.clone(),
+            content_type: f.content_type.clone(),
+            size_bytes: i64::try_from(f.size_bytes)
+                .map_err(|_| DomainError::Internal("file size out of range".into()))?,
+            sha256: f.sha256_hex(),
+            created_at: f.created_at.millis(),
+        })
+    }
+
+    pub fn into_file(self) -> Result<FileMeta> {
+        let mut sha256 = [0u8; 32];
+        hex::decode_to_slice(&self.sha256, &mut sha256).map_err(|e| corrupt("file sha256", e))?;
+        Ok(FileMeta {
+            id: FileId(self.id.0),
+            owner: UserId(self.owner_id.0),
+            filename: self.filename,
+            content_type: self.content_type,
+            size_bytes: u64::try_from(self.size_bytes).map_err(|e| corrupt("file size", e))?,
+            sha256,
+            created_at: Timestamp::from_millis(self.created_at),
+        })
+    }
 }

@@ -241,6 +241,31 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::id::Id;
+    files (id) {
+        id -> Id,
+        owner_id -> Id,
+        filename -> Text,
+        content_type -> Text,
+        size_bytes -> BigInt,
+        sha256 -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::id::Id;
+    job_files (job_id, role, file_id) {
+        job_id -> Id,
+        role -> Text,
+        file_id -> Id,
+        attempt -> Integer,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     users,
     api_keys,
@@ -256,4 +281,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     job_events,
     webhook_endpoints,
     webhook_deliveries,
+    files,
+    job_files,
 );

@@ -6,12 +6,14 @@ use crate::dialect::{self, load_locked, per_backend};
 use crate::errors::db_err;
 use crate::id::{DbId, Id};
 use crate::rows::{
-    self, AgentRow, DeliveryRow, EndpointRow, JobRow, LogRow, ProfileRow, TransferRow, UserRow,
+    self, AgentRow, DeliveryRow, EndpointRow, FileRow, JobRow, LogRow, ProfileRow, TransferRow,
+    UserRow,
 };
 use crate::schema::*;
 use crate::statement::Statement;
 use clawrk_domain::error::{DomainError, Result};
-use clawrk_domain::ids::{AgentId, ApiKeyId, JobId, Timestamp, TransferId, UserId};
+use clawrk_domain::files::{FileMeta, FileRole, JobFile};
+use clawrk_domain::ids::{AgentId, ApiKeyId, FileId, JobId, Timestamp, TransferId, UserId};
 use clawrk_domain::job::{Job, JobStatus, LogLine, Structured};
 use clawrk_domain::money::{Account, Cents, LedgerEntry, Reason, Transfer};
 use clawrk_domain::ports::{
@@ -1162,6 +1164,127 @@ impl Tx for SqlTx<'_> {
         .execute(self.db)
         .map_err(db_err)?;
         Ok(n as u64)
+    }
+
+    fn insert_file(&mut self, file: &FileMeta) -> Result<()> {
+        diesel::insert_into(files::table)
+            .values(FileRow::of(file)?)
+            .execute(self.db)
+            .map_err(unique)?;
+        Ok(())
+    }
+
+    fn files(&mut self, ids: &[FileId]) -> Result<Vec<FileMeta>> {
+        let ids: Vec<DbId> = ids.iter().map(|f| id(f.0)).collect();
+        files::table
+            .filter(files::id.eq_any(ids))
+            .load::<FileRow>(self.db)
+            .map_err(db_err)?
+            .into_iter()
+            .map(FileRow::into_file)
+            .collect()
+    }
+
+    fn storage_used(&mut self, owner: UserId) -> Result<u64> {
+        let used: Option<i64> = files::table
+            .filter(files::owner_id.eq(id(owner)))
+            .select(sql::<diesel::sql_types::Nullable<BigInt>>(
+                "CAST(SUM(size_bytes) AS BIGINT)",
+            ))
+            .first(self.db)
+            .map_err(db_err)?;
+        Ok(u64::try_from(used.unwrap_or(0)).unwrap_or(0))
+    }
+
+    fn attach_files(&mut self, job: JobId, refs: &[JobFile]) -> Result<()> {
+        for f in refs {
+            let attempt = i32::try_from(f.attempt)
+                .map_err(|_| DomainError::Internal("attempt number out of range".into()))?;
+            let row = (
+                job_files::job_id.eq(id(job)),
+                job_files::role.eq(f.role.as_str()),
+                job_files::file_id.eq(id(f.file.0)),
+                job_files::attempt.eq(attempt),
+            );
+            per_backend!(self.db, |c| diesel::insert_into(job_files::table)
+                .values(row)
+                .on_conflict((job_files::job_id, job_files::role, job_files::file_id))
+                .do_update()
+                .set(job_files::attempt.eq(attempt))
+                .execute(c))
+            .map_err(db_err)?;
+        }
+        Ok(())
+    }
+
+    fn file_references(&mut self, file: FileId) -> Result<Vec<(Job, FileRole)>> {
+        let refs: Vec<(JobRow, String)> = job_files::table
+            .inner_join(jobs::table.on(jobs::id.eq(job_files::job_id)))
+            .filter(job_files::file_id.eq(id(file.0)))
+            .select((jobs::all_columns, job_files::role))
+            .load(self.db)
+            .map_err(db_err)?;
+        refs.into_iter()
+            .map(|(row, role)| {
+                let role = FileRole::parse(&role)
+                    .ok_or_else(|| DomainError::Internal(format!("stored role {role:?}")))?;
+                Ok((row.into_job()?, role))
+            })
+            .collect()
+    }
+
+    fn job_files(
+        &mut self,
+        job: JobId,
+        role: FileRole,
+        attempt: Option<u32>,
+    ) -> Result<Vec<FileMeta>> {
+        let (low, high) = match attempt {
+            Some(a) => {
+                let a = i32::try_from(a)
+                    .map_err(|_| DomainError::Internal("attempt number out of range".into()))?;
+                (a, a)
+            }
+            None => (0, i32::MAX),
+        };
+        job_files::table
+            .inner_join(files::table.on(files::id.eq(job_files::file_id)))
+            .filter(job_files::job_id.eq(id(job)))
+            .filter(job_files::role.eq(role.as_str()))
+            .filter(job_files::attempt.between(low, high))
+            .select(files::all_columns)
+            .order((files::created_at, files::id))
+            .load::<FileRow>(self.db)
+            .map_err(db_err)?
+            .into_iter()
+            .map(FileRow::into_file)
+            .collect()
+    }
+
+    fn delete_unreferenced_files(
+        &mut self,
+        before: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<FileMeta>> {
+        // Locked, so that a job being created with one of them (its reference checks the file's
+        // row) either commits first and is seen here, or waits and then fails on the missing
+        // file; rows another sweeper or such a job holds are skipped.
+        let q = files::table
+            .filter(files::created_at.lt(before.millis()))
+            .filter(not(exists(
+                job_files::table.filter(job_files::file_id.eq(files::id)),
+            )))
+            .order(files::created_at)
+            .limit(i64::from(limit));
+        let rows: Vec<FileRow> = load_locked!(self.db, q, skip_locked).map_err(db_err)?;
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<DbId> = rows.iter().map(|r| r.id).collect();
+        diesel::delete(files::table.filter(files::id.eq_any(ids)))
+            .execute(self.db)
+            .map_err(db_err)?;
+        rows.into_iter().map(FileRow::into_file).collect()
     }
 
     fn ping(&mut self) -> Result<()> {

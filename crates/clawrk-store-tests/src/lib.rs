@@ -19,8 +19,10 @@ mod contracts;
 
 use async_trait::async_trait;
 use clawrk_domain::error::DomainError;
+use clawrk_domain::files::FileMeta;
 use clawrk_domain::ids::{AgentId, JobId, Timestamp, UserId};
 use clawrk_domain::job::{CriterionResult, Job, JobStatus, LogLevel, Output, Structured};
+use clawrk_domain::memory::MemoryFiles;
 use clawrk_domain::money::{Cents, Price, Reason, TimeLimit};
 use clawrk_domain::ports::{
     Assessment, Clock, LlmError, LogSink, PaymentGateway, PayoutGateway, Store, Structurer,
@@ -118,7 +120,7 @@ pub struct FixedStructurer(pub AtomicUsize);
 
 #[async_trait]
 impl Structurer for FixedStructurer {
-    async fn structure(&self, _prompt: &str) -> Result<Structured, LlmError> {
+    async fn structure(&self, _prompt: &str, _files: &[FileMeta]) -> Result<Structured, LlmError> {
         self.0.fetch_add(1, Ordering::SeqCst);
         Ok(Structured {
             title: "Haiku".into(),
@@ -250,6 +252,8 @@ pub struct Fixture<H: Harness> {
     pub structurer: Arc<FixedStructurer>,
     /// Its webhook sender.
     pub webhooks: Arc<RecordingSender>,
+    /// Its file storage (in memory: the stores keep the metadata under test).
+    pub files: MemoryFiles,
     /// The store itself.
     pub store: Arc<dyn Store>,
     /// Where SQL checks run.
@@ -289,6 +293,7 @@ impl<H: Harness> Fixture<H> {
         });
         let structurer = Arc::new(FixedStructurer::default());
         let webhooks = Arc::new(RecordingSender::default());
+        let files = MemoryFiles::new();
         let market = Marketplace::new(
             Ports {
                 store: store.clone(),
@@ -298,6 +303,7 @@ impl<H: Harness> Fixture<H> {
                 payments: Arc::new(FreeMoney),
                 payouts: Arc::new(FreeMoney),
                 webhooks: webhooks.clone(),
+                files: Arc::new(files.clone()),
             },
             Config {
                 hold_seconds: HOLD,
@@ -310,6 +316,7 @@ impl<H: Harness> Fixture<H> {
             verifier,
             structurer,
             webhooks,
+            files,
             store,
             db,
         }

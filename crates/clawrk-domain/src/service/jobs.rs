@@ -3,10 +3,9 @@
 
 use super::{MAX_PROMPT_CHARS, Marketplace, apply};
 use crate::error::{DomainError, Result};
+use crate::files::{self, FileId, FileRole, JobFile};
 use crate::ids::{AgentId, JobId, UserId};
-use crate::job::{
-    AgentRef, Job, JobDraft, JobStatus, LogLine, Output, RawJson, Structured, Verdict,
-};
+use crate::job::{AgentRef, Job, JobDraft, JobStatus, LogLine, Output, Structured, Verdict};
 use crate::lifecycle;
 use crate::matching;
 use crate::money::{Cents, Price, TimeLimit};
@@ -26,8 +25,8 @@ pub struct RunRequest {
     pub prompt: String,
     /// Secrets for the worker.
     pub env_vars: BTreeMap<String, String>,
-    /// Attachments (a JSON array).
-    pub attachments: RawJson,
+    /// The sender's files (ids of their uploads).
+    pub attachments: Vec<FileId>,
     /// Price override in cents.
     pub price_cents: Option<i64>,
     /// Time limit override in seconds.
@@ -162,15 +161,29 @@ impl Marketplace {
         let price = req.price_cents.map(Price::new).transpose()?;
         let time_limit = req.time_limit_seconds.map(TimeLimit::new).transpose()?;
         let now = self.now();
-        let digest = user::prompt_digest(&prompt);
-        let cached = self
+        // The quote is for the prompt with these files: other files, another quote.
+        let mut quoted = prompt.clone();
+        for id in &req.attachments {
+            quoted.push_str(&format!("\0{id}"));
+        }
+        let digest = user::prompt_digest(&quoted);
+        let ids = req.attachments.clone();
+        let (cached, found) = self
             .store()
-            .read(move |tx| tx.quote(sender, &digest, now))
+            .read(move |tx| {
+                let found = if ids.is_empty() {
+                    Vec::new()
+                } else {
+                    tx.files(&ids)?
+                };
+                Ok((tx.quote(sender, &digest, now)?, found))
+            })
             .await?;
+        let files = files::owned(sender, &req.attachments, &found)?;
         let mut structured = match cached {
             Some(q) => q,
             None => {
-                let s = self.ports.structurer.structure(&prompt).await?;
+                let s = self.ports.structurer.structure(&prompt, &files).await?;
                 // A quote is kept so that phase 2 charges what phase 1 showed; a confirmed run
                 // without a phase 1 showed nothing to keep.
                 if !req.confirmed {
@@ -198,7 +211,7 @@ impl Marketplace {
             time_limit: structured.estimated_time_limit,
             structured,
             env_vars: req.env_vars,
-            attachments: req.attachments,
+            files,
         };
         self.create_job(draft, sender).await
     }
@@ -211,10 +224,24 @@ impl Marketplace {
         let paid = lifecycle::create(draft.clone(), id, sender, true, now);
         let clock = self.ports.clock.clone();
         let job = paid.job.clone();
+        let inputs: Vec<JobFile> = draft
+            .files
+            .iter()
+            .map(|f| JobFile {
+                file: f.id,
+                role: FileRole::Input,
+                attempt: 0,
+            })
+            .collect();
+        let attached = inputs.clone();
+        let paid_with_files = !inputs.is_empty();
         let attempt = self
             .store()
             .transaction(move |tx| {
                 tx.insert_job(&paid.job)?;
+                if !attached.is_empty() {
+                    tx.attach_files(paid.job.id, &attached)?;
+                }
                 tx.notify(Announcement::Queued(paid.job.id))?;
                 super::post(tx, &*clock, &paid.transfers, now)
             })
@@ -224,7 +251,18 @@ impl Marketplace {
             Err(DomainError::InsufficientBalance { available, .. }) => {
                 let unpaid = lifecycle::create(draft, id, sender, false, now).job;
                 let row = unpaid.clone();
-                self.store().single(move |tx| tx.insert_job(&row)).await?;
+                let write = move |tx: &mut dyn Tx| {
+                    tx.insert_job(&row)?;
+                    if !inputs.is_empty() {
+                        tx.attach_files(row.id, &inputs)?;
+                    }
+                    Ok(())
+                };
+                if !paid_with_files {
+                    self.store().single(write).await?;
+                } else {
+                    self.store().transaction(write).await?;
+                }
                 Ok(RunOutcome::PendingPayment {
                     required: unpaid.price.cents(),
                     available,
@@ -419,9 +457,24 @@ impl Marketplace {
     /// Submits output for the caller's running attempt.
     pub async fn submit(&self, user: UserId, id: JobId, output: Output) -> Result<Job> {
         no_nul_opt("output", output.text())?;
-        self.transition(id, no_context, move |job, _, now| {
-            lifecycle::submit(job, user, output.clone(), now)
-        })
+        let ids = output.file_ids().to_vec();
+        self.transition(
+            id,
+            move |tx, _| {
+                if ids.is_empty() {
+                    Ok(Vec::new())
+                } else {
+                    tx.files(&ids)
+                }
+            },
+            move |job, found, now| {
+                if !job.visible_to(user) {
+                    return Err(DomainError::NotFound("job"));
+                }
+                let files = files::owned(user, output.file_ids(), found)?;
+                lifecycle::submit(job, user, output.clone().with_files(files), now)
+            },
+        )
         .await
     }
 

@@ -12,12 +12,14 @@
 
 mod accounts;
 mod auth;
+mod files;
 mod idempotency;
 mod jobs;
 mod verification;
 mod webhooks;
 
 pub use auth::Principal;
+pub use files::{Download, FILE_SWEEP_BATCH, UploadInfo};
 pub use idempotency::IdemState;
 pub use jobs::{
     AgentSelector, JobsOf, LogUpdate, MAX_PULL_WAIT_SECONDS, PULL_CANDIDATES, RunOutcome,
@@ -32,7 +34,7 @@ use crate::job::{Job, JobStatus};
 use crate::lifecycle::Change;
 use crate::money::Transfer;
 use crate::ports::{
-    Announcement, Clock, PaymentGateway, PayoutGateway, Store, Structurer, Tx, Verifier,
+    Announcement, Clock, FileStore, PaymentGateway, PayoutGateway, Store, Structurer, Tx, Verifier,
     WebhookSender,
 };
 use std::sync::Arc;
@@ -66,6 +68,10 @@ pub struct Config {
     pub verify_max_errors: u32,
     /// How long a submission waits for the sender's review before it is approved.
     pub review_seconds: u32,
+    /// The largest file an upload may be, in bytes.
+    pub max_file_bytes: u64,
+    /// How many bytes one user's files may take in all.
+    pub max_user_storage_bytes: u64,
 }
 
 impl Default for Config {
@@ -79,6 +85,8 @@ impl Default for Config {
             verify_retry: Duration::from_secs(30),
             verify_max_errors: 5,
             review_seconds: 72 * 3600,
+            max_file_bytes: crate::files::DEFAULT_MAX_FILE_BYTES,
+            max_user_storage_bytes: crate::files::DEFAULT_MAX_USER_STORAGE_BYTES,
         }
     }
 }
@@ -100,6 +108,8 @@ pub struct Ports {
     pub payouts: Arc<dyn PayoutGateway>,
     /// Webhook deliveries.
     pub webhooks: Arc<dyn WebhookSender>,
+    /// Uploaded files' bytes.
+    pub files: Arc<dyn FileStore>,
 }
 
 /// The marketplace's use cases.
@@ -234,6 +244,9 @@ fn apply(tx: &mut dyn Tx, clock: &dyn Clock, before: &Job, change: &Change) -> R
     post(tx, clock, &change.transfers, now)?;
     if let Some(a) = &change.attempt {
         tx.record_attempt(a)?;
+    }
+    if !change.files.is_empty() {
+        tx.attach_files(change.job.id, &change.files)?;
     }
     if !change.log.is_empty() {
         tx.append_logs(change.job.id, &change.log, now)?;

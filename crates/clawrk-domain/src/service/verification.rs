@@ -64,7 +64,7 @@ impl Marketplace {
             requirements,
             acceptance_criteria,
             output,
-            attachments: None,
+            files: Vec::new(),
         };
         let a = self.ports.verifier.verify(&task, Arc::new(NoLog)).await?;
         Ok(a.at(self.now()))
@@ -86,7 +86,7 @@ impl Marketplace {
                 let Some(job) = tx.lease_submitted(now, until)? else {
                     return Ok(None);
                 };
-                let criteria = VerifyTask::for_job(&job).criteria().len();
+                let criteria = VerifyTask::for_job(&job, Vec::new()).criteria().len();
                 let line = format!(
                     "verification of attempt {} started ({verifier}): {criteria} criteria",
                     job.attempt_count
@@ -100,10 +100,21 @@ impl Marketplace {
             return Ok(None);
         };
         let notes = Arc::new(Notes::default());
-        let task = VerifyTask::for_job(&job);
         let attempt = job.attempt_count;
         let id = job.id;
-        match self.ports.verifier.verify(&task, notes.clone()).await {
+        // The submission's files are read before the verifier is called; storage that cannot be
+        // read counts as a verifier error (the submission is tried again), never as a failure of
+        // the agent.
+        let judged = match self.verify_files(id, attempt).await {
+            Ok(files) => {
+                let task = VerifyTask::for_job(&job, files);
+                self.ports.verifier.verify(&task, notes.clone()).await
+            }
+            Err(e) => Err(crate::ports::LlmError::Unavailable(format!(
+                "the submission's files could not be read: {e}"
+            ))),
+        };
+        match judged {
             Ok(assessment) => {
                 let verdict = assessment.at(self.now());
                 let interim = notes.take();
@@ -181,7 +192,7 @@ impl Marketplace {
     /// concurrently: each job is handled once.
     pub async fn sweep(&self) -> Result<SweepReport> {
         let now = self.now();
-        let report = SweepReport {
+        let mut report = SweepReport {
             approved_reviews: self
                 .sweep_batches(
                     now,
@@ -203,10 +214,12 @@ impl Marketplace {
                     lifecycle::expire_deadline,
                 )
                 .await?,
+            ..SweepReport::default()
         };
         // Housekeeping: expired quotes and idempotency records would otherwise pile up.
         self.store().single(move |tx| tx.purge_expired(now)).await?;
         self.purge_deliveries(now).await?;
+        (report.removed_files, report.orphaned_files) = self.purge_files(now).await?;
         Ok(report)
     }
 

@@ -208,7 +208,7 @@ pub fn market(
     let mut structurer = MockStructurer::new();
     structurer
         .expect_structure()
-        .returning(|_| Ok(structured(500)));
+        .returning(|_, _| Ok(structured(500)));
     let mut payments = MockPaymentGateway::new();
     payments.expect_collect().returning(|_, _| Ok(()));
     let mut payouts = MockPayoutGateway::new();
@@ -223,6 +223,7 @@ pub fn market(
             payments: std::sync::Arc::new(payments),
             payouts: std::sync::Arc::new(payouts),
             webhooks: std::sync::Arc::new(MockWebhookSender::new()),
+            files: std::sync::Arc::new(clawrk_domain::memory::MemoryFiles::new()),
         },
         clawrk_domain::service::Config::default(),
     );

@@ -29,7 +29,21 @@ impl Db {
                 ("CLAWRK_DB_PATH".into(), p.display().to_string()),
                 ("DATABASE_URL".into(), String::new()),
             ],
-            Db::Postgres(url) => vec![("DATABASE_URL".into(), url.clone())],
+            Db::Postgres(url) => vec![
+                ("DATABASE_URL".into(), url.clone()),
+                // One directory per database, outside the clone (the default is the working
+                // directory's `clawrk-files/`).
+                (
+                    "CLAWRK_FILES_DIR".into(),
+                    std::env::temp_dir()
+                        .join(format!(
+                            "clawrk-test-files-{}",
+                            url.rsplit('/').next().unwrap_or("db")
+                        ))
+                        .display()
+                        .to_string(),
+                ),
+            ],
         }
     }
 }

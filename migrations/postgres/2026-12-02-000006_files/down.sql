@@ -1,0 +1,2 @@
+DROP TABLE job_files;
+DROP TABLE files;
