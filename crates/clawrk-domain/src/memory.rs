@@ -727,8 +727,15 @@ impl Tx for MemoryState {
 
     fn attach_files(&mut self, job: JobId, files: &[JobFile]) -> Result<()> {
         for f in files {
-            if !self.files.contains_key(&f.file) || !self.jobs.contains_key(&job) {
-                return Err(DomainError::Internal("a reference to nothing".into()));
+            if !self.jobs.contains_key(&job) {
+                return Err(DomainError::Internal("a reference from no job".into()));
+            }
+            if !self.files.contains_key(&f.file) {
+                // As the databases' foreign key does.
+                return Err(DomainError::invalid(format!(
+                    "attachments: file {} no longer exists",
+                    f.file
+                )));
             }
             let at = self.job_files.entry((job, f.role, f.file)).or_default();
             *at = (*at).max(f.attempt);

@@ -1212,7 +1212,18 @@ impl Tx for SqlTx<'_> {
                 .do_update()
                 .set(job_files::attempt.eq(attempt))
                 .execute(c))
-            .map_err(db_err)?;
+            .map_err(|e| match e {
+                // The sweeper removed the file between the caller's check and this insert.
+                diesel::result::Error::DatabaseError(
+                    diesel::result::DatabaseErrorKind::ForeignKeyViolation,
+                    _,
+                ) => DomainError::invalid(format!(
+                    "attachments: file {} no longer exists (uploads no job references are \
+                     removed after a day); upload it again",
+                    f.file
+                )),
+                e => db_err(e),
+            })?;
         }
         Ok(())
     }

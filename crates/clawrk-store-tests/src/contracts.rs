@@ -1331,3 +1331,145 @@ async fn a_disabled_webhook_holds_its_deliveries() {
         "the cancel happened while disabled"
     );
 }
+
+/// Files' metadata round trip, what a user's files take, references from a job's attachments
+/// and submissions, who may read them, and the sweeper keeping what is referenced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn files_are_kept_referenced_and_swept() {
+    let h = &HARNESS;
+    let f = Fixture::new(h).await;
+    let m = &f.market;
+    let sender = f.user("sender", 1_000).await;
+    let worker = f.user("worker", 0).await;
+    let stranger = f.user("stranger", 0).await;
+    f.agent(worker.id).await;
+    let input = f.upload(sender.id, "in \"q\".txt", b"input bytes").await;
+    let loose = f.upload(sender.id, "loose.txt", b"loose").await;
+    assert_eq!(m.file(sender.id, input.id).await.unwrap(), input);
+    let (sid, ids) = (sender.id, vec![input.id, loose.id]);
+    let used = f
+        .store
+        .read(move |tx| Ok((tx.storage_used(sid)?, tx.files(&ids)?.len())))
+        .await
+        .unwrap();
+    assert_eq!(used, (16, 2));
+
+    let run = RunRequest {
+        prompt: "Summarise the file".into(),
+        attachments: vec![input.id],
+        confirmed: true,
+        ..RunRequest::default()
+    };
+    let RunOutcome::Queued(job) = m.run(sender.id, run).await.unwrap() else {
+        panic!("not queued");
+    };
+    let shown = &job.attachments.0;
+    assert!(shown.contains(&format!("\"id\":\"{}\"", input.id)), "{shown}");
+    assert!(shown.contains(r#""filename":"in \"q\".txt""#), "{shown}");
+    assert!(shown.contains(&input.sha256_hex()), "{shown}");
+    // The stored job shows the same.
+    assert_eq!(m.job(sender.id, job.id).await.unwrap().attachments, job.attachments);
+    assert!(m.file(worker.id, input.id).await.is_err(), "not before it holds the job");
+    m.pull(worker.id, &DEFAULT).await.unwrap().unwrap();
+    assert_eq!(m.file(worker.id, input.id).await.unwrap().id, input.id);
+    m.accept(worker.id, job.id, &DEFAULT).await.unwrap();
+    let out = f.upload(worker.id, "out.txt", b"the summary").await;
+    let submitted = m
+        .submit(
+            worker.id,
+            job.id,
+            Output::new(None, Some(vec![out.id])).unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(submitted.status, JobStatus::Submitted);
+    assert_eq!(m.file(sender.id, out.id).await.unwrap().id, out.id);
+    assert!(m.file(stranger.id, out.id).await.is_err());
+    assert!(m.file(stranger.id, input.id).await.is_err());
+    let jid = job.id;
+    let (inputs, outputs, of_attempt_2, refs) = f
+        .store
+        .read(move |tx| {
+            use clawrk_domain::files::FileRole;
+            Ok((
+                tx.job_files(jid, FileRole::Input, None)?,
+                tx.job_files(jid, FileRole::Output, Some(1))?,
+                tx.job_files(jid, FileRole::Output, Some(2))?,
+                tx.file_references(out.id)?,
+            ))
+        })
+        .await
+        .unwrap();
+    assert_eq!(inputs, vec![input.clone()]);
+    assert_eq!(outputs.len(), 1);
+    assert!(of_attempt_2.is_empty());
+    assert_eq!(refs.len(), 1);
+    assert_eq!(refs[0].0.id, job.id);
+
+    // A day later, only the unreferenced upload goes.
+    f.clock.advance(Duration::from_secs(25 * 3600));
+    let report = m.sweep().await.unwrap();
+    assert_eq!(report.removed_files, 1);
+    assert!(m.file(sender.id, loose.id).await.is_err());
+    assert!(!f.files.keys().contains(&loose.id.to_string()));
+    assert!(m.file(sender.id, input.id).await.is_ok());
+    assert!(m.file(worker.id, out.id).await.is_ok());
+    assert_eq!(m.sweep().await.unwrap().removed_files, 0);
+    f.check(h).await;
+}
+
+/// Jobs created with day-old uploads while sweeps run: each job keeps its file, and every file
+/// removed is referenced by no job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sweeps_racing_new_references_never_leave_a_job_without_its_file() {
+    let h = &HARNESS;
+    let f = Fixture::new(h).await;
+    let sender = f.user("sender", 100_000).await;
+    let mut uploads = Vec::new();
+    for i in 0..12 {
+        let name: &'static str = Box::leak(format!("f{i}.txt").into_boxed_str());
+        uploads.push(f.upload(sender.id, name, b"data").await);
+    }
+    f.clock.advance(Duration::from_secs(25 * 3600));
+    let mut tasks = Vec::new();
+    for u in &uploads {
+        let m = f.market.clone();
+        let (sid, fid) = (sender.id, u.id);
+        tasks.push(tokio::spawn(async move {
+            let run = RunRequest {
+                prompt: format!("Use file {fid}"),
+                attachments: vec![fid],
+                confirmed: true,
+                ..RunRequest::default()
+            };
+            (Some(fid), m.run(sid, run).await)
+        }));
+    }
+    for _ in 0..3 {
+        let m = f.market.clone();
+        tasks.push(tokio::spawn(async move {
+            let _ = m.sweep().await;
+            (None, Err(DomainError::invalid("a sweep")))
+        }));
+    }
+    let mut created = Vec::new();
+    for t in tasks {
+        if let (Some(fid), Ok(RunOutcome::Queued(job))) = t.await.unwrap() {
+            created.push((fid, job.id));
+        }
+    }
+    let _ = f.market.sweep().await.unwrap();
+    for (fid, jid) in &created {
+        assert!(
+            f.market.file(sender.id, *fid).await.is_ok(),
+            "job {jid}'s file {fid} was removed"
+        );
+    }
+    let kept: HashSet<_> = created.iter().map(|(fid, _)| *fid).collect();
+    for u in &uploads {
+        if !kept.contains(&u.id) {
+            assert!(f.market.file(sender.id, u.id).await.is_err(), "{} kept", u.id);
+        }
+    }
+    f.check(h).await;
+}

@@ -322,6 +322,17 @@ impl<H: Harness> Fixture<H> {
         }
     }
 
+    /// Uploads `data` as `user`'s text file `name`.
+    pub async fn upload(&self, user: UserId, name: &str, data: &'static [u8]) -> FileMeta {
+        let body = futures::stream::iter([Ok(bytes::Bytes::from_static(data))]);
+        let info = clawrk_domain::service::UploadInfo {
+            filename: name.into(),
+            content_type: Some("text/plain".into()),
+            declared_len: None,
+        };
+        self.market.upload(user, info, body).await.unwrap()
+    }
+
     /// A user with `cents` credited.
     pub async fn user(&self, name: &str, cents: i64) -> User {
         let u = self.market.create_user(name).await.unwrap();
