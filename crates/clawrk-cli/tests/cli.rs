@@ -755,3 +755,88 @@ fn webhooks_are_managed_from_the_cli() {
     assert!(alice.ok(&["webhooks", "rm", &id]).contains("Deleted"));
     assert_eq!(code(&alice.run(&["webhooks", "deliveries", &id])), 6);
 }
+
+/// Reads the job's file, writes a file of its own and prints a haiku.
+const FILE_WORKER: &str = r#"#!/bin/sh
+set -e
+test -f "$CLAWRK_INPUT_DIR/notes.txt"
+tr 'a-z' 'A-Z' < "$CLAWRK_INPUT_DIR/notes.txt" > "$CLAWRK_OUTPUT_DIR/summary.txt"
+printf 'Grey waves fold and break\nwhite foam breathes upon the sand\nthe tide pulls back home\n'
+"#;
+
+#[test]
+fn files_travel_with_jobs_both_ways() {
+    let server = Server::start();
+    let alice = user(&server, "alice", 10_000);
+    let bob = user(&server, "bob", 0);
+    let notes = alice.home.path().join("notes.txt");
+    std::fs::write(&notes, "the sea at dawn, grey waves\n").unwrap();
+    let posted: Value = serde_json::from_str(&alice.ok(&[
+        "--json",
+        "run",
+        "Write a haiku about the sea from my notes",
+        "-y",
+        "--attach",
+        notes.to_str().unwrap(),
+    ]))
+    .unwrap();
+    let job = posted["id"].as_str().unwrap().to_string();
+    assert_eq!(posted["attachments"][0]["filename"], "notes.txt");
+    assert_eq!(posted["attachments"][0]["content_type"], "text/plain");
+    let shown = alice.ok(&["job", &job]);
+    assert!(
+        shown.contains("file: notes.txt (text/plain, 28 B)"),
+        "{shown}"
+    );
+
+    // The agent runtime hands the command the job's files and submits the files it writes.
+    let script = bob.home.path().join("worker.sh");
+    std::fs::write(&script, FILE_WORKER).unwrap();
+    let exec = format!("sh {}", script.display());
+    let o = bob.run(&["--json", "agent", "run", "--exec", &exec, "--max-jobs", "1"]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let done: Value = serde_json::from_str(&alice.ok(&["--json", "job", &job])).unwrap();
+    assert_eq!(done["status"], "verified", "{done}");
+    let out = &done["output_attachments"][0];
+    assert_eq!(out["filename"], "summary.txt");
+    let out_id = out["id"].as_str().unwrap();
+    let saved = alice.home.path().join("got.txt");
+    alice.ok(&["files", "get", out_id, "-o", saved.to_str().unwrap()]);
+    assert_eq!(
+        std::fs::read_to_string(&saved).unwrap(),
+        "THE SEA AT DAWN, GREY WAVES\n"
+    );
+    assert_eq!(
+        alice.ok(&["files", "get", out_id, "-o", "-"]),
+        "THE SEA AT DAWN, GREY WAVES\n"
+    );
+    assert!(
+        alice
+            .ok(&["job", &job])
+            .contains("output file: summary.txt")
+    );
+    // Nobody else reads it.
+    let carol = user(&server, "carol", 0);
+    let denied = carol.run(&["files", "info", out_id]);
+    assert_ne!(code(&denied), 0);
+    assert!(
+        stderr(&denied).contains("file not found"),
+        "{}",
+        stderr(&denied)
+    );
+
+    // By hand: upload, inspect, submit attachments only.
+    alice.ok(&["run", "Write a haiku about the sea", "-y"]);
+    bob.ok(&["pull"]);
+    bob.ok(&["accept"]);
+    let haiku = bob.home.path().join("haiku.md");
+    std::fs::write(&haiku, HAIKU).unwrap();
+    let put = bob.ok(&["files", "put", haiku.to_str().unwrap()]);
+    assert!(put.contains("haiku.md  text/markdown"), "{put}");
+    let info = bob.ok(&["files", "info", put.split_whitespace().next().unwrap()]);
+    assert!(info.contains("sha256 "), "{info}");
+    let sent = bob.ok(&["submit", "--attach", haiku.to_str().unwrap()]);
+    assert!(sent.contains("Submitted"), "{sent}");
+    let missing = bob.run(&["submit", "--attach", "/nonexistent/file.txt"]);
+    assert_eq!(code(&missing), 2, "{}", stderr(&missing));
+}

@@ -394,13 +394,24 @@ impl Verifier for Heuristic {
         _log: Arc<dyn LogSink>,
     ) -> Result<Assessment, LlmError> {
         let criteria = task.criteria();
-        // Text files are read as part of the output; other files only show that there is one.
-        let mut combined = task.output.trim().to_string();
-        for text in task.files.iter().filter_map(|f| f.text.as_deref()) {
-            combined.push('\n');
-            combined.push_str(text);
-        }
-        let output = combined.trim();
+        // The criteria are judged on the output's text, or on its text files when it has no text
+        // (a file beside a text is supporting material, not the deliverable whose form is
+        // checked); the output's own terms count in all of them. Other files only show that
+        // there is one.
+        let file_text = task
+            .files
+            .iter()
+            .filter_map(|f| f.text.as_deref())
+            .collect::<Vec<_>>()
+            .join("\n");
+        let text = task.output.trim();
+        let judged = if text.is_empty() {
+            file_text.trim()
+        } else {
+            text
+        };
+        let everything = format!("{text}\n{file_text}");
+        let output = everything.trim();
         let opaque_files = task.files.iter().any(|f| f.text.is_none());
         let mut context = format!("{} {} {}", task.title, task.description, task.requirements);
         for c in &criteria {
@@ -425,7 +436,7 @@ impl Verifier for Heuristic {
                     passed: false,
                     note: why.clone(),
                 },
-                None => judge(c, output),
+                None => judge(c, judged),
             })
             .collect();
         let met = results.iter().filter(|r| r.passed).count();

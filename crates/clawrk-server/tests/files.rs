@@ -168,7 +168,15 @@ async fn round_trip(db: Db, backend: Backend) {
         empty.sha256,
         "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
     );
-    assert!(c.download(empty.id).await.unwrap().bytes().await.unwrap().is_empty());
+    assert!(
+        c.download(empty.id)
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap()
+            .is_empty()
+    );
     if let Backend::S3(moto) = &backend {
         let keys = moto.keys("clawrk-files");
         assert!(keys.contains(&format!("uploads/{}", f.id)), "{keys:?}");
@@ -188,7 +196,11 @@ async fn limits(db: Db, backend: Backend) {
         .upload_bytes("big.bin", "application/octet-stream", pattern(1001))
         .await
         .unwrap_err();
-    assert_eq!(too_big.code(), Some(ErrorCode::PayloadTooLarge), "{too_big}");
+    assert_eq!(
+        too_big.code(),
+        Some(ErrorCode::PayloadTooLarge),
+        "{too_big}"
+    );
     c.upload_bytes("a.bin", "application/octet-stream", pattern(900))
         .await
         .unwrap();
@@ -197,7 +209,10 @@ async fn limits(db: Db, backend: Backend) {
         .await
         .unwrap_err();
     assert_eq!(full.code(), Some(ErrorCode::PayloadTooLarge));
-    assert!(full.to_string().contains("600 of 1500 bytes left"), "{full}");
+    assert!(
+        full.to_string().contains("600 of 1500 bytes left"),
+        "{full}"
+    );
     // Chunked, without a length: refused while reading.
     let http = reqwest::Client::new();
     let body = reqwest::Body::wrap_stream(futures::stream::iter(
@@ -261,7 +276,11 @@ async fn verified_with_attachments(db: Db, backend: Backend) {
         server.client(&stranger.key),
     );
     let input = s
-        .upload_bytes("poem-notes.txt", "text/plain", b"the sea, the tide".to_vec())
+        .upload_bytes(
+            "poem-notes.txt",
+            "text/plain",
+            b"the sea, the tide".to_vec(),
+        )
         .await
         .unwrap();
     let secret = s
@@ -352,13 +371,20 @@ async fn verified_with_attachments(db: Db, backend: Backend) {
         .filter(|b| !b.contains("structured_job"))
         .collect();
     assert!(
-        asked.iter().any(|b| b.contains("haiku.txt")
-            && b.contains("the tide keeps its slow promise")),
+        asked
+            .iter()
+            .any(|b| b.contains("haiku.txt") && b.contains("the tide keeps its slow promise")),
         "the verifier reads the text attachment: {asked:?}"
     );
     // The sender reads the output; nobody else does.
     assert_eq!(
-        s.download(out.id).await.unwrap().bytes().await.unwrap().len() as u64,
+        s.download(out.id)
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap()
+            .len() as u64,
         out.size_bytes
     );
     assert_eq!(

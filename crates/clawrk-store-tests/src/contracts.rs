@@ -1364,12 +1364,21 @@ async fn files_are_kept_referenced_and_swept() {
         panic!("not queued");
     };
     let shown = &job.attachments.0;
-    assert!(shown.contains(&format!("\"id\":\"{}\"", input.id)), "{shown}");
+    assert!(
+        shown.contains(&format!("\"id\":\"{}\"", input.id)),
+        "{shown}"
+    );
     assert!(shown.contains(r#""filename":"in \"q\".txt""#), "{shown}");
     assert!(shown.contains(&input.sha256_hex()), "{shown}");
     // The stored job shows the same.
-    assert_eq!(m.job(sender.id, job.id).await.unwrap().attachments, job.attachments);
-    assert!(m.file(worker.id, input.id).await.is_err(), "not before it holds the job");
+    assert_eq!(
+        m.job(sender.id, job.id).await.unwrap().attachments,
+        job.attachments
+    );
+    assert!(
+        m.file(worker.id, input.id).await.is_err(),
+        "not before it holds the job"
+    );
     m.pull(worker.id, &DEFAULT).await.unwrap().unwrap();
     assert_eq!(m.file(worker.id, input.id).await.unwrap().id, input.id);
     m.accept(worker.id, job.id, &DEFAULT).await.unwrap();
@@ -1468,7 +1477,11 @@ async fn sweeps_racing_new_references_never_leave_a_job_without_its_file() {
     let kept: HashSet<_> = created.iter().map(|(fid, _)| *fid).collect();
     for u in &uploads {
         if !kept.contains(&u.id) {
-            assert!(f.market.file(sender.id, u.id).await.is_err(), "{} kept", u.id);
+            assert!(
+                f.market.file(sender.id, u.id).await.is_err(),
+                "{} kept",
+                u.id
+            );
         }
     }
     f.check(h).await;
