@@ -26,9 +26,9 @@ fn file_id(raw: &str) -> ApiResult<FileId> {
 /// Uploads a file: the request's body is the file, `Content-Type` its type.
 #[utoipa::path(post, path = "/api/files", tag = "files",
     params(
-        ("filename" = String, Query, min_length = 1, max_length = 255, pattern = "^[^/\\\\\\u0000-\\u001F\\u007F]*[^/\\\\\\s\\u0000-\\u001F\\u007F][^/\\\\\\u0000-\\u001F\\u007F]*$", description = "the file's name (no `/`, `\\` or control characters)"),
+        ("filename" = String, Query, min_length = 1, max_length = 255, pattern = "^(?!\\s*\\.{1,2}\\s*$)[^/\\\\\\u0000-\\u001F\\u007F-\\u009F]*[^/\\\\\\s\\u0000-\\u001F\\u007F-\\u009F][^/\\\\\\u0000-\\u001F\\u007F-\\u009F]*$", description = "the file's name: no `/`, `\\` or control characters, not `.` or `..`"),
     ),
-    request_body(content = Vec<u8>, content_type = "*/*", description = "the file's bytes; `Content-Type` is stored as its type (default `application/octet-stream`)"),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "the file's bytes; the request's `Content-Type` is stored as the file's type (any media type; `application/octet-stream` when absent)"),
     responses((status = 201, description = "the file: reference it by `id` in `attachments`", body = api::FileInfo),
         (status = 400, description = "`invalid_input`: no or a bad `filename`, a malformed `Content-Type`", body = ErrorBody),
         (status = 413, description = "`payload_too_large`: over `CLAWRK_MAX_FILE_BYTES` (25 MiB by default) or over what is left of your storage (`CLAWRK_MAX_USER_STORAGE_BYTES`)", body = ErrorBody)),

@@ -76,13 +76,14 @@ impl Modify for Complete {
         if let Some(components) = api.components.as_mut() {
             refine(&mut components.schemas);
         }
+        binary_bodies(api);
         link(api);
     }
 }
 
 /// Where the id of an answer leads: (operation, status, JSON pointer to the id, operations that
 /// take it as `id`). Clients and fuzzers follow them to chain calls (run → pay → …).
-const LINKS: [(&str, &str, &str, &[&str]); 7] = [
+const LINKS: [(&str, &str, &str, &[&str]); 8] = [
     (
         "run",
         "201",
@@ -117,7 +118,38 @@ const LINKS: [(&str, &str, &str, &[&str]); 7] = [
             "list_deliveries",
         ],
     ),
+    ("upload", "201", "/id", &["download", "file_meta"]),
 ];
+
+/// File bytes are a binary string (`format: binary`), not the array of integers a `Vec<u8>`
+/// would document.
+fn binary_bodies(api: &mut utoipa::openapi::OpenApi) {
+    const BYTES: &str = "application/octet-stream";
+    let binary = || {
+        RefOr::T(Schema::Object(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::Binary)))
+                .build(),
+        ))
+    };
+    for item in api.paths.paths.values_mut() {
+        for op in operations(item) {
+            if let Some(RefOr::T(body)) = op.request_body.as_mut()
+                && let Some(RefOr::T(c)) = body.content.get_mut(BYTES)
+            {
+                c.schema = Some(binary());
+            }
+            for r in op.responses.responses.values_mut() {
+                if let RefOr::T(r) = r
+                    && let Some(RefOr::T(c)) = r.content.get_mut(BYTES)
+                {
+                    c.schema = Some(binary());
+                }
+            }
+        }
+    }
+}
 
 fn link(api: &mut utoipa::openapi::OpenApi) {
     for item in api.paths.paths.values_mut() {
