@@ -89,6 +89,26 @@ impl<'de> Deserialize<'de> for AttachmentRef {
     }
 }
 
+/// `attachments` naming `files` by id; `None` for none.
+pub(crate) fn refs(files: impl IntoIterator<Item = Uuid>) -> Option<Vec<AttachmentRef>> {
+    let refs: Vec<_> = files.into_iter().map(AttachmentRef::Id).collect();
+    (!refs.is_empty()).then_some(refs)
+}
+
+/// Percent-encodes every byte of `text` but ASCII letters, digits and `keep` (UTF-8 bytes as
+/// `%XX`): a file name in a query string, or in `Content-Disposition`'s `filename*`.
+pub fn percent_encode(text: &str, keep: &[u8]) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || keep.contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 impl From<Uuid> for AttachmentRef {
     fn from(id: Uuid) -> Self {
         AttachmentRef::Id(id)

@@ -373,11 +373,7 @@ impl RunRequest {
 
     /// With these uploaded files attached.
     pub fn attach(mut self, files: impl IntoIterator<Item = Uuid>) -> Self {
-        let refs: Vec<_> = files
-            .into_iter()
-            .map(crate::files::AttachmentRef::Id)
-            .collect();
-        self.attachments = (!refs.is_empty()).then_some(refs);
+        self.attachments = crate::files::refs(files);
         self
     }
 }
@@ -411,11 +407,7 @@ impl SubmitRequest {
 
     /// With these uploaded files attached.
     pub fn attach(mut self, files: impl IntoIterator<Item = Uuid>) -> Self {
-        let refs: Vec<_> = files
-            .into_iter()
-            .map(crate::files::AttachmentRef::Id)
-            .collect();
-        self.attachments = (!refs.is_empty()).then_some(refs);
+        self.attachments = crate::files::refs(files);
         self
     }
 }

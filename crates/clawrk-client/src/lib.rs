@@ -91,15 +91,8 @@ use api::*;
 
 /// The upload route with its `filename` query, percent-encoded.
 fn upload_path(filename: &str) -> String {
-    let mut q = String::new();
-    for b in filename.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            q.push(b as char);
-        } else {
-            q.push_str(&format!("%{b:02X}"));
-        }
-    }
-    format!("/api/files?filename={q}")
+    let name = api::files::percent_encode(filename, b"-._~");
+    format!("/api/files?filename={name}")
 }
 use futures::Stream;
 use reqwest::Method;

@@ -170,14 +170,7 @@ fn disposition(name: &str) -> String {
             }
         })
         .collect();
-    let mut encoded = String::new();
-    for b in name.bytes() {
-        if b.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&b) {
-            encoded.push(b as char);
-        } else {
-            encoded.push_str(&format!("%{b:02X}"));
-        }
-    }
+    let encoded = api::files::percent_encode(name, b"!#$&+-.^_`|~");
     format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
 }
 

@@ -179,8 +179,9 @@ fn link(api: &mut utoipa::openapi::OpenApi) {
     }
 }
 
-/// Operations whose body may be left out (an empty body means "the defaults").
-const OPTIONAL_BODIES: [&str; 5] = ["pull", "claim", "accept", "reject", "fail"];
+/// Operations whose body may be left out (an empty body means "the defaults"; for an upload, an
+/// empty file).
+const OPTIONAL_BODIES: [&str; 6] = ["pull", "claim", "accept", "reject", "fail", "upload"];
 
 /// A text without NUL, which no stored text may hold.
 const NO_NUL: &str = "^[^\\u0000]*$";

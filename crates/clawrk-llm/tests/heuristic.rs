@@ -292,3 +292,39 @@ fn no_text_makes_the_heuristic_panic() {
         check(&text);
     });
 }
+
+/// Text files count as the output when it has no text; a file beside a text is material, not the
+/// deliverable whose form is checked.
+#[tokio::test]
+async fn files_are_read_as_the_output_when_there_is_no_text() {
+    use clawrk_domain::files::VerifyFile;
+    let file = |text: &str| VerifyFile {
+        filename: "poem.txt".into(),
+        content_type: "text/plain".into(),
+        size_bytes: text.len() as u64,
+        text: Some(text.into()),
+        truncated: false,
+    };
+    let good = "Ownership moves on\nthe borrow checker frowns, then nods\nmy code compiles now";
+    let judge = |output: &str, files: Vec<VerifyFile>| {
+        let t = VerifyTask {
+            files,
+            ..task(output)
+        };
+        async move {
+            Heuristic
+                .verify(&t, Arc::new(Lines::default()))
+                .await
+                .unwrap()
+        }
+    };
+    let only_file = judge("", vec![file(good)]).await;
+    assert!(only_file.passed, "the file is the output: {only_file:?}");
+    let beside = judge(good, vec![file("notes\nmore notes\nand more\nand more")]).await;
+    assert!(
+        beside.passed,
+        "the text's form is checked, not the file's: {beside:?}"
+    );
+    let restated = judge("", vec![file("Write a haiku about Rust")]).await;
+    assert!(!restated.passed, "{restated:?}");
+}

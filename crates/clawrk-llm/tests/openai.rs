@@ -349,3 +349,92 @@ async fn long_words_and_urls_are_still_words() {
         .unwrap();
     assert!(s.title.starts_with("Translate Donau"));
 }
+
+/// The user message of the one request the server received.
+async fn sent_user_message(server: &MockServer) -> String {
+    let reqs = server.received_requests().await.unwrap();
+    let body: Value = serde_json::from_slice(&reqs[0].body).unwrap();
+    body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["role"] == "user")
+        .unwrap()["content"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test]
+async fn the_verifier_gets_files_inside_the_submission_and_the_structurer_their_names() {
+    use clawrk_domain::files::{FileId, FileMeta, VerifyFile};
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ok(json!({
+            "passed": true,
+            "reasoning": "ok",
+            "criteria": [
+                {"criterion": "Mentions Bell Labs", "passed": true, "note": "yes"},
+                {"criterion": "Mentions 1969", "passed": true, "note": "yes"}
+            ]
+        })))
+        .mount(&server)
+        .await;
+    let mut t = task("See the files.");
+    t.files = vec![
+        VerifyFile {
+            filename: "history.md".into(),
+            content_type: "text/markdown".into(),
+            size_bytes: 100_000,
+            text: Some("Unix began at Bell Labs in 1969.".into()),
+            truncated: true,
+        },
+        VerifyFile {
+            filename: "timeline.png".into(),
+            content_type: "image/png".into(),
+            size_bytes: 2048,
+            text: None,
+            truncated: false,
+        },
+    ];
+    llm(&server, 0, Duration::from_secs(5))
+        .verify(&t, Arc::new(Lines::default()))
+        .await
+        .unwrap();
+    let user = sent_user_message(&server).await;
+    let open = user.find("<submission-").expect("an opening marker");
+    let close = user.find("</submission-").expect("a closing marker");
+    let text = user.find("Unix began at Bell Labs in 1969.").unwrap();
+    let image = user
+        .find("\"timeline.png\", image/png, 2048 bytes")
+        .unwrap();
+    assert!(open < text && text < close, "{user}");
+    assert!(open < image && image < close, "{user}");
+    assert!(user.contains("\"history.md\", text/markdown, 100000 bytes, its first 32 bytes"));
+    assert!(user.contains("its content is not shown"));
+
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ok(job_answer(500, 600)))
+        .mount(&server)
+        .await;
+    let file = FileMeta {
+        id: FileId(uuid::Uuid::nil()),
+        owner: clawrk_domain::UserId(uuid::Uuid::nil()),
+        filename: "sales.csv".into(),
+        content_type: "text/csv".into(),
+        size_bytes: 5312,
+        sha256: [0; 32],
+        created_at: clawrk_domain::Timestamp::from_millis(0),
+    };
+    llm(&server, 0, Duration::from_secs(5))
+        .structure(PROMPT, &[file])
+        .await
+        .unwrap();
+    let user = sent_user_message(&server).await;
+    assert!(user.starts_with(PROMPT), "{user}");
+    assert!(
+        user.contains("- \"sales.csv\" (text/csv, 5312 bytes)"),
+        "{user}"
+    );
+}
