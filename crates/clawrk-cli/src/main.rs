@@ -288,8 +288,8 @@ enum FilesCmd {
     },
     /// A file's name, type, size and SHA-256.
     Info { id: String },
-    /// Download a file: to its own name in the current directory, to PATH with -o, or to
-    /// stdout with `-o -`.
+    /// Download a file: to its own name in the current directory (never over an existing file),
+    /// to PATH with -o, or to stdout with `-o -`.
     Get {
         id: String,
         #[arg(short = 'o', long = "output", value_name = "PATH")]
@@ -1144,11 +1144,12 @@ async fn upload_all(
     paths: &[PathBuf],
     content_type: Option<&str>,
 ) -> Result<Vec<FileInfo>, Failure> {
+    // Every path is checked before the first upload, so that a typo uploads nothing.
+    if let Some(p) = paths.iter().find(|p| !p.is_file()) {
+        return Err(Failure::usage(format!("{} is not a file", p.display())));
+    }
     let mut done = Vec::with_capacity(paths.len());
     for p in paths {
-        if !p.is_file() {
-            return Err(Failure::usage(format!("{} is not a file", p.display())));
-        }
         let f = c
             .upload_file(p, content_type)
             .await
@@ -1198,7 +1199,16 @@ async fn files(ctx: &Ctx, action: FilesCmd) -> Result<(), Failure> {
                 _ if to_stdout => PathBuf::new(),
                 _ => {
                     let meta = c.file_meta(id).await.map_err(|e| ctx.explain(e))?;
-                    PathBuf::from(meta.filename)
+                    let own = PathBuf::from(meta.filename);
+                    // Its own name is a guess at what the caller wants: never over a file of
+                    // theirs (a path given with -o is what they asked for).
+                    if own.exists() {
+                        return Err(Failure::usage(format!(
+                            "{} exists here: choose where with -o PATH",
+                            own.display()
+                        )));
+                    }
+                    own
                 }
             };
             let mut dl = c.download(id).await.map_err(|e| ctx.explain(e))?;
