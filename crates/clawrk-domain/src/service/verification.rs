@@ -105,7 +105,17 @@ impl Marketplace {
         // The submission's files are read before the verifier is called; storage that cannot be
         // read counts as a verifier error (the submission is tried again), never as a failure of
         // the agent.
-        let judged = match self.verify_files(id, attempt).await {
+        // Most submissions have no files: they cost no read.
+        let has_files = job
+            .output_attachments
+            .as_ref()
+            .is_some_and(|a| !a.is_empty_array());
+        let files = if has_files {
+            self.verify_files(id, attempt).await
+        } else {
+            Ok(Vec::new())
+        };
+        let judged = match files {
             Ok(files) => {
                 let task = VerifyTask::for_job(&job, files);
                 self.ports.verifier.verify(&task, notes.clone()).await
