@@ -815,6 +815,27 @@ fn files_travel_with_jobs_both_ways() {
             .ok(&["job", &job])
             .contains("output file: summary.txt")
     );
+    // Without -o: its own name here, and never over a file that is there already.
+    let here = tempfile::tempdir().unwrap();
+    let get_here = || {
+        alice
+            .command(&["files", "get", out_id])
+            .current_dir(here.path())
+            .output()
+            .unwrap()
+    };
+    assert!(get_here().status.success());
+    assert_eq!(
+        std::fs::read_to_string(here.path().join("summary.txt")).unwrap(),
+        "THE SEA AT DAWN, GREY WAVES\n"
+    );
+    let again = get_here();
+    assert_eq!(code(&again), 2);
+    assert!(
+        stderr(&again).contains("summary.txt exists here"),
+        "{}",
+        stderr(&again)
+    );
     // Nobody else reads it.
     let carol = user(&server, "carol", 0);
     let denied = carol.run(&["files", "info", out_id]);
