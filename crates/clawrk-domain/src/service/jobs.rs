@@ -234,7 +234,7 @@ impl Marketplace {
             })
             .collect();
         let attached = inputs.clone();
-        let paid_with_files = !inputs.is_empty();
+        let with_files = !inputs.is_empty();
         let attempt = self
             .store()
             .transaction(move |tx| {
@@ -258,10 +258,11 @@ impl Marketplace {
                     }
                     Ok(())
                 };
-                if !paid_with_files {
-                    self.store().single(write).await?;
-                } else {
+                // The job and its references together; a job alone is one statement.
+                if with_files {
                     self.store().transaction(write).await?;
+                } else {
+                    self.store().single(write).await?;
                 }
                 Ok(RunOutcome::PendingPayment {
                     required: unpaid.price.cents(),

@@ -102,10 +102,9 @@ impl Marketplace {
         let notes = Arc::new(Notes::default());
         let attempt = job.attempt_count;
         let id = job.id;
-        // The submission's files are read before the verifier is called; storage that cannot be
-        // read counts as a verifier error (the submission is tried again), never as a failure of
-        // the agent.
-        // Most submissions have no files: they cost no read.
+        // The submission's files are read before the verifier is called (most submissions have
+        // none: they cost no read). Storage that cannot be read counts as a verifier error (the
+        // submission is tried again), never as a failure of the agent.
         let has_files = job
             .output_attachments
             .as_ref()
