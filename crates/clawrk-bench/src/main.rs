@@ -333,7 +333,12 @@ impl Server {
             .port();
         let mut cmd = Command::new(server_bin());
         match store {
-            On::Postgres(url) => cmd.env("DATABASE_URL", url),
+            // The workloads upload nothing; the directory only keeps the server's default (the
+            // working directory's `clawrk-files/`) out of the clone.
+            On::Postgres(url) => cmd.env("DATABASE_URL", url).env(
+                "CLAWRK_FILES_DIR",
+                std::env::temp_dir().join(format!("clawrk-bench-files-{port}")),
+            ),
             On::Sqlite(path) => cmd.env_remove("DATABASE_URL").env("CLAWRK_DB_PATH", path),
         };
         let child = cmd

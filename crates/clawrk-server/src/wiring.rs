@@ -382,7 +382,12 @@ pub fn files_location(
     if let Some(url) = s.files_url.as_deref().filter(|u| !u.trim().is_empty()) {
         return Ok(url.trim().to_string());
     }
-    Err(match (&s.files_dir, &store_args.database_url) {
+    // An empty DATABASE_URL means the embedded store, as for the store itself.
+    let postgres = store_args
+        .database_url
+        .as_deref()
+        .filter(|u| !u.trim().is_empty());
+    Err(match (&s.files_dir, postgres) {
         (Some(dir), _) => dir.clone(),
         (None, Some(_)) => std::path::PathBuf::from("clawrk-files"),
         (None, None) => store_args
@@ -437,6 +442,40 @@ pub fn marketplace(
 #[cfg(test)]
 mod tests {
     use super::redact;
+
+    #[test]
+    fn files_go_beside_the_embedded_database_unless_told_otherwise() {
+        use crate::cli::{ServeArgs, StoreArgs};
+        use std::path::PathBuf;
+        let store = |url: Option<&str>| StoreArgs {
+            database_url: url.map(str::to_string),
+            db_path: PathBuf::from("/data/clawrk.db"),
+            db_pool: 1,
+            db_timeout_seconds: 1,
+        };
+        let serve = |url: Option<&str>, dir: Option<&str>| ServeArgs {
+            files_url: url.map(str::to_string),
+            files_dir: dir.map(PathBuf::from),
+            ..ServeArgs::defaults()
+        };
+        let at = |s: &StoreArgs, a: &ServeArgs| super::files_location(s, a);
+        let beside = Err(PathBuf::from("/data/clawrk-files"));
+        assert_eq!(at(&store(None), &serve(None, None)), beside);
+        // An empty DATABASE_URL is the embedded store too.
+        assert_eq!(at(&store(Some("")), &serve(None, None)), beside);
+        assert_eq!(
+            at(&store(Some("postgres://db/x")), &serve(None, None)),
+            Err(PathBuf::from("clawrk-files"))
+        );
+        assert_eq!(
+            at(&store(None), &serve(None, Some("/files"))),
+            Err(PathBuf::from("/files"))
+        );
+        assert_eq!(
+            at(&store(None), &serve(Some(" s3://b/p "), Some("/files"))),
+            Ok("s3://b/p".to_string())
+        );
+    }
 
     #[test]
     fn passwords_are_not_logged() {
