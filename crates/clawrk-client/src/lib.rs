@@ -281,6 +281,21 @@ impl JobsQuery {
 }
 
 /// A successful answer.
+/// What a call does with a 2xx answer's body.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Read {
+    /// Reads it whole (and tries again if it breaks off, where repeating is safe).
+    Whole,
+    /// Leaves it to the caller, as it arrives.
+    Stream,
+}
+
+/// A 2xx answer, read as asked.
+enum Reply {
+    Whole(Answer),
+    Stream(reqwest::Response),
+}
+
 /// A request's body.
 enum Payload {
     None,
@@ -447,6 +462,22 @@ impl Client {
         body: &Payload,
         idem: Idem,
     ) -> Result<Answer> {
+        match self.exchange(method, path, body, idem, Read::Whole).await? {
+            Reply::Whole(answer) => Ok(answer),
+            Reply::Stream(_) => Err(Error::Decode("an unread answer".into())),
+        }
+    }
+
+    /// One call, retried per the policy; a 2xx answer's body is read whole, or (`Read::Stream`)
+    /// left for the caller to read as it arrives. Every other status is `Error::Api`.
+    async fn exchange(
+        &self,
+        method: Method,
+        path: &str,
+        body: &Payload,
+        idem: Idem,
+        read: Read,
+    ) -> Result<Reply> {
         let key = match idem {
             Idem::No => None,
             Idem::Yes => Some(
@@ -507,6 +538,9 @@ impl Client {
                         tokio::time::sleep(wait).await;
                         continue;
                     }
+                    if read == Read::Stream && (200..300).contains(&status) {
+                        return Ok(Reply::Stream(resp));
+                    }
                     let body = match resp.bytes().await {
                         Ok(b) => b,
                         Err(e) if !last && (key.is_some() || method == Method::GET) => {
@@ -517,11 +551,11 @@ impl Client {
                         Err(e) => return Err(Error::Transport(e)),
                     };
                     if (200..300).contains(&status) {
-                        return Ok(Answer {
+                        return Ok(Reply::Whole(Answer {
                             status,
                             headers,
                             body: body.to_vec(),
-                        });
+                        }));
                     }
                     return Err(Error::Api(ClientError::from_answer(status, &body)));
                 }
@@ -856,17 +890,15 @@ impl Client {
 
     /// `GET /api/files/{id}`: the file's bytes, as they arrive.
     pub async fn download(&self, id: Uuid) -> Result<Download> {
-        let url = format!("{}/api/files/{id}", self.inner.base);
-        let mut req = self.inner.http.get(&url).timeout(self.inner.timeout);
-        if let Some(k) = &self.inner.api_key {
-            req = req.bearer_auth(k);
-        }
-        let resp = req.send().await.map_err(Error::Transport)?;
-        let status = resp.status().as_u16();
-        if !(200..300).contains(&status) {
-            let body = resp.bytes().await.map_err(Error::Transport)?;
-            return Err(Error::Api(ClientError::from_answer(status, &body)));
-        }
+        let path = format!("/api/files/{id}");
+        let reply = self
+            .exchange(Method::GET, &path, &Payload::None, Idem::No, Read::Stream)
+            .await?;
+        let Reply::Stream(resp) = reply else {
+            return Err(Error::Decode(
+                "a read answer where a stream was asked".into(),
+            ));
+        };
         Ok(Download {
             content_type: resp
                 .headers()
