@@ -1193,11 +1193,15 @@ async fn files(ctx: &Ctx, action: FilesCmd) -> Result<(), Failure> {
         }
         FilesCmd::Get { id, output } => {
             let id = uuid_arg(&id, "file id")?;
-            let to_stdout = output.as_deref() == Some(std::path::Path::new("-"));
+            if output.as_deref() == Some(std::path::Path::new("-")) {
+                let mut dl = c.download(id).await.map_err(|e| ctx.explain(e))?;
+                let mut stdout = tokio::io::stdout();
+                save(ctx, &mut dl, &mut stdout, "to stdout").await?;
+                return Ok(());
+            }
             let target = match output {
-                Some(p) if !to_stdout => p,
-                _ if to_stdout => PathBuf::new(),
-                _ => {
+                Some(p) => p,
+                None => {
                     let meta = c.file_meta(id).await.map_err(|e| ctx.explain(e))?;
                     let own = PathBuf::from(meta.filename);
                     // Its own name is a guess at what the caller wants: never over a file of
@@ -1212,46 +1216,42 @@ async fn files(ctx: &Ctx, action: FilesCmd) -> Result<(), Failure> {
                 }
             };
             let mut dl = c.download(id).await.map_err(|e| ctx.explain(e))?;
-            let written = if to_stdout {
-                let mut stdout = std::io::stdout().lock();
-                let fail =
-                    |e: std::io::Error| Failure::from(format!("cannot write to stdout: {e}"));
-                let mut n = 0u64;
-                while let Some(chunk) = dl.chunk().await.map_err(|e| ctx.explain(e))? {
-                    n += chunk.len() as u64;
-                    stdout.write_all(&chunk).map_err(fail)?;
-                }
-                stdout.flush().map_err(fail)?;
-                n
-            } else {
-                // Written beside the target and renamed, so that a broken download leaves no
-                // half file under its name.
-                let part = target.with_extension(match target.extension() {
-                    Some(e) => format!("{}.part", e.to_string_lossy()),
-                    None => "part".into(),
-                });
-                let fail = |e: std::io::Error| {
-                    Failure::from(format!("cannot write {}: {e}", target.display()))
-                };
-                let mut file = tokio::fs::File::create(&part).await.map_err(fail)?;
-                let mut n = 0u64;
-                while let Some(chunk) = dl.chunk().await.map_err(|e| ctx.explain(e))? {
-                    n += chunk.len() as u64;
-                    file.write_all(&chunk).await.map_err(fail)?;
-                }
-                file.sync_all().await.map_err(fail)?;
-                tokio::fs::rename(&part, &target).await.map_err(fail)?;
-                n
-            };
-            if !to_stdout {
-                out.show(
-                    &serde_json::json!({ "id": id, "path": target, "size_bytes": written }),
-                    || format!("Saved {} ({})", target.display(), out::size(written)),
-                );
-            }
+            // Written beside the target and renamed, so that a broken download leaves no half
+            // file under its name.
+            let part = target.with_extension(match target.extension() {
+                Some(e) => format!("{}.part", e.to_string_lossy()),
+                None => "part".into(),
+            });
+            let name = target.display().to_string();
+            let fail = |e: std::io::Error| Failure::from(format!("cannot write {name}: {e}"));
+            let mut file = tokio::fs::File::create(&part).await.map_err(fail)?;
+            let written = save(ctx, &mut dl, &mut file, &name).await?;
+            file.sync_all().await.map_err(fail)?;
+            tokio::fs::rename(&part, &target).await.map_err(fail)?;
+            out.show(
+                &serde_json::json!({ "id": id, "path": target, "size_bytes": written }),
+                || format!("Saved {name} ({})", out::size(written)),
+            );
         }
     }
     Ok(())
+}
+
+/// Writes a download to `to` as it arrives (`name` says where, in errors); how many bytes.
+async fn save(
+    ctx: &Ctx,
+    dl: &mut clawrk_client::Download,
+    to: &mut (impl tokio::io::AsyncWrite + Unpin),
+    name: &str,
+) -> Result<u64, Failure> {
+    let fail = |e: std::io::Error| Failure::from(format!("cannot write {name}: {e}"));
+    let mut n = 0u64;
+    while let Some(chunk) = dl.chunk().await.map_err(|e| ctx.explain(e))? {
+        n += chunk.len() as u64;
+        to.write_all(&chunk).await.map_err(fail)?;
+    }
+    to.flush().await.map_err(fail)?;
+    Ok(n)
 }
 
 async fn webhooks(ctx: &Ctx, action: WebhooksCmd) -> Result<(), Failure> {
