@@ -275,6 +275,27 @@ pub fn hex(bytes: &[u8]) -> String {
     s
 }
 
+/// One byte range of a file, as a download asks for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ByteRange {
+    /// From a byte to another (inclusive), or to the end.
+    From(u64, Option<u64>),
+    /// The last n bytes.
+    Last(u64),
+}
+
+impl ByteRange {
+    /// The half-open range it selects of a file of `size` bytes; `None` when it selects nothing.
+    pub fn resolve(self, size: u64) -> Option<(u64, u64)> {
+        match self {
+            ByteRange::From(a, _) if a >= size => None,
+            ByteRange::From(a, b) => Some((a, b.map_or(size, |b| b.saturating_add(1).min(size)))),
+            ByteRange::Last(0) => None,
+            ByteRange::Last(n) => (size > 0).then(|| (size.saturating_sub(n), size)),
+        }
+    }
+}
+
 /// What the verifier is given of one submitted file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VerifyFile {
@@ -420,6 +441,17 @@ mod tests {
         let b = verify_budget(&files);
         assert_eq!(b, vec![65_536, 0, 10, 65_536, 65_536, 65_536 - 10]);
         assert_eq!(b.iter().sum::<u64>(), VERIFY_TOTAL_BYTES);
+    }
+
+    #[test]
+    fn ranges_resolve_against_the_size() {
+        assert_eq!(ByteRange::From(0, Some(9)).resolve(5), Some((0, 5)));
+        assert_eq!(ByteRange::From(2, None).resolve(5), Some((2, 5)));
+        assert_eq!(ByteRange::From(5, None).resolve(5), None);
+        assert_eq!(ByteRange::Last(3).resolve(5), Some((2, 5)));
+        assert_eq!(ByteRange::Last(9).resolve(5), Some((0, 5)));
+        assert_eq!(ByteRange::Last(0).resolve(5), None);
+        assert_eq!(ByteRange::Last(1).resolve(0), None);
     }
 
     #[test]

@@ -7,10 +7,12 @@ mod common;
 
 use bytes::Bytes;
 use clawrk_domain::error::DomainError;
-use clawrk_domain::files::{FileId, FileMeta, VERIFY_FILE_BYTES};
+use clawrk_domain::files::{ByteRange, FileId, FileMeta, VERIFY_FILE_BYTES};
 use clawrk_domain::memory::{MemoryFiles, MemoryStore};
 use clawrk_domain::ports::*;
-use clawrk_domain::service::{AgentSelector, Config, Marketplace, Ports, RunOutcome, RunRequest};
+use clawrk_domain::service::{
+    AgentSelector, Config, Fetched, Marketplace, Ports, RunOutcome, RunRequest,
+};
 use clawrk_domain::{Cents, Job, JobStatus, Output, Reason, UserId};
 use common::*;
 use futures::executor::block_on;
@@ -125,7 +127,9 @@ async fn user(m: &Marketplace, name: &str, cents: i64) -> UserId {
 
 async fn read_all(m: &Marketplace, user: UserId, id: FileId) -> clawrk_domain::Result<Vec<u8>> {
     use futures::StreamExt;
-    let mut dl = m.download(user, id, |_| Ok(None)).await?;
+    let Fetched::Bytes(mut dl) = m.download(user, id, None).await? else {
+        panic!("the whole file is a range that exists");
+    };
     let mut out = Vec::new();
     while let Some(c) = dl.bytes.next().await {
         out.extend_from_slice(&c?);
@@ -174,8 +178,13 @@ fn an_upload_is_hashed_counted_and_reads_back() {
         assert_eq!(read_all(&w.m, u, f.id).await.unwrap(), b"abc");
         assert_eq!(w.m.file(u, f.id).await.unwrap(), f);
         // A range.
-        let dl = w.m.download(u, f.id, |_| Ok(Some((1, 3)))).await.unwrap();
+        let part = w.m.download(u, f.id, Some(ByteRange::From(1, None))).await;
+        let Ok(Fetched::Bytes(dl)) = part else {
+            panic!("a range inside the file")
+        };
         assert_eq!(dl.range, Some((1, 3)));
+        let past = w.m.download(u, f.id, Some(ByteRange::From(3, None))).await;
+        assert!(matches!(past, Ok(Fetched::Unsatisfiable { size: 3 })));
     })
 }
 

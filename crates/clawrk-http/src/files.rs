@@ -15,8 +15,8 @@ use actix_web::web::{Data, Path, Payload};
 use actix_web::{HttpRequest, HttpResponse};
 use clawrk_api::{self as api, ErrorBody, ErrorCode};
 use clawrk_domain::error::DomainError;
-use clawrk_domain::files::{FileId, FileMeta};
-use clawrk_domain::service::UploadInfo;
+use clawrk_domain::files::{ByteRange, FileId, FileMeta};
+use clawrk_domain::service::{Fetched, UploadInfo};
 use futures::StreamExt;
 
 fn file_id(raw: &str) -> ApiResult<FileId> {
@@ -103,24 +103,10 @@ pub async fn download(
         .get(header::RANGE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let mut unsatisfiable = None;
-    let dl = st
-        .market
-        .download(caller.0.id, id, |meta| {
-            Ok(match asked.as_deref().and_then(parse_range) {
-                Some(r) => match r.resolve(meta.size_bytes) {
-                    Some(r) => Some(r),
-                    None => {
-                        unsatisfiable = Some(meta.size_bytes);
-                        return Err(DomainError::invalid("unsatisfiable range"));
-                    }
-                },
-                None => None,
-            })
-        })
-        .await;
-    let dl = match (dl, unsatisfiable) {
-        (Err(_), Some(size)) => {
+    let range = asked.as_deref().and_then(parse_range);
+    let dl = match st.market.download(caller.0.id, id, range).await? {
+        Fetched::Bytes(dl) => dl,
+        Fetched::Unsatisfiable { size } => {
             return Ok(HttpResponse::build(StatusCode::RANGE_NOT_SATISFIABLE)
                 .insert_header((header::CONTENT_RANGE, format!("bytes */{size}")))
                 .json(ErrorBody::new(
@@ -128,7 +114,6 @@ pub async fn download(
                     format!("the range starts past the file's end ({size} bytes)"),
                 )));
         }
-        (dl, _) => dl?,
     };
     let meta = &dl.meta;
     let (status, len) = match dl.range {
@@ -172,27 +157,6 @@ fn disposition(name: &str) -> String {
         .collect();
     let encoded = api::files::percent_encode(name, b"!#$&+-.^_`|~");
     format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
-}
-
-/// One byte range of a `Range` header.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum ByteRange {
-    /// `a-b` (inclusive) or `a-`.
-    From(u64, Option<u64>),
-    /// `-n`: the last n bytes.
-    Last(u64),
-}
-
-impl ByteRange {
-    /// The half-open range it selects of a file of `size` bytes; `None` when it selects nothing.
-    fn resolve(self, size: u64) -> Option<(u64, u64)> {
-        match self {
-            ByteRange::From(a, _) if a >= size => None,
-            ByteRange::From(a, b) => Some((a, b.map_or(size, |b| b.saturating_add(1).min(size)))),
-            ByteRange::Last(0) => None,
-            ByteRange::Last(n) => (size > 0).then(|| (size.saturating_sub(n), size)),
-        }
-    }
 }
 
 /// A single `bytes=` range; `None` for anything else (several ranges, other units, garbage),
@@ -239,13 +203,6 @@ mod tests {
         ] {
             assert_eq!(parse_range(ignored), None, "{ignored}");
         }
-        assert_eq!(ByteRange::From(0, Some(9)).resolve(5), Some((0, 5)));
-        assert_eq!(ByteRange::From(2, None).resolve(5), Some((2, 5)));
-        assert_eq!(ByteRange::From(5, None).resolve(5), None);
-        assert_eq!(ByteRange::Last(3).resolve(5), Some((2, 5)));
-        assert_eq!(ByteRange::Last(9).resolve(5), Some((0, 5)));
-        assert_eq!(ByteRange::Last(0).resolve(5), None);
-        assert_eq!(ByteRange::Last(1).resolve(0), None);
     }
 
     #[test]

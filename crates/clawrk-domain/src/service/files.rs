@@ -4,7 +4,7 @@
 
 use super::Marketplace;
 use crate::error::{DomainError, Result};
-use crate::files::{self, FileId, FileMeta, FileRole, VerifyFile};
+use crate::files::{self, ByteRange, FileId, FileMeta, FileRole, VerifyFile};
 use crate::ids::{JobId, Timestamp, UserId};
 use crate::ports::FileBytes;
 use bytes::Bytes;
@@ -13,6 +13,17 @@ use sha2::{Digest, Sha256};
 
 /// How many unreferenced files one sweep transaction removes before it takes the next batch.
 pub const FILE_SWEEP_BATCH: u32 = 200;
+
+/// What a download finds.
+pub enum Fetched {
+    /// The file's bytes.
+    Bytes(Download),
+    /// The range asked for selects nothing of the file (it starts past the end).
+    Unsatisfiable {
+        /// The file's size.
+        size: u64,
+    },
+}
 
 /// A file to download: its metadata and its bytes (all of them, or the range asked for).
 pub struct Download {
@@ -123,17 +134,25 @@ impl Marketplace {
             .await
     }
 
-    /// A file's bytes, or bytes `range.0..range.1` of it, if `user` may read it.
+    /// A file's bytes, or the range of them asked for, if `user` may read it.
     pub async fn download(
         &self,
         user: UserId,
         id: FileId,
-        range: impl FnOnce(&FileMeta) -> Result<Option<(u64, u64)>>,
-    ) -> Result<Download> {
+        range: Option<ByteRange>,
+    ) -> Result<Fetched> {
         let meta = self.file(user, id).await?;
-        let range = range(&meta)?;
+        let range = match range.map(|r| r.resolve(meta.size_bytes)) {
+            None => None,
+            Some(Some(r)) => Some(r),
+            Some(None) => {
+                return Ok(Fetched::Unsatisfiable {
+                    size: meta.size_bytes,
+                });
+            }
+        };
         let bytes = self.ports.files.read(&meta.key(), range).await?;
-        Ok(Download { meta, range, bytes })
+        Ok(Fetched::Bytes(Download { meta, range, bytes }))
     }
 
     /// The files a job's submission of `attempt` attaches, as the verifier is given them: the

@@ -19,7 +19,7 @@ mod verification;
 mod webhooks;
 
 pub use auth::Principal;
-pub use files::{Download, FILE_SWEEP_BATCH, UploadInfo};
+pub use files::{Download, FILE_SWEEP_BATCH, Fetched, UploadInfo};
 pub use idempotency::IdemState;
 pub use jobs::{
     AgentSelector, JobsOf, LogUpdate, MAX_PULL_WAIT_SECONDS, PULL_CANDIDATES, RunOutcome,
