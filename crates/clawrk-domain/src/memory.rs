@@ -737,8 +737,7 @@ impl Tx for MemoryState {
                     f.file
                 )));
             }
-            let at = self.job_files.entry((job, f.role, f.file)).or_default();
-            *at = (*at).max(f.attempt);
+            self.job_files.insert((job, f.role, f.file), f.attempt);
         }
         Ok(())
     }

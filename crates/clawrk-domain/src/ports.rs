@@ -422,7 +422,9 @@ pub trait Tx {
     fn files(&mut self, ids: &[FileId]) -> Result<Vec<FileMeta>>;
     /// How many bytes a user's files take.
     fn storage_used(&mut self, owner: UserId) -> Result<u64>;
-    /// Records that a job references files (a reference that exists keeps the higher attempt).
+    /// Records that a job references files; a reference that exists takes the new attempt (a
+    /// later submission of the same file). One statement per file, so that a file removed
+    /// meanwhile is named.
     fn attach_files(&mut self, job: JobId, files: &[JobFile]) -> Result<()>;
     /// The jobs that reference a file, each with the role it has there.
     fn file_references(&mut self, file: FileId) -> Result<Vec<(Job, FileRole)>>;
