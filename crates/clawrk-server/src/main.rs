@@ -77,10 +77,11 @@ async fn serve(store_args: StoreArgs, args: ServeArgs) -> ExitCode {
         Err(e) => return fail(e),
     };
     let files = match wiring::file_store(&store_args, &args) {
-        Ok(f) => Arc::new(f),
+        Ok(f) => f,
         Err(e) => return fail(e),
     };
-    let market = match wiring::marketplace(opened.store.clone(), files, &args) {
+    let files_at = files.location().to_string();
+    let market = match wiring::marketplace(opened.store.clone(), Arc::new(files), &args) {
         Ok(m) => Arc::new(m),
         Err(e) => return fail(e),
     };
@@ -96,7 +97,7 @@ async fn serve(store_args: StoreArgs, args: ServeArgs) -> ExitCode {
         llm_max_tokens = llm.max_tokens,
         webhook_workers = args.webhook_workers,
         webhook_allow_private = args.webhook_allow_private,
-        files = %wiring::files_location(&store_args, &args).unwrap_or_else(|d| d.display().to_string()),
+        files = %files_at,
         cron = args.cron_secret.is_some(),
         "clawrk starting"
     );

@@ -375,7 +375,7 @@ pub fn file_store(
 }
 
 /// The bucket URL (`Ok`) or the directory (`Err`) that [`file_store`] uses.
-pub fn files_location(
+fn files_location(
     store_args: &StoreArgs,
     s: &ServeArgs,
 ) -> std::result::Result<String, std::path::PathBuf> {
