@@ -564,34 +564,44 @@ fn tempdir(tag: &str) -> PathBuf {
     dir
 }
 
+/// The steps of one lifecycle as the client sees them, in order.
+const STEPS: [&str; 5] = ["run", "pull", "accept", "submit", "verdict"];
+
 /// `n` sender/worker pairs run whole lifecycles for `secs` (run, pull, accept, submit, then follow
-/// the log to the verdict); lifecycles per second.
-async fn lifecycles(base: &str, n: u32, secs: u64) -> f64 {
-    let done = Arc::new(AtomicU64::new(0));
+/// the log to the verdict); lifecycles per second, and each step's mean and p99 in milliseconds
+/// (where a lifecycle's time goes: the verdict's wait includes the verification workers' queue).
+async fn lifecycles(base: &str, n: u32, secs: u64) -> (f64, Value) {
     let end = Instant::now() + Duration::from_secs(secs);
     let tasks = (0..n).map(|i| {
-        let (sender, worker, done) = (
-            client(base, &sender_key(i)),
-            client(base, &worker_key(i)),
-            done.clone(),
-        );
+        let (sender, worker) = (client(base, &sender_key(i)), client(base, &worker_key(i)));
         tokio::spawn(async move {
             let mut k = 0u64;
+            let mut steps: Vec<[f64; 5]> = Vec::new();
             while Instant::now() < end {
                 k += 1;
+                let mut t = [0.0; 5];
+                let mut at = Instant::now();
+                let mut lap = |i: usize| {
+                    t[i] = at.elapsed().as_secs_f64() * 1000.0;
+                    at = Instant::now();
+                };
                 queue(&sender, format!("write a short report number {i}-{k}")).await;
+                lap(0);
                 let Some(held) = worker.pull(&PullRequest::default()).await.expect("pull") else {
                     continue;
                 };
+                lap(1);
                 let id = held.job.id;
                 worker
                     .accept(id, &AgentChoice::default())
                     .await
                     .expect("accept");
+                lap(2);
                 worker
                     .submit(id, &SubmitRequest::text("a short report with the report"))
                     .await
                     .expect("submit");
+                lap(3);
                 // Wait for the verdict the way a client does: follow the job's log to its end.
                 let mut log = Box::pin(worker.follow_logs(id));
                 while let Some(ev) = log.next().await {
@@ -599,13 +609,27 @@ async fn lifecycles(base: &str, n: u32, secs: u64) -> f64 {
                         break;
                     }
                 }
-                done.fetch_add(1, Ordering::SeqCst);
+                lap(4);
+                steps.push(t);
             }
+            steps
         })
     });
     let started = Instant::now();
-    futures::future::join_all(tasks).await;
-    done.load(Ordering::SeqCst) as f64 / started.elapsed().as_secs_f64()
+    let all: Vec<[f64; 5]> = futures::future::join_all(tasks)
+        .await
+        .into_iter()
+        .flat_map(|r| r.unwrap_or_default())
+        .collect();
+    let rate = all.len() as f64 / started.elapsed().as_secs_f64();
+    let mut steps = json!({});
+    for (i, name) in STEPS.iter().enumerate() {
+        let mut v: Vec<f64> = all.iter().map(|t| t[i]).collect();
+        v.sort_by(f64::total_cmp);
+        let mean = v.iter().sum::<f64>() / v.len().max(1) as f64;
+        steps[*name] = json!({ "mean_ms": round(mean), "p99_ms": round(pct(&v, 0.99)) });
+    }
+    (rate, steps)
 }
 
 /// W3 at `n` pairs, its own twin and the limit twin; with `sqlite`, also on the embedded store.
@@ -613,22 +637,23 @@ async fn w3(admin: &str, n: u32, secs: u64, sqlite: bool) -> Value {
     let db = Database::create(admin, "w3");
     seed(&db.url, n, n, 0, 0);
     let server = Server::start(&db.url).await;
-    let rate = lifecycles(&server.base, n, secs).await;
+    let (rate, steps) = lifecycles(&server.base, n, secs).await;
     drop(server);
     drop(db);
     let twin = run_twin(admin, "w3t", "lifecycle.sql", n, 0, 0, secs);
     let limit = run_twin(admin, "w3l", "limit/lifecycle.sql", n, 0, 0, secs);
     let mut out = json!({ "n": n, "jobs_per_s": round(rate), "twin_per_s": round(twin),
-            "ratio": round(rate / twin), "limit_per_s": round(limit), "limit_ratio": round(rate / limit) });
+            "ratio": round(rate / twin), "limit_per_s": round(limit), "limit_ratio": round(rate / limit), "steps": steps });
     if sqlite {
         let dir = tempdir("w3");
         let path = dir.join("clawrk.db");
         seed_sqlite(&path, n, n, 0);
         let server = Server::start_on(On::Sqlite(&path)).await;
-        let rate_sqlite = lifecycles(&server.base, n, secs).await;
+        let (rate_sqlite, steps_sqlite) = lifecycles(&server.base, n, secs).await;
         drop(server);
         let _ = std::fs::remove_dir_all(&dir);
         out["sqlite_jobs_per_s"] = json!(round(rate_sqlite));
+        out["sqlite_steps"] = steps_sqlite;
     }
     out
 }
@@ -824,6 +849,12 @@ async fn main() {
             "W3 lifecycle N=16 {:>6} jobs/s  twin {:>6}/s (ratio {})  limit {:>6}/s (ratio {})  embedded SQLite {} jobs/s",
             r3["jobs_per_s"], r3["twin_per_s"], r3["ratio"], r3["limit_per_s"], r3["limit_ratio"], r3["sqlite_jobs_per_s"]
         ));
+        let steps = STEPS
+            .iter()
+            .map(|s| format!("{s} {}", r3["steps"][*s]["mean_ms"]))
+            .collect::<Vec<_>>()
+            .join(", ");
+        rows.push(format!("W3 mean ms per step: {steps}"));
         results["w3_jobs_per_s"] = r3["jobs_per_s"].clone();
         results["w3_twin_per_s"] = r3["twin_per_s"].clone();
         results["w3_ratio"] = r3["ratio"].clone();

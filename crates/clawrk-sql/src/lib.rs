@@ -21,7 +21,7 @@ mod errors;
 mod id;
 mod rows;
 pub mod schema;
-mod statement;
+pub(crate) mod statement;
 mod tx;
 mod wake;
 

@@ -10,7 +10,7 @@ use crate::rows::{
     UserRow,
 };
 use crate::schema::*;
-use crate::statement::Statement;
+use crate::statement::{Prepared, Statement};
 use clawrk_domain::error::{DomainError, Result};
 use clawrk_domain::files::{FileMeta, FileRole, JobFile};
 use clawrk_domain::ids::{AgentId, ApiKeyId, FileId, JobId, Timestamp, TransferId, UserId};
@@ -183,23 +183,35 @@ impl SqlTx<'_> {
     fn apply_delta(&mut self, account: &str, delta: i64, create: bool) -> Result<bool> {
         let target = balances::table.filter(balances::account.eq(account));
         let n = if delta < 0 {
-            diesel::update(target.filter(balances::balance_cents.ge(-delta)))
-                .set(balances::balance_cents.eq(balances::balance_cents + delta))
-                .execute(self.db)
+            Prepared(
+                diesel::update(target.filter(balances::balance_cents.ge(-delta)))
+                    .set(balances::balance_cents.eq(balances::balance_cents + delta))
+                    .returning(balances::balance_cents),
+            )
+            .load::<i64>(self.db)
+            .map(|r| r.len())
         } else if create {
-            per_backend!(self.db, |c| diesel::insert_into(balances::table)
-                .values((
-                    balances::account.eq(account),
-                    balances::balance_cents.eq(delta)
-                ))
-                .on_conflict(balances::account)
-                .do_update()
-                .set(balances::balance_cents.eq(balances::balance_cents + delta))
-                .execute(c))
+            per_backend!(self.db, |c| Prepared(
+                diesel::insert_into(balances::table)
+                    .values((
+                        balances::account.eq(account),
+                        balances::balance_cents.eq(delta)
+                    ))
+                    .on_conflict(balances::account)
+                    .do_update()
+                    .set(balances::balance_cents.eq(balances::balance_cents + delta))
+                    .returning(balances::balance_cents)
+            )
+            .load::<i64>(c)
+            .map(|r| r.len()))
         } else {
-            diesel::update(target.filter(balances::balance_cents.le(MAX_BALANCE - delta)))
-                .set(balances::balance_cents.eq(balances::balance_cents + delta))
-                .execute(self.db)
+            Prepared(
+                diesel::update(target.filter(balances::balance_cents.le(MAX_BALANCE - delta)))
+                    .set(balances::balance_cents.eq(balances::balance_cents + delta))
+                    .returning(balances::balance_cents),
+            )
+            .load::<i64>(self.db)
+            .map(|r| r.len())
         }
         .map_err(db_err)?;
         Ok(n == 1)
@@ -376,21 +388,24 @@ impl Tx for SqlTx<'_> {
         let number = i32::try_from(a.number)
             .map_err(|_| DomainError::Internal("attempt number out of range".into()))?;
         let (outcome, earned) = (a.outcome.as_str(), a.earned.get());
-        per_backend!(self.db, |c| diesel::insert_into(attempts::table)
-            .values((
-                attempts::job_id.eq(id(a.job_id)),
-                attempts::attempt.eq(number),
-                attempts::agent_id.eq(id(a.agent_id)),
-                attempts::outcome.eq(outcome),
-                attempts::earned_cents.eq(earned),
-            ))
-            .on_conflict((attempts::job_id, attempts::attempt))
-            .do_update()
-            .set((
-                attempts::outcome.eq(outcome),
-                attempts::earned_cents.eq(earned),
-            ))
-            .execute(c))
+        per_backend!(self.db, |c| Prepared(
+            diesel::insert_into(attempts::table)
+                .values((
+                    attempts::job_id.eq(id(a.job_id)),
+                    attempts::attempt.eq(number),
+                    attempts::agent_id.eq(id(a.agent_id)),
+                    attempts::outcome.eq(outcome),
+                    attempts::earned_cents.eq(earned),
+                ))
+                .on_conflict((attempts::job_id, attempts::attempt))
+                .do_update()
+                .set((
+                    attempts::outcome.eq(outcome),
+                    attempts::earned_cents.eq(earned),
+                ))
+                .returning(attempts::attempt)
+        )
+        .load::<i32>(c))
         .map_err(db_err)?;
         Ok(())
     }
@@ -411,9 +426,15 @@ impl Tx for SqlTx<'_> {
                 created_at: now.millis(),
             })
             .collect();
-        per_backend!(self.db, |c| diesel::insert_into(transfers::table)
-            .values(&rows)
-            .execute(c))
+        // One shape per number of transfers (a change posts at most a few). diesel runs a batch
+        // on SQLite as one insert per row, its own way.
+        let insert = diesel::insert_into(transfers::table).values(&rows);
+        match self.db {
+            Db::Pg(c) => Prepared(insert.returning(transfers::amount_cents))
+                .load::<i64>(c)
+                .map(|r| r.len()),
+            Db::Sqlite(c) => insert.execute(c),
+        }
         .map_err(db_err)?;
         // Net deltas per account, applied in account-key order: the order every writer takes
         // balance locks in, so two postings never wait on each other in a cycle. The world and
@@ -486,8 +507,7 @@ impl Tx for SqlTx<'_> {
     }
 
     fn insert_job(&mut self, job: &Job) -> Result<()> {
-        diesel::insert_into(jobs::table)
-            .values(JobRow::of(job)?)
+        Prepared(diesel::insert_into(jobs::table).values(JobRow::of(job)?))
             .execute(self.db)
             .map_err(db_err)?;
         Ok(())
@@ -501,12 +521,16 @@ impl Tx for SqlTx<'_> {
         // The verification lease belongs to the worker; it outlives a job change only while the
         // job stays `submitted`.
         let n = if job.status == JobStatus::Submitted {
-            diesel::update(target).set(&row).execute(self.db)
+            Prepared(diesel::update(target).set(&row).returning(jobs::version)).load::<i64>(self.db)
         } else {
-            diesel::update(target)
-                .set((&row, jobs::verify_lease_until.eq(None::<i64>)))
-                .execute(self.db)
+            Prepared(
+                diesel::update(target)
+                    .set((&row, jobs::verify_lease_until.eq(None::<i64>)))
+                    .returning(jobs::version),
+            )
+            .load::<i64>(self.db)
         }
+        .map(|r| r.len())
         .map_err(db_err)?;
         Ok(n == 1)
     }
@@ -593,14 +617,16 @@ impl Tx for SqlTx<'_> {
         .sql(") ORDER BY j.submitted_at, j.id LIMIT 1")
         .sql(dialect::lock_suffix(self.db, true))
         .sql(")");
-        diesel::update(jobs::table.filter(pick))
-            .set(jobs::verify_lease_until.eq(Some(until.millis())))
-            .returning(jobs::all_columns)
-            .get_result::<JobRow>(self.db)
-            .optional()
-            .map_err(db_err)?
-            .map(JobRow::into_job)
-            .transpose()
+        Prepared(
+            diesel::update(jobs::table.filter(pick))
+                .set(jobs::verify_lease_until.eq(Some(until.millis())))
+                .returning(jobs::all_columns),
+        )
+        .get_result::<JobRow>(self.db)
+        .optional()
+        .map_err(db_err)?
+        .map(JobRow::into_job)
+        .transpose()
     }
 
     fn jobs(&mut self, filter: &JobFilter, page: Page<JobId>) -> Result<Vec<Job>> {
@@ -713,8 +739,8 @@ impl Tx for SqlTx<'_> {
             #[diesel(sql_type = BigInt)]
             seq: i64,
         }
-        let mut seqs: Vec<i64> = q
-            .sql(") AS v RETURNING seq")
+        // One shape per number of lines (a change writes a few; a verdict one per criterion).
+        let mut seqs: Vec<i64> = Prepared(q.sql(") AS v RETURNING seq"))
             .load::<Seq>(self.db)
             .map_err(db_err)?
             .into_iter()
@@ -850,16 +876,18 @@ impl Tx for SqlTx<'_> {
         expires_at: Timestamp,
     ) -> Result<bool> {
         // Insert-if-absent is one atomic statement: of concurrent claims, exactly one inserts.
-        let n = per_backend!(self.db, |c| diesel::insert_into(idempotency::table)
-            .values((
-                idempotency::user_id.eq(id(user)),
-                idempotency::key.eq(key),
-                idempotency::digest.eq(digest.to_vec()),
-                idempotency::response.eq(None::<Vec<u8>>),
-                idempotency::expires_at.eq(expires_at.millis()),
-            ))
-            .on_conflict_do_nothing()
-            .execute(c))
+        let n = per_backend!(self.db, |c| Prepared(
+            diesel::insert_into(idempotency::table)
+                .values((
+                    idempotency::user_id.eq(id(user)),
+                    idempotency::key.eq(key),
+                    idempotency::digest.eq(digest.to_vec()),
+                    idempotency::response.eq(None::<Vec<u8>>),
+                    idempotency::expires_at.eq(expires_at.millis()),
+                ))
+                .on_conflict_do_nothing()
+        )
+        .execute(c))
         .map_err(db_err)?;
         Ok(n == 1)
     }
@@ -889,13 +917,16 @@ impl Tx for SqlTx<'_> {
     }
 
     fn idem_complete(&mut self, user: UserId, key: &str, response: &[u8]) -> Result<()> {
-        diesel::update(
-            idempotency::table
-                .filter(idempotency::user_id.eq(id(user)))
-                .filter(idempotency::key.eq(key)),
+        Prepared(
+            diesel::update(
+                idempotency::table
+                    .filter(idempotency::user_id.eq(id(user)))
+                    .filter(idempotency::key.eq(key)),
+            )
+            .set(idempotency::response.eq(Some(response.to_vec())))
+            .returning(idempotency::expires_at),
         )
-        .set(idempotency::response.eq(Some(response.to_vec())))
-        .execute(self.db)
+        .load::<i64>(self.db)
         .map_err(db_err)?;
         Ok(())
     }
