@@ -746,7 +746,12 @@ async fn w8(admin: &str, subs: usize) -> Value {
     let before = server.rss_kib();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Instant>();
     let mut streams = Vec::new();
-    for _ in 0..subs {
+    let mut half = 0;
+    for i in 0..subs {
+        if i == subs / 2 {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            half = server.rss_kib();
+        }
         let tx = tx.clone();
         let mut log = Box::pin(sender.follow_logs(id));
         streams.push(tokio::spawn(async move {
@@ -773,6 +778,9 @@ async fn w8(admin: &str, subs: usize) -> Value {
     delays.sort_by(f64::total_cmp);
     json!({ "subscribers": subs, "delivered": delays.len(),
             "kib_per_subscriber": round(after.saturating_sub(before) as f64 / subs as f64),
+            // The second half's growth alone: what one more subscriber costs, without what the
+            // first connections on each thread cost once (allocator arenas, buffers' pools).
+            "kib_per_subscriber_marginal": round(after.saturating_sub(half) as f64 / (subs - subs / 2) as f64),
             "delivery_p99_ms": round(pct(&delays, 0.99)) })
 }
 

@@ -40,13 +40,15 @@ const CLOSE_RETRY: Duration = Duration::from_secs(1);
 /// Longest pause between two reads after store errors.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
-/// What a feed has read of its job so far.
+/// What a feed has read of its job so far, encoded once as the events every subscriber sends
+/// (an event's text is shared, so a subscriber's copy is a reference count).
 #[derive(Default)]
 struct Seen {
-    /// Every line read, in order.
-    lines: Vec<LogLine>,
-    /// Set once the stream is over: the verdict, if the job has one, and the job's status.
-    end: Option<(Option<Verdict>, JobStatus)>,
+    /// Every line read, in order: its seq and its `event: log`.
+    lines: Vec<(i64, sse::Data)>,
+    /// Set once the stream is over: its last event (`verdict`, or `end` for a job that ended
+    /// without one).
+    end: Option<sse::Data>,
     /// The last store error, while the store fails.
     error: Option<String>,
     /// Whether the store was read at least once.
@@ -103,12 +105,16 @@ impl Feed {
             seen.read = true;
             match update {
                 Ok(u) => {
-                    let last = seen.lines.last().map_or(0, |l| l.seq);
-                    seen.lines
-                        .extend(u.lines.into_iter().filter(|l| l.seq > last));
+                    let last = seen.lines.last().map_or(0, |l| l.0);
+                    seen.lines.extend(
+                        u.lines
+                            .iter()
+                            .filter(|l| l.seq > last)
+                            .filter_map(|l| Some((l.seq, log_event(l)?))),
+                    );
                     seen.error = None;
                     if u.finished {
-                        seen.end = Some((u.verdict, u.status));
+                        seen.end = Some(last_event(u.verdict.as_ref(), u.status));
                     }
                 }
                 Err(e) => {
@@ -209,6 +215,31 @@ pub async fn logs(
     Ok(Sse::from_infallible_stream(events).with_keep_alive(KEEP_ALIVE))
 }
 
+/// A line's `event: log` (`id:` its seq); `None` only if it cannot be encoded.
+fn log_event(line: &LogLine) -> Option<sse::Data> {
+    let data = sse::Data::new_json(views::log_line(line)).ok()?;
+    Some(data.id(line.seq.to_string()).event("log"))
+}
+
+/// The stream's last event: the verdict, or, for a job that ended without one (cancelled or
+/// failed before one), `event: end` with its status, so that clients know not to reconnect. The
+/// stream ends even if the verdict could not be encoded (it then says `end`).
+fn last_event(verdict: Option<&Verdict>, status: JobStatus) -> sse::Data {
+    let end = || {
+        sse::Data::new_json(StreamEnd {
+            status: views::status(status),
+        })
+        .unwrap_or_else(|_| sse::Data::new("{}"))
+        .event("end")
+    };
+    match verdict {
+        Some(v) => sse::Data::new_json(views::verdict(v))
+            .map(|d| d.event("verdict"))
+            .unwrap_or_else(|_| end()),
+        None => end(),
+    }
+}
+
 /// One subscriber.
 struct Follow {
     st: Arc<AppState>,
@@ -248,12 +279,9 @@ impl Follow {
             return false;
         }
         let from = self.after;
-        for line in seen.lines.iter().filter(|l| l.seq > from) {
-            self.after = line.seq;
-            if let Ok(data) = sse::Data::new_json(views::log_line(line)) {
-                self.queue
-                    .push_back(data.id(line.seq.to_string()).event("log").into());
-            }
+        for (seq, event) in seen.lines.iter().filter(|l| l.0 > from) {
+            self.after = *seq;
+            self.queue.push_back(event.clone().into());
         }
         if seen.error != self.reported_error {
             if let Some(e) = &seen.error {
@@ -268,19 +296,8 @@ impl Follow {
             }
             self.reported_error = seen.error.clone();
         }
-        if let Some((verdict, status)) = &seen.end {
-            let last = match verdict {
-                Some(v) => sse::Data::new_json(views::verdict(v)).map(|d| d.event("verdict")),
-                // A job that ended without a verdict (cancelled or failed before one) says so,
-                // so that clients know not to reconnect.
-                None => sse::Data::new_json(StreamEnd {
-                    status: views::status(*status),
-                })
-                .map(|d| d.event("end")),
-            };
-            if let Ok(data) = last {
-                self.queue.push_back(data.into());
-            }
+        if let Some(end) = &seen.end {
+            self.queue.push_back(end.clone().into());
             self.done = true;
         }
         !self.queue.is_empty() || self.done
@@ -321,7 +338,7 @@ impl Follow {
         let (after, read, failing) = {
             let seen = self.feed.seen.lock().unwrap_or_else(|p| p.into_inner());
             (
-                seen.lines.last().map_or(0, |l| l.seq),
+                seen.lines.last().map_or(0, |l| l.0),
                 seen.read,
                 seen.error.is_some(),
             )
