@@ -507,7 +507,9 @@ impl Tx for SqlTx<'_> {
     }
 
     fn insert_job(&mut self, job: &Job) -> Result<()> {
-        Prepared(diesel::insert_into(jobs::table).values(JobRow::of(job)?))
+        // Kept prepared by diesel already (an insert of a whole row has one text).
+        diesel::insert_into(jobs::table)
+            .values(JobRow::of(job)?)
             .execute(self.db)
             .map_err(db_err)?;
         Ok(())
