@@ -56,9 +56,9 @@ pub(crate) fn lock_suffix(db: &Db, skip_locked: bool) -> &'static str {
 }
 
 /// Loads a DSL query's rows, locked for the rest of the transaction (skipping rows locked
-/// elsewhere with `skip_locked`). A lock of one row by its key is kept prepared; candidate
-/// queries (`skip_locked`) are planned on every run, because their best plan depends on how many
-/// rows qualify, which a plan kept from when the table was small gets wrong.
+/// elsewhere with `skip_locked`). Candidate queries (`skip_locked`) are never wrapped in
+/// [`Prepared`](crate::statement::Prepared): their best plan depends on how many rows qualify,
+/// which a plan kept from when the table was small gets wrong.
 macro_rules! load_locked {
     ($db:expr, $query:expr, skip_locked) => {
         match $db {
@@ -68,8 +68,8 @@ macro_rules! load_locked {
     };
     ($db:expr, $query:expr) => {
         match $db {
-            $crate::Db::Pg(c) => $crate::statement::Prepared($query.for_update()).load(c),
-            $crate::Db::Sqlite(c) => $crate::statement::Prepared($query).load(c),
+            $crate::Db::Pg(c) => $query.for_update().load(c),
+            $crate::Db::Sqlite(c) => $query.load(c),
         }
     };
 }

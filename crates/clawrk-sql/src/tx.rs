@@ -741,8 +741,8 @@ impl Tx for SqlTx<'_> {
             #[diesel(sql_type = BigInt)]
             seq: i64,
         }
-        // One shape per number of lines (a change writes a few; a verdict one per criterion).
-        let mut seqs: Vec<i64> = Prepared(q.sql(") AS v RETURNING seq"))
+        let mut seqs: Vec<i64> = q
+            .sql(") AS v RETURNING seq")
             .load::<Seq>(self.db)
             .map_err(db_err)?
             .into_iter()
@@ -878,18 +878,16 @@ impl Tx for SqlTx<'_> {
         expires_at: Timestamp,
     ) -> Result<bool> {
         // Insert-if-absent is one atomic statement: of concurrent claims, exactly one inserts.
-        let n = per_backend!(self.db, |c| Prepared(
-            diesel::insert_into(idempotency::table)
-                .values((
-                    idempotency::user_id.eq(id(user)),
-                    idempotency::key.eq(key),
-                    idempotency::digest.eq(digest.to_vec()),
-                    idempotency::response.eq(None::<Vec<u8>>),
-                    idempotency::expires_at.eq(expires_at.millis()),
-                ))
-                .on_conflict_do_nothing()
-        )
-        .execute(c))
+        let n = per_backend!(self.db, |c| diesel::insert_into(idempotency::table)
+            .values((
+                idempotency::user_id.eq(id(user)),
+                idempotency::key.eq(key),
+                idempotency::digest.eq(digest.to_vec()),
+                idempotency::response.eq(None::<Vec<u8>>),
+                idempotency::expires_at.eq(expires_at.millis()),
+            ))
+            .on_conflict_do_nothing()
+            .execute(c))
         .map_err(db_err)?;
         Ok(n == 1)
     }
