@@ -1,6 +1,10 @@
 //! `Idempotency-Key` (SPEC §5 decision): the first answer for a (user, key) is stored for 24 hours
 //! and replayed for a repeat with the same method, path and body; another body is 409. Answers
 //! with a 5xx status are not stored, so a retry after an outage runs again.
+//!
+//! A route hands its use case an [`Answer`] that encodes the use case's value as the route would
+//! answer it: the use cases that move money in one transaction store it there, with the effect;
+//! the others' answers (and every error's) are stored here after the use case returned.
 
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
@@ -8,10 +12,11 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse};
 use clawrk_api::ErrorCode;
 use clawrk_domain::ids::UserId;
-use clawrk_domain::service::IdemState;
+use clawrk_domain::service::{Answer, Answered, IdemState};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use std::future::Future;
+use std::sync::Arc;
 
 const HEADER: &str = "idempotency-key";
 const MAX_KEY_CHARS: usize = 255;
@@ -38,6 +43,12 @@ impl Reply {
     /// The response.
     pub fn into_response(self) -> HttpResponse {
         HttpResponse::build(self.status).json(self.body)
+    }
+
+    /// What is stored for replay: the status and the body.
+    fn stored(&self) -> Vec<u8> {
+        serde_json::to_vec(&json!({ "status": self.status.as_u16(), "body": &self.body }))
+            .unwrap_or_default()
     }
 }
 
@@ -70,20 +81,27 @@ pub fn key_of(req: &HttpRequest) -> ApiResult<Option<String>> {
         })
 }
 
-/// Runs `f` once per idempotency key (if the request has one) and answers with its reply.
-pub async fn once<F, Fut>(
+/// Runs the use case `f` once per idempotency key (if the request has one) and answers with
+/// `view` of its value, or with its error. `f` gets the key's [`Answer`] to store with its effect.
+pub async fn once<T, V, F, Fut>(
     st: &AppState,
     user: UserId,
     req: &HttpRequest,
     body: &[u8],
+    view: V,
     f: F,
 ) -> ApiResult<HttpResponse>
 where
-    F: FnOnce() -> Fut,
-    Fut: Future<Output = ApiResult<Reply>>,
+    V: Fn(&T) -> ApiResult<Reply> + Send + Sync + 'static,
+    F: FnOnce(Option<Answer<T>>) -> Fut,
+    Fut: Future<Output = clawrk_domain::error::Result<Answered<T>>>,
 {
+    let reply = |out: clawrk_domain::error::Result<Answered<T>>, view: &V| match out {
+        Ok(a) => (view(&a.value).unwrap_or_else(Reply::from), a.stored),
+        Err(e) => (Reply::from(ApiError::from(e)), false),
+    };
     let Some(key) = key_of(req)? else {
-        return Ok(f().await.unwrap_or_else(Reply::from).into_response());
+        return Ok(reply(f(None).await, &view).0.into_response());
     };
     let mut h = Sha256::new();
     h.update(req.method().as_str());
@@ -118,17 +136,18 @@ where
                 .json(&stored["body"]));
         }
     }
-    let reply = f().await.unwrap_or_else(Reply::from);
+    let view = Arc::new(view);
+    let encode = {
+        let view = view.clone();
+        move |value: &T| view(value).ok().map(|r| r.stored())
+    };
+    let (reply, stored) = reply(f(Some(Answer::new(user, key.clone(), encode))).await, &view);
     if reply.status.is_server_error() {
         if let Err(e) = st.market.idem_abandon(user, &key).await {
             tracing::warn!(error = %e, "could not release an idempotency key");
         }
-    } else {
-        let stored = json!({ "status": reply.status.as_u16(), "body": reply.body });
-        let bytes = serde_json::to_vec(&stored).unwrap_or_default();
-        if let Err(e) = st.market.idem_finish(user, &key, bytes).await {
-            tracing::warn!(error = %e, "could not store an idempotent response");
-        }
+    } else if !stored && let Err(e) = st.market.idem_finish(user, &key, reply.stored()).await {
+        tracing::warn!(error = %e, "could not store an idempotent response");
     }
     Ok(reply.into_response())
 }

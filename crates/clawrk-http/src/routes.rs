@@ -13,7 +13,7 @@ use clawrk_api::{self as api, ErrorBody, ErrorCode};
 use clawrk_domain::ids::{AgentId, JobId, TransferId, UserId};
 use clawrk_domain::job::{Job, JobStatus, Output};
 use clawrk_domain::money::Cents;
-use clawrk_domain::service::{AgentSelector, JobsOf, RunOutcome, RunRequest};
+use clawrk_domain::service::{AgentSelector, Answered, JobsOf, RunOutcome, RunRequest};
 use clawrk_domain::user::{AgentPatch, NewAgent};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -25,6 +25,11 @@ fn job_id(raw: &str) -> ApiResult<JobId> {
 
 fn ok_job(job: &Job, viewer: UserId) -> ApiResult<HttpResponse> {
     Ok(HttpResponse::Ok().json(views::job(job, viewer)))
+}
+
+/// The answer of an idempotent route that answers with the job as `viewer` sees it.
+fn job_reply(viewer: UserId) -> impl Fn(&Job) -> ApiResult<Reply> + Send + Sync + 'static {
+    move |job| Reply::new(StatusCode::OK, views::job(job, viewer))
 }
 
 fn selector(b: api::AgentChoice) -> AgentSelector {
@@ -81,36 +86,37 @@ pub async fn run(
         time_limit_seconds: b.time_limit_seconds,
         confirmed,
     };
-    let go = || async {
-        Ok(match st.market.run(user, run).await? {
-            RunOutcome::Estimate(s) => Reply::new(StatusCode::OK, views::estimate(&s))?,
-            RunOutcome::Queued(job) => Reply::new(StatusCode::CREATED, views::job(&job, user))?,
-            RunOutcome::PendingPayment {
-                job,
-                required,
-                available,
-            } => Reply::new(
-                StatusCode::PAYMENT_REQUIRED,
-                ErrorBody {
-                    error: format!(
-                        "insufficient balance: {} required, {} available; pay the job with POST /api/jobs/{}/pay",
-                        required.get(),
-                        available.get(),
-                        job.id
-                    ),
-                    code: ErrorCode::InsufficientBalance,
-                    required_cents: Some(required.get()),
-                    available_cents: Some(available.get()),
-                    job: Some(Box::new(views::job(&job, user))),
-                },
-            )?,
-        })
+    let view = move |outcome: &RunOutcome| match outcome {
+        RunOutcome::Estimate(s) => Reply::new(StatusCode::OK, views::estimate(s)),
+        RunOutcome::Queued(job) => Reply::new(StatusCode::CREATED, views::job(job, user)),
+        RunOutcome::PendingPayment {
+            job,
+            required,
+            available,
+        } => Reply::new(
+            StatusCode::PAYMENT_REQUIRED,
+            ErrorBody {
+                error: format!(
+                    "insufficient balance: {} required, {} available; pay the job with POST /api/jobs/{}/pay",
+                    required.get(),
+                    available.get(),
+                    job.id
+                ),
+                code: ErrorCode::InsufficientBalance,
+                required_cents: Some(required.get()),
+                available_cents: Some(available.get()),
+                job: Some(Box::new(views::job(job, user))),
+            },
+        ),
     };
     if confirmed {
-        once(&st, user, &req, &body.raw, go).await
+        once(&st, user, &req, &body.raw, view, |answer| {
+            st.market.run_keyed(user, run, answer)
+        })
+        .await
     } else {
         crate::idem::key_of(&req)?;
-        Ok(go().await?.into_response())
+        Ok(view(&st.market.run(user, run).await?)?.into_response())
     }
 }
 
@@ -206,11 +212,8 @@ pub async fn pay(
 ) -> ApiResult<HttpResponse> {
     let user = caller.0.id;
     let id = job_id(&id)?;
-    once(&st, user, &req, &body.raw, || async {
-        Reply::new(
-            StatusCode::OK,
-            views::job(&st.market.pay(user, id).await?, user),
-        )
+    once(&st, user, &req, &body.raw, job_reply(user), |answer| {
+        st.market.pay_keyed(user, id, answer)
     })
     .await
 }
@@ -355,12 +358,19 @@ pub async fn submit(
     let id = job_id(&id)?;
     let b = body.value;
     let output = Output::new(b.output, views::file_ids(b.attachments.as_deref()))?;
-    once(&st, user, &req, &body.raw, || async {
-        let job = st.market.submit(user, id, output).await?;
-        // An idle verification worker of this instance starts at once (others poll).
-        st.work.notify_one();
-        Reply::new(StatusCode::OK, views::job(&job, user))
-    })
+    once(
+        &st,
+        user,
+        &req,
+        &body.raw,
+        job_reply(user),
+        |answer| async {
+            let job = st.market.submit_keyed(user, id, output, answer).await?;
+            // An idle verification worker of this instance starts at once (others poll).
+            st.work.notify_one();
+            Ok(job)
+        },
+    )
     .await
 }
 
@@ -597,17 +607,24 @@ async fn move_money(
 ) -> ApiResult<HttpResponse> {
     let user = caller.0.id;
     let amount = Cents(body.value.amount_cents);
-    once(&st, user, &req, &body.raw, || async {
-        let balance = match way {
-            Move::In => st.market.topup(user, amount).await?,
-            Move::Out => st.market.withdraw(user, amount).await?,
-        };
+    let view = |balance: &Cents| {
         Reply::new(
             StatusCode::OK,
             api::Balance {
                 balance_cents: balance.get(),
             },
         )
+    };
+    once(&st, user, &req, &body.raw, view, |answer| async {
+        match way {
+            Move::In => st.market.topup_keyed(user, amount, answer).await,
+            // The payout follows the debit's transaction: its answer is stored after it.
+            Move::Out => st
+                .market
+                .withdraw(user, amount)
+                .await
+                .map(Answered::unstored),
+        }
     })
     .await
 }

@@ -669,20 +669,64 @@ async fn idempotency_keys_replay_and_refuse_other_bodies() {
     let (s1, j1, ..) = call!(app, req().set_json(&body));
     let (s2, j2, h2, _) = call!(app, req().set_json(&body));
     assert_eq!((s1, s2), (StatusCode::CREATED, StatusCode::CREATED));
-    assert_eq!(j1["id"], j2["id"]);
+    assert_eq!(j1, j2, "the first answer, as it was");
     assert_eq!(h2.get("idempotent-replayed").unwrap(), "true");
     let (s3, b3, ..) = call!(
         app,
         req().set_json(json!({ "prompt": "other", "confirmed": true }))
     );
     assert_eq!(s3, StatusCode::CONFLICT, "{b3}");
+    // A top-up stores its answer with its credit, a withdrawal after its payout, a refusal after
+    // it: each repeat gets the first answer and moves nothing.
+    for (uri, k, cents, status, answer) in [
+        (
+            "/api/wallet/topup",
+            "t1",
+            500,
+            StatusCode::OK,
+            json!({ "balance_cents": 2_000 }),
+        ),
+        (
+            "/api/wallet/withdraw",
+            "w1",
+            500,
+            StatusCode::OK,
+            json!({ "balance_cents": 1_500 }),
+        ),
+        (
+            "/api/wallet/withdraw",
+            "w2",
+            9_000,
+            StatusCode::PAYMENT_REQUIRED,
+            Value::Null,
+        ),
+    ] {
+        let req = || {
+            TestRequest::post()
+                .uri(uri)
+                .insert_header(bearer(&key))
+                .insert_header(("Idempotency-Key", k))
+                .set_json(json!({ "amount_cents": cents }))
+        };
+        let (s1, b1, ..) = call!(app, req());
+        let (s2, b2, h2, _) = call!(app, req());
+        assert_eq!((s1, s2), (status, status), "{uri} {b1}");
+        assert_eq!(b1, b2, "{uri}");
+        assert_eq!(h2.get("idempotent-replayed").unwrap(), "true");
+        if !answer.is_null() {
+            assert_eq!(b1, answer, "{uri}");
+        }
+    }
     let (_, wallet, ..) = call!(
         app,
         TestRequest::get()
             .uri("/api/wallet/balance")
             .insert_header(bearer(&key))
     );
-    assert_eq!(wallet["balance_cents"], 1_500, "charged once");
+    assert_eq!(
+        wallet["balance_cents"], 1_500,
+        "charged once, credited once, paid out once"
+    );
 }
 
 #[actix_web::test]

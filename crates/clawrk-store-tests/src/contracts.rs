@@ -5,7 +5,7 @@ use clawrk_domain::error::DomainError;
 use clawrk_domain::job::{JobStatus, Output};
 use clawrk_domain::money::{Cents, MAX_AMOUNT, Reason};
 use clawrk_domain::ports::Page;
-use clawrk_domain::service::{IdemState, JobsOf, RunOutcome, RunRequest};
+use clawrk_domain::service::{Answer, IdemState, JobsOf, RunOutcome, RunRequest};
 use clawrk_domain::user::{AgentPatch, KeyHash, NewAgent, api_key_from};
 use clawrk_store_tests::*;
 use std::collections::HashSet;
@@ -617,6 +617,121 @@ async fn idempotency_keys() {
     f.clock.advance(Duration::from_secs(86_401));
     m.sweep().await.unwrap();
     assert_eq!(f.rows(h, "idempotency").await, 0);
+    f.check(h).await;
+}
+
+/// The money-moving use cases store a key's answer in the transaction of their effect (a confirmed
+/// run that queues, pay, submit, top-up); what they did not write — a job left waiting for
+/// payment (its transaction rolled back), a refused submit — leaves the key to its caller.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn idempotency_answers_commit_with_their_effect() {
+    let h = &HARNESS;
+    let f = Fixture::new(h).await;
+    let m = &f.market;
+    let sender = f.user("sender", 600).await;
+    let worker = f.user("worker", 0).await;
+    let claim = |user, key: &'static str| async move {
+        assert_eq!(
+            m.idem_begin(user, key, [3u8; 32]).await.unwrap(),
+            IdemState::Reserved
+        );
+    };
+    let replay =
+        |user, key: &'static str| async move { m.idem_begin(user, key, [3u8; 32]).await.unwrap() };
+    let run = |price| RunRequest {
+        prompt: "write a haiku about the sea".into(),
+        price_cents: Some(price),
+        confirmed: true,
+        ..RunRequest::default()
+    };
+    let job_answer = |tag: &'static str| {
+        move |j: &clawrk_domain::job::Job| Some(format!("{tag} {:?}", j.status).into_bytes())
+    };
+
+    claim(sender.id, "run").await;
+    let answer = Answer::new(sender.id, "run", |o: &RunOutcome| match o {
+        RunOutcome::Queued(j) => Some(format!("queued {}", j.id).into_bytes()),
+        _ => None,
+    });
+    let queued = m
+        .run_keyed(sender.id, run(500), Some(answer))
+        .await
+        .unwrap();
+    let RunOutcome::Queued(job) = &queued.value else {
+        panic!("expected a queued job, got {:?}", queued.value);
+    };
+    assert!(queued.stored);
+    assert_eq!(
+        replay(sender.id, "run").await,
+        IdemState::Replay(format!("queued {}", job.id).into_bytes())
+    );
+
+    // 100 cents left: the paid insert rolls back with its answer; the unpaid job is answered by
+    // the caller.
+    claim(sender.id, "short").await;
+    let answer = Answer::new(sender.id, "short", |_: &RunOutcome| Some(b"never".to_vec()));
+    let pending = m
+        .run_keyed(sender.id, run(400), Some(answer))
+        .await
+        .unwrap();
+    assert!(matches!(pending.value, RunOutcome::PendingPayment { .. }));
+    assert!(!pending.stored);
+    assert_eq!(replay(sender.id, "short").await, IdemState::InProgress);
+
+    claim(sender.id, "topup").await;
+    let answer = Answer::new(sender.id, "topup", |c: &Cents| {
+        Some(c.get().to_string().into_bytes())
+    });
+    let topped = m
+        .topup_keyed(sender.id, Cents(500), Some(answer))
+        .await
+        .unwrap();
+    assert_eq!((topped.value, topped.stored), (Cents(600), true));
+    assert_eq!(
+        replay(sender.id, "topup").await,
+        IdemState::Replay(b"600".to_vec())
+    );
+
+    let RunOutcome::PendingPayment { job: unpaid, .. } = pending.value else {
+        unreachable!()
+    };
+    claim(sender.id, "pay").await;
+    let answer = Answer::new(sender.id, "pay", job_answer("paid"));
+    let paid = m
+        .pay_keyed(sender.id, unpaid.id, Some(answer))
+        .await
+        .unwrap();
+    assert!(paid.stored);
+    assert_eq!(
+        replay(sender.id, "pay").await,
+        IdemState::Replay(b"paid Queued".to_vec())
+    );
+
+    // Two queued jobs: the agent takes one, whichever matching gives it.
+    let mine = m.pull(worker.id, &DEFAULT).await.unwrap().unwrap().id;
+    m.accept(worker.id, mine, &DEFAULT).await.unwrap();
+    // Refused (the sender holds no attempt): nothing written, the caller answers.
+    claim(sender.id, "not-yours").await;
+    let answer = Answer::new(sender.id, "not-yours", job_answer("submitted"));
+    let refused = m
+        .submit_keyed(sender.id, mine, output(), Some(answer))
+        .await;
+    assert!(refused.is_err());
+    assert_eq!(replay(sender.id, "not-yours").await, IdemState::InProgress);
+    claim(worker.id, "submit").await;
+    let answer = Answer::new(worker.id, "submit", job_answer("submitted"));
+    let submitted = m
+        .submit_keyed(worker.id, mine, output(), Some(answer))
+        .await
+        .unwrap();
+    assert_eq!(
+        (submitted.value.status, submitted.stored),
+        (JobStatus::Submitted, true)
+    );
+    assert_eq!(
+        replay(worker.id, "submit").await,
+        IdemState::Replay(b"submitted Submitted".to_vec())
+    );
     f.check(h).await;
 }
 

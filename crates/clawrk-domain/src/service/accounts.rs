@@ -1,7 +1,8 @@
 //! Users, their API keys, agents and wallets: creating users, the agent directory and the rules of
 //! changing agents, top-ups, withdrawals and operator credits.
 
-use super::{Marketplace, Principal, post};
+use super::idempotency::write_answer;
+use super::{Answer, Answered, Marketplace, Principal, post};
 use crate::error::{DomainError, Result};
 use crate::ids::{AgentId, ApiKeyId, TransferId, UserId};
 use crate::job::JobStatus;
@@ -276,6 +277,18 @@ impl Marketplace {
         delta: Cents,
         reason: Reason,
     ) -> Result<Cents> {
+        Ok(self.adjust_keyed(user, delta, reason, None).await?.value)
+    }
+
+    /// [`Self::adjust_balance`], storing the idempotency `answer` (the new balance) with the
+    /// transfer.
+    async fn adjust_keyed(
+        &self,
+        user: UserId,
+        delta: Cents,
+        reason: Reason,
+        answer: Option<Answer<Cents>>,
+    ) -> Result<Answered<Cents>> {
         if delta == Cents::ZERO {
             return Err(DomainError::invalid("amount_cents must not be zero"));
         }
@@ -296,19 +309,34 @@ impl Marketplace {
         self.store()
             .transaction(move |tx| {
                 post(tx, &*clock, &[transfer], now)?;
-                Ok(tx
+                let balance = tx
                     .user(user)?
                     .ok_or(DomainError::NotFound("user"))?
-                    .balance_cents)
+                    .balance_cents;
+                let stored = write_answer(tx, answer.as_ref(), &balance)?;
+                Ok(Answered {
+                    value: balance,
+                    stored,
+                })
             })
             .await
     }
 
     /// Tops up the wallet through the payment port; returns the new balance.
     pub async fn topup(&self, user: UserId, amount: Cents) -> Result<Cents> {
+        Ok(self.topup_keyed(user, amount, None).await?.value)
+    }
+
+    /// [`Self::topup`], storing the idempotency `answer` with the credit.
+    pub async fn topup_keyed(
+        &self,
+        user: UserId,
+        amount: Cents,
+        answer: Option<Answer<Cents>>,
+    ) -> Result<Answered<Cents>> {
         let amount = bounded(amount, MIN_TOPUP)?;
         self.ports.payments.collect(user, amount).await?;
-        self.adjust_balance(user, amount, Reason::Topup).await
+        self.adjust_keyed(user, amount, Reason::Topup, answer).await
     }
 
     /// Withdraws from the wallet through the payout port; returns the new balance. The wallet is

@@ -5,10 +5,17 @@
 //! Ownership is one arbitrated claim: the store's insert-if-absent lets exactly one of any number
 //! of concurrent requests insert the record, so a money-moving request runs at most once per key,
 //! on every store.
+//!
+//! The use cases that move money in one transaction (a confirmed run that queues its job, pay,
+//! submit, top-up) take the key's [`Answer`] and store it in that transaction: the effect and the
+//! answer a retry replays commit together, so a crash between the two cannot leave the key "in
+//! progress" with the effect done, and the answer costs no statement of its own.
 
 use super::Marketplace;
 use crate::error::{DomainError, Result};
 use crate::ids::UserId;
+use crate::ports::Tx;
+use std::sync::Arc;
 
 /// How a request with an idempotency key proceeds.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -22,6 +29,84 @@ pub enum IdemState {
     Replay(Vec<u8>),
     /// The key was used with another request.
     Mismatch,
+}
+
+/// How a route encodes a use case's value as the answer a repeat replays; `None`: not stored with
+/// the effect.
+type Encode<T> = Arc<dyn Fn(&T) -> Option<Vec<u8>> + Send + Sync>;
+
+/// How the answer of a request that owns an idempotency key is stored with its effect: the key,
+/// and how the caller encodes a use case's value as the answer it replays (`None`: not stored
+/// there, the caller stores what it answers itself).
+pub struct Answer<T> {
+    user: UserId,
+    key: String,
+    encode: Encode<T>,
+}
+
+impl<T> Answer<T> {
+    /// The answer of `user`'s request with `key`, encoded by `encode`.
+    pub fn new(
+        user: UserId,
+        key: impl Into<String>,
+        encode: impl Fn(&T) -> Option<Vec<u8>> + Send + Sync + 'static,
+    ) -> Self {
+        Answer {
+            user,
+            key: key.into(),
+            encode: Arc::new(encode),
+        }
+    }
+
+    /// Stores the answer for `value` in the caller's unit of work; whether it did.
+    pub(super) fn write(&self, tx: &mut dyn Tx, value: &T) -> Result<bool> {
+        match (self.encode)(value) {
+            Some(bytes) => tx
+                .idem_complete(self.user, &self.key, &bytes)
+                .map(|()| true),
+            None => Ok(false),
+        }
+    }
+}
+
+impl<T> Clone for Answer<T> {
+    fn clone(&self) -> Self {
+        Answer {
+            user: self.user,
+            key: self.key.clone(),
+            encode: self.encode.clone(),
+        }
+    }
+}
+
+/// A use case's value, and whether its [`Answer`] was stored with its effect. When it was not (the
+/// use case changed nothing, refused, or has no single transaction to store it in), the caller
+/// stores the answer itself ([`Marketplace::idem_finish`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Answered<T> {
+    /// What the use case returned.
+    pub value: T,
+    /// Whether the answer is stored already.
+    pub stored: bool,
+}
+
+impl<T> Answered<T> {
+    /// A value whose answer is not stored.
+    pub fn unstored(value: T) -> Self {
+        Answered {
+            value,
+            stored: false,
+        }
+    }
+}
+
+/// Stores `answer` for `value` in the caller's unit of work, if there is one to store.
+pub(super) fn write_answer<T>(
+    tx: &mut dyn Tx,
+    answer: Option<&Answer<T>>,
+    value: &T,
+) -> Result<bool> {
+    answer.map_or(Ok(false), |a| a.write(tx, value))
 }
 
 /// How many times a claim is retried when the record it collided with vanished or expired

@@ -1,7 +1,8 @@
 //! The job use cases: run (two phases), read and list, pay, cancel, pull, claim, accept, reject,
 //! submit, give up, and what a log stream reads.
 
-use super::{MAX_PROMPT_CHARS, Marketplace, apply};
+use super::idempotency::write_answer;
+use super::{Answer, Answered, MAX_PROMPT_CHARS, Marketplace, apply};
 use crate::error::{DomainError, Result};
 use crate::files::{self, FileId, FileRole, JobFile};
 use crate::ids::{AgentId, JobId, UserId};
@@ -144,6 +145,18 @@ impl Marketplace {
     /// once per sender and prompt within the quote's lifetime, so phase 2 charges exactly what
     /// phase 1 showed.
     pub async fn run(&self, sender: UserId, req: RunRequest) -> Result<RunOutcome> {
+        Ok(self.run_keyed(sender, req, None).await?.value)
+    }
+
+    /// [`Self::run`] for a request with an idempotency key: a job queued and paid is stored with
+    /// its `answer` (an estimate is not idempotent, and a job waiting for payment is answered by
+    /// the caller).
+    pub async fn run_keyed(
+        &self,
+        sender: UserId,
+        req: RunRequest,
+        answer: Option<Answer<RunOutcome>>,
+    ) -> Result<Answered<RunOutcome>> {
         if is_blank(&req.prompt) {
             return Err(DomainError::invalid("prompt is required"));
         }
@@ -203,7 +216,7 @@ impl Marketplace {
             structured.estimated_time_limit = t;
         }
         if !req.confirmed {
-            return Ok(RunOutcome::Estimate(structured));
+            return Ok(Answered::unstored(RunOutcome::Estimate(structured)));
         }
         let draft = JobDraft {
             prompt,
@@ -213,17 +226,21 @@ impl Marketplace {
             env_vars: req.env_vars,
             files,
         };
-        self.create_job(draft, sender).await
+        self.create_job(draft, sender, answer).await
     }
 
     /// Creates a confirmed job: paid and `queued` if the wallet covers the price, else
     /// `pending_payment` (the ledger decides, atomically with the job's creation).
-    async fn create_job(&self, draft: JobDraft, sender: UserId) -> Result<RunOutcome> {
+    async fn create_job(
+        &self,
+        draft: JobDraft,
+        sender: UserId,
+        answer: Option<Answer<RunOutcome>>,
+    ) -> Result<Answered<RunOutcome>> {
         let id = JobId(self.ports.clock.new_id());
         let now = self.now();
         let paid = lifecycle::create(draft.clone(), id, sender, true, now);
         let clock = self.ports.clock.clone();
-        let job = paid.job.clone();
         let inputs: Vec<JobFile> = draft
             .files
             .iter()
@@ -243,11 +260,17 @@ impl Marketplace {
                     tx.attach_files(paid.job.id, &attached)?;
                 }
                 tx.notify(Announcement::Queued(paid.job.id))?;
-                super::post(tx, &*clock, &paid.transfers, now)
+                super::post(tx, &*clock, &paid.transfers, now)?;
+                let queued = RunOutcome::Queued(paid.job);
+                let stored = write_answer(tx, answer.as_ref(), &queued)?;
+                Ok(Answered {
+                    value: queued,
+                    stored,
+                })
             })
             .await;
         match attempt {
-            Ok(()) => Ok(RunOutcome::Queued(job)),
+            Ok(queued) => Ok(queued),
             Err(DomainError::InsufficientBalance { available, .. }) => {
                 let unpaid = lifecycle::create(draft, id, sender, false, now).job;
                 let row = unpaid.clone();
@@ -264,11 +287,11 @@ impl Marketplace {
                 } else {
                     self.store().single(write).await?;
                 }
-                Ok(RunOutcome::PendingPayment {
+                Ok(Answered::unstored(RunOutcome::PendingPayment {
                     required: unpaid.price.cents(),
                     available,
                     job: unpaid,
-                })
+                }))
             }
             Err(e) => Err(e),
         }
@@ -351,9 +374,23 @@ impl Marketplace {
 
     /// Pays a `pending_payment` job.
     pub async fn pay(&self, user: UserId, id: JobId) -> Result<Job> {
-        self.transition(id, no_context, move |job, _, now| {
-            lifecycle::pay(job, user, now)
-        })
+        Ok(self.pay_keyed(user, id, None).await?.value)
+    }
+
+    /// [`Self::pay`], storing the idempotency `answer` with the payment.
+    pub async fn pay_keyed(
+        &self,
+        user: UserId,
+        id: JobId,
+        answer: Option<Answer<Job>>,
+    ) -> Result<Answered<Job>> {
+        self.transition_from(
+            None,
+            id,
+            no_context,
+            move |job, _, now| lifecycle::pay(job, user, now),
+            answer,
+        )
         .await
     }
 
@@ -457,9 +494,21 @@ impl Marketplace {
 
     /// Submits output for the caller's running attempt.
     pub async fn submit(&self, user: UserId, id: JobId, output: Output) -> Result<Job> {
+        Ok(self.submit_keyed(user, id, output, None).await?.value)
+    }
+
+    /// [`Self::submit`], storing the idempotency `answer` with the submission.
+    pub async fn submit_keyed(
+        &self,
+        user: UserId,
+        id: JobId,
+        output: Output,
+        answer: Option<Answer<Job>>,
+    ) -> Result<Answered<Job>> {
         no_nul_opt("output", output.text())?;
         let ids = output.file_ids().to_vec();
-        self.transition(
+        self.transition_from(
+            None,
             id,
             move |tx, _| {
                 if ids.is_empty() {
@@ -475,6 +524,7 @@ impl Marketplace {
                 let files = files::owned(user, output.file_ids(), found)?;
                 lifecycle::submit(job, user, output.clone().with_files(files), now)
             },
+            answer,
         )
         .await
     }

@@ -20,7 +20,7 @@ mod webhooks;
 
 pub use auth::Principal;
 pub use files::{Download, FILE_SWEEP_BATCH, Fetched, UploadInfo};
-pub use idempotency::IdemState;
+pub use idempotency::{Answer, Answered, IdemState};
 pub use jobs::{
     AgentSelector, JobsOf, LogUpdate, MAX_PULL_WAIT_SECONDS, PULL_CANDIDATES, RunOutcome,
     RunRequest,
@@ -164,18 +164,23 @@ impl Marketplace {
         R: Fn(&mut dyn Tx, &Job) -> Result<C> + Clone + Send + 'static,
         D: Fn(&Job, &C, Timestamp) -> Result<Change>,
     {
-        self.transition_from(None, id, context, decide).await
+        Ok(self
+            .transition_from(None, id, context, decide, None)
+            .await?
+            .value)
     }
 
     /// [`Self::transition`], trying first over a copy of the job the caller already holds (the
-    /// verification worker has the job it leased): no read when nobody changed it since.
+    /// verification worker has the job it leased): no read when nobody changed it since. With an
+    /// idempotency `answer`, the answer is stored with the change ([`Self::write_change`]).
     async fn transition_from<C, R, D>(
         &self,
         known: Option<(Job, C)>,
         id: JobId,
         context: R,
         decide: D,
-    ) -> Result<Job>
+        answer: Option<Answer<Job>>,
+    ) -> Result<Answered<Job>>
     where
         C: Send + 'static,
         R: Fn(&mut dyn Tx, &Job) -> Result<C> + Clone + Send + 'static,
@@ -184,10 +189,10 @@ impl Marketplace {
         if let Some((job, ctx)) = known {
             let change = decide(&job, &ctx, self.now())?;
             if change.is_noop(&job) {
-                return change.refusal.map_or(Ok(change.job), Err);
+                return settled(change, false);
             }
-            if let Some(change) = self.write_change(job, change).await? {
-                return change.refusal.map_or(Ok(change.job), Err);
+            if let Some((change, stored)) = self.write_change(job, change, answer.clone()).await? {
+                return settled(change, stored);
             }
         }
         for _ in 0..MAX_WRITE_ATTEMPTS {
@@ -202,10 +207,10 @@ impl Marketplace {
                 .await?;
             let change = decide(&job, &ctx, self.now())?;
             if change.is_noop(&job) {
-                return change.refusal.map_or(Ok(change.job), Err);
+                return settled(change, false);
             }
-            if let Some(change) = self.write_change(job, change).await? {
-                return change.refusal.map_or(Ok(change.job), Err);
+            if let Some((change, stored)) = self.write_change(job, change, answer.clone()).await? {
+                return settled(change, stored);
             }
         }
         Err(DomainError::Unavailable(
@@ -213,19 +218,48 @@ impl Marketplace {
         ))
     }
 
-    /// Writes a change computed from `before`; `None` if the job moved on since it was read.
-    async fn write_change(&self, before: Job, change: Change) -> Result<Option<Change>> {
+    /// Writes a change computed from `before`, with `answer` unless the change is a refusal;
+    /// `None` if the job moved on since it was read, else the change and whether its answer is
+    /// stored. A change with effects stores the answer in its transaction; a change of the job's
+    /// row alone stays one statement, and its answer follows on the same connection (when that
+    /// fails, the change stands and the caller stores the answer).
+    async fn write_change(
+        &self,
+        before: Job,
+        change: Change,
+        answer: Option<Answer<Job>>,
+    ) -> Result<Option<(Change, bool)>> {
         let clock = self.ports.clock.clone();
         let in_transaction = change.has_effects();
         let write = move |tx: &mut dyn Tx| {
-            let written = apply(tx, &*clock, &before, &change)?;
-            Ok(written.then_some(change))
+            if !apply(tx, &*clock, &before, &change)? {
+                return Ok(None);
+            }
+            let answer = answer.as_ref().filter(|_| change.refusal.is_none());
+            let stored = idempotency::write_answer(tx, answer, &change.job);
+            let stored = if in_transaction {
+                stored?
+            } else {
+                stored.unwrap_or(false)
+            };
+            Ok(Some((change, stored)))
         };
         if in_transaction {
             self.store().transaction(write).await
         } else {
             self.store().single(write).await
         }
+    }
+}
+
+/// What a written (or no-op) change answers: its job, or its refusal.
+fn settled(change: Change, stored: bool) -> Result<Answered<Job>> {
+    match change.refusal {
+        Some(e) => Err(e),
+        None => Ok(Answered {
+            value: change.job,
+            stored,
+        }),
     }
 }
 

@@ -142,8 +142,10 @@ impl Marketplace {
                             change.log.splice(0..0, interim.iter().cloned());
                             Ok(change)
                         },
+                        None,
                     )
-                    .await?;
+                    .await?
+                    .value;
                 Ok(Some(after))
             }
             Err(e) => {
