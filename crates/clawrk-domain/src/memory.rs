@@ -12,8 +12,8 @@ use crate::ids::{AgentId, ApiKeyId, FileId, JobId, Timestamp, TransferId, UserId
 use crate::job::{Job, JobStatus, LogLine, Structured};
 use crate::money::{Account, Cents, LedgerEntry, Reason, Transfer};
 use crate::ports::{
-    Announcement, AttemptOutcome, AttemptRecord, FileBytes, FileStore, FileWriter, IdemRecord,
-    JobFilter, Mode, NewLogLine, Page, Store, Tx, Work,
+    AgentLookup, Announcement, AttemptOutcome, AttemptRecord, FileBytes, FileStore, FileWriter,
+    IdemRecord, JobFilter, Mode, NewLogLine, Page, Store, Tx, Work,
 };
 use crate::user::{Agent, AgentProfile, KeyHash, User};
 use crate::webhook::{
@@ -96,6 +96,21 @@ impl MemoryState {
             && f.worker.is_none_or(worked_by)
             && f.agent.is_none_or(by_agent)
             && (f.statuses.is_empty() || f.statuses.contains(&j.status))
+    }
+
+    /// The oldest `queued` jobs not sent by `owner` and never held by `agent`.
+    fn queued_candidates(&self, owner: UserId, agent: AgentId, limit: u32) -> Vec<Job> {
+        let mut v: Vec<&Job> = self
+            .jobs
+            .values()
+            .filter(|j| {
+                j.status == JobStatus::Queued
+                    && j.sender != owner
+                    && !self.presented.contains(&(agent, j.id))
+            })
+            .collect();
+        v.sort_by_key(|j| (j.created_at, j.id));
+        v.into_iter().take(limit as usize).cloned().collect()
     }
 }
 
@@ -316,18 +331,25 @@ impl Tx for MemoryState {
         Ok(self.jobs.get(&id).cloned())
     }
 
-    fn queued_candidates(&mut self, owner: UserId, agent: AgentId, limit: u32) -> Result<Vec<Job>> {
-        let mut v: Vec<&Job> = self
-            .jobs
-            .values()
-            .filter(|j| {
-                j.status == JobStatus::Queued
-                    && j.sender != owner
-                    && !self.presented.contains(&(agent, j.id))
-            })
-            .collect();
-        v.sort_by_key(|j| (j.created_at, j.id));
-        Ok(v.into_iter().take(limit as usize).cloned().collect())
+    fn pull_candidates(
+        &mut self,
+        owner: UserId,
+        lookup: &AgentLookup,
+        limit: u32,
+    ) -> Result<Option<(Agent, Vec<Job>)>> {
+        let Some(agent) = self.agents.values().find(|a| {
+            a.owner_id == owner
+                && match lookup {
+                    AgentLookup::Id(id) => a.id == *id,
+                    AgentLookup::Name(name) => a.name == *name,
+                    AgentLookup::Default => a.is_default,
+                }
+        }) else {
+            return Ok(None);
+        };
+        let agent = agent.clone();
+        let candidates = self.queued_candidates(owner, agent.id, limit);
+        Ok((!candidates.is_empty()).then_some((agent, candidates)))
     }
 
     fn expired_holds(&mut self, now: Timestamp, limit: u32) -> Result<Vec<Job>> {

@@ -224,6 +224,17 @@ impl dyn Store {
     }
 }
 
+/// Which of an owner's agents a statement is about.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AgentLookup {
+    /// This one (if the owner's).
+    Id(AgentId),
+    /// The one with this name.
+    Name(String),
+    /// The owner's default agent.
+    Default,
+}
+
 /// Plain data access on one connection: each method is a statement (or a few), and none decides
 /// anything a business rule should — the callers in [`crate::service`] do.
 ///
@@ -287,9 +298,15 @@ pub trait Tx {
     fn job(&mut self, id: JobId) -> Result<Option<Job>>;
     /// A job by id, its row locked until the transaction ends.
     fn lock_job(&mut self, id: JobId) -> Result<Option<Job>>;
-    /// Locks up to `limit` of the oldest `queued` jobs not sent by `owner` and never held by
-    /// `agent`, skipping rows locked elsewhere.
-    fn queued_candidates(&mut self, owner: UserId, agent: AgentId, limit: u32) -> Result<Vec<Job>>;
+    /// The agent of `owner` that `agent` names, with up to `limit` of the oldest `queued` jobs
+    /// not sent by `owner` and never held by that agent, locked (skipping rows locked elsewhere),
+    /// in one statement where the store can. `None` when there is no such agent or no such job.
+    fn pull_candidates(
+        &mut self,
+        owner: UserId,
+        agent: &AgentLookup,
+        limit: u32,
+    ) -> Result<Option<(Agent, Vec<Job>)>>;
     /// Locks up to `limit` `held` jobs whose hold lapsed by `now`, skipping rows locked elsewhere.
     fn expired_holds(&mut self, now: Timestamp, limit: u32) -> Result<Vec<Job>>;
     /// Locks up to `limit` `accepted` jobs whose deadline passed by `now`, skipping locked rows.

@@ -6,8 +6,9 @@
 //!   reads and then writes never fails to upgrade its lock.
 //! - **Row locks**: on PostgreSQL a locked read appends `FOR UPDATE`, and candidate queries
 //!   (pull, sweeps, verification) `FOR UPDATE SKIP LOCKED`, so concurrent workers never wait on each
-//!   other nor take the same job. SQLite has one writer at a time: its write transaction already
-//!   excludes every other, so locked reads are plain reads.
+//!   other nor take the same job; pull's, which joins the agent, locks the jobs alone
+//!   ([`LockJobs`]). SQLite has one writer at a time: its write transaction already excludes every
+//!   other, so locked reads are plain reads.
 //! - **Upserts**: `ON CONFLICT` is the same SQL on both, but diesel builds it per backend.
 //! - **Notification**: PostgreSQL announces a job on the `clawrk_job_events` channel with
 //!   `pg_notify`, delivered at commit to every instance listening (payload [`payload`]); SQLite has
@@ -16,6 +17,9 @@
 use crate::Db;
 use clawrk_domain::ids::JobId;
 use clawrk_domain::ports::Announcement;
+use diesel::QueryResult;
+use diesel::backend::Backend;
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 
 /// The channel watchers listen on; the payload is [`payload`].
 pub const CHANNEL: &str = "clawrk_job_events";
@@ -73,6 +77,33 @@ macro_rules! load_locked {
         }
     };
 }
+
+/// A query whose `jobs` rows are locked, skipping rows locked elsewhere, while the other tables it
+/// joins stay unlocked (`FOR UPDATE OF jobs SKIP LOCKED`, which diesel's DSL cannot say): pull
+/// reads its agent in the statement that locks the candidates, and concurrent pulls of one agent
+/// must not skip each other. PostgreSQL only. Never prepared, like every candidate query
+/// ([`load_locked`]).
+pub(crate) struct LockJobs<Q>(pub Q);
+
+impl<DB: Backend, Q: QueryFragment<DB>> QueryFragment<DB> for LockJobs<Q> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        out.unsafe_to_cache_prepared();
+        self.0.walk_ast(out.reborrow())?;
+        out.push_sql(" FOR UPDATE OF jobs SKIP LOCKED");
+        Ok(())
+    }
+}
+
+impl<Q> QueryId for LockJobs<Q> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<Q: Query> Query for LockJobs<Q> {
+    type SqlType = Q::SqlType;
+}
+
+impl<Q, C> diesel::RunQueryDsl<C> for LockJobs<Q> {}
 
 /// Runs a statement that diesel builds per backend (upserts), written once.
 macro_rules! per_backend {

@@ -17,7 +17,8 @@ use clawrk_domain::ids::{AgentId, ApiKeyId, FileId, JobId, Timestamp, TransferId
 use clawrk_domain::job::{Job, JobStatus, LogLine, Structured};
 use clawrk_domain::money::{Account, Cents, LedgerEntry, Reason, Transfer};
 use clawrk_domain::ports::{
-    Announcement, AttemptRecord, IdemRecord, JobFilter, Mode, NewLogLine, Page, Tx, Work,
+    AgentLookup, Announcement, AttemptRecord, IdemRecord, JobFilter, Mode, NewLogLine, Page, Tx,
+    Work,
 };
 use clawrk_domain::user::{Agent, AgentProfile, KeyHash, User};
 use clawrk_domain::webhook::{
@@ -553,20 +554,50 @@ impl Tx for SqlTx<'_> {
         Ok(rows::jobs(rows)?.pop())
     }
 
-    fn queued_candidates(&mut self, owner: UserId, agent: AgentId, limit: u32) -> Result<Vec<Job>> {
-        let presented = presentations::table
-            .filter(presentations::agent_id.eq(id(agent)))
-            .filter(presentations::job_id.eq(jobs::id));
-        // A literal status (not a bind) lets PostgreSQL's planner use the partial index of queued
-        // jobs, whose key order is this ORDER BY.
-        let q = jobs::table
-            .filter(sql::<Bool>("jobs.status = 'queued'"))
-            .filter(jobs::sender.ne(id(owner)))
-            .filter(not(exists(presented)))
-            .order((jobs::created_at.asc(), jobs::id.asc()))
-            .limit(i64::from(limit));
-        let rows: Vec<JobRow> = load_locked!(self.db, q, skip_locked).map_err(db_err)?;
-        rows::jobs(rows)
+    fn pull_candidates(
+        &mut self,
+        owner: UserId,
+        agent: &AgentLookup,
+        limit: u32,
+    ) -> Result<Option<(Agent, Vec<Job>)>> {
+        // One statement for the agent and its candidates; the lookup is one filter on the agent,
+        // so the query is written once for each and locks on PostgreSQL only ([`LockJobs`]).
+        macro_rules! candidates {
+            ($which:expr) => {{
+                let presented = presentations::table
+                    .filter(presentations::agent_id.eq(agents::id))
+                    .filter(presentations::job_id.eq(jobs::id));
+                // A literal status (not a bind) lets PostgreSQL's planner use the partial index of
+                // queued jobs, whose key order is this ORDER BY.
+                let q = jobs::table
+                    .inner_join(agents::table.on(agents::owner_id.eq(id(owner)).and($which)))
+                    .filter(sql::<Bool>("jobs.status = 'queued'"))
+                    .filter(jobs::sender.ne(id(owner)))
+                    .filter(not(exists(presented)))
+                    .order((jobs::created_at.asc(), jobs::id.asc()))
+                    .limit(i64::from(limit));
+                match &mut *self.db {
+                    Db::Pg(c) => dialect::LockJobs(q).load::<(JobRow, AgentRow)>(c),
+                    Db::Sqlite(c) => q.load::<(JobRow, AgentRow)>(c),
+                }
+            }};
+        }
+        let rows = match agent {
+            AgentLookup::Id(a) => candidates!(agents::id.eq(id(*a))),
+            AgentLookup::Name(name) => candidates!(agents::name.eq(name)),
+            AgentLookup::Default => candidates!(agents::is_default.eq(true)),
+        }
+        .map_err(db_err)?;
+        let mut agent = None;
+        let jobs = rows
+            .into_iter()
+            .map(|(job, a)| {
+                agent.get_or_insert(a);
+                job
+            })
+            .collect();
+        let jobs = rows::jobs(jobs)?;
+        Ok(agent.map(|a| (a.into_agent(), jobs)))
     }
 
     fn expired_holds(&mut self, now: Timestamp, limit: u32) -> Result<Vec<Job>> {

@@ -5,7 +5,7 @@ use clawrk_domain::error::DomainError;
 use clawrk_domain::job::{JobStatus, Output};
 use clawrk_domain::money::{Cents, MAX_AMOUNT, Reason};
 use clawrk_domain::ports::Page;
-use clawrk_domain::service::{Answer, IdemState, JobsOf, RunOutcome, RunRequest};
+use clawrk_domain::service::{AgentSelector, Answer, IdemState, JobsOf, RunOutcome, RunRequest};
 use clawrk_domain::user::{AgentPatch, KeyHash, NewAgent, api_key_from};
 use clawrk_store_tests::*;
 use std::collections::HashSet;
@@ -246,6 +246,25 @@ async fn pull_rules() {
     let p3 = m.pull(worker.id, &by(&other)).await.unwrap().unwrap();
     assert_eq!(p3.id, first.id);
     m.reject(worker.id, first.id, &by(&other)).await.unwrap();
+    // By its name (trimmed), the same agent; an agent the caller does not own, or no agent of that
+    // name, is not found although there are jobs it could pull.
+    let named = AgentSelector {
+        id: None,
+        name: Some("  other ".into()),
+    };
+    let p4 = m.pull(worker.id, &named).await.unwrap().unwrap();
+    assert_eq!(p4.id, second.id);
+    m.reject(worker.id, second.id, &named).await.unwrap();
+    let nobody = AgentSelector {
+        id: None,
+        name: Some("nobody".into()),
+    };
+    for sel in [nobody, by(&f.agent(sender.id).await)] {
+        assert_eq!(
+            m.pull(worker.id, &sel).await.unwrap_err(),
+            DomainError::NotFound("agent")
+        );
+    }
     // Claim by id still works after a reject; the sender's agent may not claim its own job.
     let c = m.claim(worker.id, first.id, &DEFAULT).await.unwrap();
     assert_eq!(c.status, JobStatus::Held);

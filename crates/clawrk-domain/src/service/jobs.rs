@@ -10,7 +10,7 @@ use crate::job::{AgentRef, Job, JobDraft, JobStatus, LogLine, Output, Structured
 use crate::lifecycle;
 use crate::matching;
 use crate::money::{Cents, Price, TimeLimit};
-use crate::ports::{Announcement, BoardStats, JobFilter, LogWatch, Page, Tx};
+use crate::ports::{AgentLookup, Announcement, BoardStats, JobFilter, LogWatch, Page, Tx};
 use crate::text::{is_blank, no_nul, no_nul_opt};
 use crate::user::{self, Agent};
 use std::collections::BTreeMap;
@@ -63,6 +63,17 @@ pub struct AgentSelector {
     pub name: Option<String>,
 }
 
+impl AgentSelector {
+    /// The agent it names: the id wins over the name (trimmed), and neither is the default.
+    pub fn lookup(&self) -> AgentLookup {
+        match (self.id, &self.name) {
+            (Some(id), _) => AgentLookup::Id(id),
+            (None, Some(name)) => AgentLookup::Name(name.trim().to_string()),
+            (None, None) => AgentLookup::Default,
+        }
+    }
+}
+
 /// The longest a pull may wait for a job, in seconds.
 pub const MAX_PULL_WAIT_SECONDS: u32 = 30;
 
@@ -95,19 +106,10 @@ pub struct LogUpdate {
 
 /// The caller's agent named by `sel`, or their default agent.
 fn agent_for(tx: &mut dyn Tx, user: UserId, sel: &AgentSelector) -> Result<Agent> {
-    if let Some(id) = sel.id {
-        return match tx.agent(id)? {
-            Some(a) if a.owner_id == user => Ok(a),
-            _ => Err(DomainError::NotFound("agent")),
-        };
-    }
-    let agents = tx.agents_of(user)?;
-    let found = match &sel.name {
-        Some(name) => {
-            let name = name.trim();
-            agents.into_iter().find(|a| a.name == name)
-        }
-        None => agents.into_iter().find(|a| a.is_default),
+    let found = match sel.lookup() {
+        AgentLookup::Id(id) => tx.agent(id)?.filter(|a| a.owner_id == user),
+        AgentLookup::Name(name) => tx.agents_of(user)?.into_iter().find(|a| a.name == name),
+        AgentLookup::Default => tx.agents_of(user)?.into_iter().find(|a| a.is_default),
     };
     found.ok_or(DomainError::NotFound("agent"))
 }
@@ -444,8 +446,14 @@ impl Marketplace {
         let clock = self.ports.clock.clone();
         self.store()
             .transaction(move |tx| {
-                let agent = agent_for(tx, user, &sel)?;
-                let candidates = tx.queued_candidates(agent.owner_id, agent.id, PULL_CANDIDATES)?;
+                // The agent comes with its candidates; without any, whether the agent exists
+                // decides between "no such agent" and "no job".
+                let Some((agent, candidates)) =
+                    tx.pull_candidates(user, &sel.lookup(), PULL_CANDIDATES)?
+                else {
+                    agent_for(tx, user, &sel)?;
+                    return Ok(None);
+                };
                 let Some(best) = matching::pick(&agent, &candidates) else {
                     return Ok(None);
                 };
