@@ -996,6 +996,44 @@ async fn amounts_are_bounded() {
     f.check(h).await;
 }
 
+/// Two instances on one database: an agent's next step over the copy its instance kept of the
+/// job is decided again over a fresh read when the other instance changed the job meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_step_over_an_outdated_copy_reads_again() {
+    let h = &HARNESS;
+    let f = Fixture::new(h).await;
+    let (a, b) = (&f.market, f.second_instance());
+    let sender = f.user("sender", 1_000).await;
+    let first = f.user("first", 0).await;
+    let second = f.user("second", 0).await;
+    let job = f.job(sender.id, 500).await;
+    // A keeps its copy: held by `first`. Through B, `first` rejects and `second` takes the job.
+    a.pull(first.id, &DEFAULT).await.unwrap().unwrap();
+    b.reject(first.id, job.id, &DEFAULT).await.unwrap();
+    b.pull(second.id, &DEFAULT).await.unwrap().unwrap();
+    // The answer is the one a read gives (B keeps no copy held by `first`).
+    let refused = a.accept(first.id, job.id, &DEFAULT).await.unwrap_err();
+    assert_eq!(
+        refused,
+        b.accept(first.id, job.id, &DEFAULT).await.unwrap_err()
+    );
+    let now = f.read(sender.id, job.id).await;
+    assert_eq!(now.status, JobStatus::Held);
+    assert_eq!(now.holder.map(|h| h.owner_id), Some(second.id));
+    // `second` accepts through A (A keeps the accepted copy) and gives up through B: the submit
+    // over A's copy is refused, and the job stays as B left it.
+    let accepted = a.accept(second.id, job.id, &DEFAULT).await.unwrap();
+    assert_eq!(accepted.status, JobStatus::Accepted);
+    let given_up = b.give_up(second.id, job.id, None).await.unwrap();
+    assert!(a.submit(second.id, job.id, output()).await.is_err());
+    let now = f.read(sender.id, job.id).await;
+    assert_eq!(
+        (now.status, now.version),
+        (given_up.status, given_up.version)
+    );
+    f.check(h).await;
+}
+
 /// 64 concurrent pullers over 2,000 queued jobs: every job is held exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_pulls_hold_each_job_once() {

@@ -322,6 +322,24 @@ impl<H: Harness> Fixture<H> {
         }
     }
 
+    /// Another instance of the marketplace on the same database and ports (its own in-process
+    /// state: key cache, recent jobs).
+    pub fn second_instance(&self) -> Arc<Marketplace> {
+        Arc::new(Marketplace::new(
+            Ports {
+                store: self.store.clone(),
+                structurer: self.structurer.clone(),
+                verifier: self.verifier.clone(),
+                clock: self.clock.clone(),
+                payments: Arc::new(FreeMoney),
+                payouts: Arc::new(FreeMoney),
+                webhooks: self.webhooks.clone(),
+                files: Arc::new(self.files.clone()),
+            },
+            self.market.config().clone(),
+        ))
+    }
+
     /// Uploads `data` as `user`'s text file `name`.
     pub async fn upload(&self, user: UserId, name: &str, data: &'static [u8]) -> FileMeta {
         let body = futures::stream::iter([Ok(bytes::Bytes::from_static(data))]);

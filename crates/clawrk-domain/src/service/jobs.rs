@@ -444,7 +444,8 @@ impl Marketplace {
         let hold = self.config.hold_seconds;
         let now = self.now();
         let clock = self.ports.clock.clone();
-        self.store()
+        let held = self
+            .store()
             .transaction(move |tx| {
                 // The agent comes with its candidates; without any, whether the agent exists
                 // decides between "no such agent" and "no job".
@@ -463,41 +464,75 @@ impl Marketplace {
                 }
                 Ok(Some(change.job))
             })
-            .await
+            .await?;
+        if let Some(job) = &held {
+            self.recent.put(job);
+        }
+        Ok(held)
     }
 
     /// Holds one specific queued job.
     pub async fn claim(&self, user: UserId, id: JobId, sel: &AgentSelector) -> Result<Job> {
         let sel = sel.clone();
         let hold = self.config.hold_seconds;
-        self.transition(
-            id,
-            move |tx, _| agent_for(tx, user, &sel).map(|a| a.as_ref()),
-            move |job, agent, now| lifecycle::hold(job, *agent, hold, now),
-        )
-        .await
+        let held = self
+            .transition(
+                id,
+                move |tx, _| agent_for(tx, user, &sel).map(|a| a.as_ref()),
+                move |job, agent, now| lifecycle::hold(job, *agent, hold, now),
+            )
+            .await?;
+        self.recent.put(&held);
+        Ok(held)
+    }
+
+    /// The copy this instance kept of job `id` while one of `user`'s agents holds it and the
+    /// request names no agent: the holder acts then ([`acting_agent`]), so accept and reject need
+    /// no read to know who.
+    fn recent_hold(&self, user: UserId, id: JobId, sel: &AgentSelector) -> Option<(Job, AgentRef)> {
+        if sel.id.is_some() || sel.name.is_some() {
+            return None;
+        }
+        let job = self.recent.get(id)?;
+        let holder = job.holder.filter(|h| h.owner_id == user)?;
+        Some((job, holder))
     }
 
     /// Accepts a held job: the attempt starts.
     pub async fn accept(&self, user: UserId, id: JobId, sel: &AgentSelector) -> Result<Job> {
+        let known = self.recent_hold(user, id, sel);
         let sel = sel.clone();
-        self.transition(
-            id,
-            move |tx, job| acting_agent(tx, user, job, &sel),
-            |job, agent, now| lifecycle::accept(job, *agent, now),
-        )
-        .await
+        let accepted = self
+            .transition_from(
+                known,
+                id,
+                move |tx, job| acting_agent(tx, user, job, &sel),
+                |job, agent, now| lifecycle::accept(job, *agent, now),
+                None,
+            )
+            .await;
+        match &accepted {
+            Ok(a) => self.recent.put(&a.value),
+            Err(_) => self.recent.forget(id),
+        }
+        Ok(accepted?.value)
     }
 
     /// Rejects a held job.
     pub async fn reject(&self, user: UserId, id: JobId, sel: &AgentSelector) -> Result<Job> {
+        let known = self.recent_hold(user, id, sel);
         let sel = sel.clone();
-        self.transition(
-            id,
-            move |tx, job| acting_agent(tx, user, job, &sel),
-            |job, agent, now| lifecycle::reject(job, *agent, now),
-        )
-        .await
+        let rejected = self
+            .transition_from(
+                known,
+                id,
+                move |tx, job| acting_agent(tx, user, job, &sel),
+                |job, agent, now| lifecycle::reject(job, *agent, now),
+                None,
+            )
+            .await;
+        self.recent.forget(id);
+        Ok(rejected?.value)
     }
 
     /// Submits output for the caller's running attempt.
@@ -515,35 +550,52 @@ impl Marketplace {
     ) -> Result<Answered<Job>> {
         no_nul_opt("output", output.text())?;
         let ids = output.file_ids().to_vec();
-        self.transition_from(
-            None,
-            id,
-            move |tx, _| {
-                if ids.is_empty() {
-                    Ok(Vec::new())
-                } else {
-                    tx.files(&ids)
-                }
-            },
-            move |job, found, now| {
-                if !job.visible_to(user) {
-                    return Err(DomainError::NotFound("job"));
-                }
-                let files = files::owned(user, output.file_ids(), found)?;
-                lifecycle::submit(job, user, output.clone().with_files(files), now)
-            },
-            answer,
-        )
-        .await
+        // Without files there is nothing to read beside the job, which this instance may have.
+        let known = if ids.is_empty() {
+            self.recent.get(id).map(|job| (job, Vec::new()))
+        } else {
+            None
+        };
+        let submitted = self
+            .transition_from(
+                known,
+                id,
+                move |tx, _| {
+                    if ids.is_empty() {
+                        Ok(Vec::new())
+                    } else {
+                        tx.files(&ids)
+                    }
+                },
+                move |job, found, now| {
+                    if !job.visible_to(user) {
+                        return Err(DomainError::NotFound("job"));
+                    }
+                    let files = files::owned(user, output.file_ids(), found)?;
+                    lifecycle::submit(job, user, output.clone().with_files(files), now)
+                },
+                answer,
+            )
+            .await;
+        self.recent.forget(id);
+        submitted
     }
 
     /// Gives up the caller's running attempt; the reason goes into the job's log.
     pub async fn give_up(&self, user: UserId, id: JobId, reason: Option<String>) -> Result<Job> {
         no_nul_opt("reason", reason.as_deref())?;
-        self.transition(id, no_context, move |job, _, now| {
-            lifecycle::give_up(job, user, reason.as_deref(), now)
-        })
-        .await
+        let known = self.recent.get(id).map(|job| (job, ()));
+        let given_up = self
+            .transition_from(
+                known,
+                id,
+                no_context,
+                move |job, _, now| lifecycle::give_up(job, user, reason.as_deref(), now),
+                None,
+            )
+            .await;
+        self.recent.forget(id);
+        Ok(given_up?.value)
     }
 
     /// Opens the job's log for `user` ([`Job::ensure_log_access`]): every line so far, and whether

@@ -15,6 +15,7 @@ mod auth;
 mod files;
 mod idempotency;
 mod jobs;
+mod recent;
 mod verification;
 mod webhooks;
 
@@ -117,6 +118,7 @@ pub struct Marketplace {
     ports: Ports,
     config: Config,
     keys: auth::KeyCache,
+    recent: recent::RecentJobs,
 }
 
 impl Marketplace {
@@ -127,6 +129,7 @@ impl Marketplace {
             ports,
             config,
             keys,
+            recent: recent::RecentJobs::default(),
         }
     }
 
@@ -171,8 +174,11 @@ impl Marketplace {
     }
 
     /// [`Self::transition`], trying first over a copy of the job the caller already holds (the
-    /// verification worker has the job it leased): no read when nobody changed it since. With an
-    /// idempotency `answer`, the answer is stored with the change ([`Self::write_change`]).
+    /// verification worker has the job it leased, an agent's next step the job this instance held
+    /// or accepted for it): no read when nobody changed it since. The copy is trusted only for a
+    /// write that lands on its version; a refusal or a no-op computed over it is checked against a
+    /// read. With an idempotency `answer`, the answer is stored with the change
+    /// ([`Self::write_change`]).
     async fn transition_from<C, R, D>(
         &self,
         known: Option<(Job, C)>,
@@ -186,14 +192,12 @@ impl Marketplace {
         R: Fn(&mut dyn Tx, &Job) -> Result<C> + Clone + Send + 'static,
         D: Fn(&Job, &C, Timestamp) -> Result<Change>,
     {
-        if let Some((job, ctx)) = known {
-            let change = decide(&job, &ctx, self.now())?;
-            if change.is_noop(&job) {
-                return settled(change, false);
-            }
-            if let Some((change, stored)) = self.write_change(job, change, answer.clone()).await? {
-                return settled(change, stored);
-            }
+        if let Some((job, ctx)) = known
+            && let Ok(change) = decide(&job, &ctx, self.now())
+            && !change.is_noop(&job)
+            && let Some((change, stored)) = self.write_change(job, change, answer.clone()).await?
+        {
+            return settled(change, stored);
         }
         for _ in 0..MAX_WRITE_ATTEMPTS {
             let read = context.clone();

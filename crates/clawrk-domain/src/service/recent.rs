@@ -1,0 +1,69 @@
+//! The jobs this instance just held or accepted for an agent, kept so that the agent's next step on
+//! the same job (accept or reject after a pull, submit or give up after an accept) can skip reading
+//! the job first.
+//!
+//! A copy is only ever a guess: the step computes its change over it and writes by compare-and-set
+//! on the copy's version, exactly as over a fresh read. When anyone changed the job since (another
+//! instance, a sweep, the sender), the write matches no row and the step reads the job and decides
+//! again; a refusal computed over a copy is never answered, it is checked against a read. So a
+//! stale copy costs one statement and never a wrong answer.
+
+use crate::ids::JobId;
+use crate::job::Job;
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+
+/// Most copies kept; beyond it the oldest go. An agent's next step follows within seconds, so a
+/// few per concurrent agent is all that is ever used.
+const MAX_RECENT_JOBS: usize = 1024;
+
+/// Recently written jobs, by id, oldest first out.
+#[derive(Default)]
+pub(super) struct RecentJobs(Mutex<Recent>);
+
+#[derive(Default)]
+struct Recent {
+    jobs: HashMap<JobId, Job>,
+    /// Insertion order; may name jobs forgotten since (skipped when evicting).
+    order: VecDeque<JobId>,
+}
+
+impl RecentJobs {
+    /// The copy of `id`, if one is kept.
+    pub(super) fn get(&self, id: JobId) -> Option<Job> {
+        self.lock().jobs.get(&id).cloned()
+    }
+
+    /// Keeps `job` as the latest copy of its id.
+    pub(super) fn put(&self, job: &Job) {
+        let mut r = self.lock();
+        if r.jobs.insert(job.id, job.clone()).is_none() {
+            r.order.push_back(job.id);
+        }
+        while r.jobs.len() > MAX_RECENT_JOBS {
+            match r.order.pop_front() {
+                Some(old) => {
+                    r.jobs.remove(&old);
+                }
+                None => break,
+            }
+        }
+        // Forgotten ids pile up in `order` between evictions; drop them once they outnumber
+        // the copies.
+        if r.order.len() > 2 * MAX_RECENT_JOBS {
+            let Recent { jobs, order } = &mut *r;
+            order.retain(|id| jobs.contains_key(id));
+        }
+    }
+
+    /// Drops the copy of `id` (its agent is done with it).
+    pub(super) fn forget(&self, id: JobId) {
+        self.lock().jobs.remove(&id);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Recent> {
+        // A panic while holding the lock cannot leave a half-written copy (every change is one
+        // map operation), so a poisoned lock is still sound to use.
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
