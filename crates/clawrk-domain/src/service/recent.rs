@@ -13,9 +13,11 @@ use crate::job::Job;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
-/// Most copies kept; beyond it the oldest go. An agent's next step follows within seconds, so a
-/// few per concurrent agent is all that is ever used.
-const MAX_RECENT_JOBS: usize = 1024;
+/// Most copies kept; beyond it the oldest go. An agent's next step follows within seconds, so one
+/// per agent at work on this instance is what is used; a job can weigh up to a few hundred KiB
+/// (a 20,000-character prompt, its structuring, its env vars), which bounds this at tens of MiB.
+/// A copy that was dropped costs only the read it saves.
+const MAX_RECENT_JOBS: usize = 256;
 
 /// Recently written jobs, by id, oldest first out.
 #[derive(Default)]
