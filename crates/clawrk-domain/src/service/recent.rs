@@ -69,3 +69,85 @@ impl RecentJobs {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::{Timestamp, UserId};
+    use crate::job::{JobDraft, Structured};
+    use crate::lifecycle;
+    use crate::money::{Price, TimeLimit};
+    use uuid::Uuid;
+
+    fn job(n: u128, prompt: &str) -> Job {
+        let price = Price::new(500).unwrap();
+        let time_limit = TimeLimit::new(600).unwrap();
+        let draft = JobDraft {
+            prompt: prompt.into(),
+            structured: Structured {
+                title: "t".into(),
+                description: "d".into(),
+                requirements: "r".into(),
+                acceptance_criteria: vec!["c".into()],
+                estimated_price: price,
+                estimated_time_limit: time_limit,
+                structured_by: "heuristic".into(),
+            },
+            price,
+            time_limit,
+            env_vars: Default::default(),
+            files: Vec::new(),
+        };
+        let id = JobId(Uuid::from_u128(n));
+        let sender = UserId(Uuid::from_u128(u128::MAX));
+        lifecycle::create(draft, id, sender, true, Timestamp::from_millis(1)).job
+    }
+
+    #[test]
+    fn keeps_the_latest_copy_until_forgotten() {
+        let recent = RecentJobs::default();
+        recent.put(&job(0, "first"));
+        recent.put(&job(0, "second"));
+        let kept = recent
+            .get(JobId(Uuid::from_u128(0)))
+            .map(|j| j.prompt.clone());
+        assert_eq!(kept.as_deref(), Some("second"));
+        recent.forget(JobId(Uuid::from_u128(0)));
+        assert!(recent.get(JobId(Uuid::from_u128(0))).is_none());
+    }
+
+    #[test]
+    fn drops_the_oldest_beyond_the_cap() {
+        let recent = RecentJobs::default();
+        let cap = MAX_RECENT_JOBS as u128;
+        for n in 0..=cap {
+            recent.put(&job(n, "p"));
+        }
+        assert!(
+            recent.get(JobId(Uuid::from_u128(0))).is_none(),
+            "the oldest went"
+        );
+        assert!(recent.get(JobId(Uuid::from_u128(1))).is_some());
+        assert!(
+            recent.get(JobId(Uuid::from_u128(cap))).is_some(),
+            "the newest stays"
+        );
+        // Forgetting and putting again, over and over, never grows either structure past its
+        // bound.
+        for round in 0..4 {
+            for n in 0..2 * cap {
+                recent.put(&job(n, "p"));
+                if (n + round) % 3 == 0 {
+                    recent.forget(JobId(Uuid::from_u128(n)));
+                }
+            }
+        }
+        let r = recent.lock();
+        assert!(r.jobs.len() <= MAX_RECENT_JOBS, "{}", r.jobs.len());
+        assert!(
+            r.order.len() <= 2 * MAX_RECENT_JOBS + 1,
+            "{}",
+            r.order.len()
+        );
+    }
+}
