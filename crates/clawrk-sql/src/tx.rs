@@ -588,16 +588,12 @@ impl Tx for SqlTx<'_> {
             AgentLookup::Default => candidates!(agents::is_default.eq(true)),
         }
         .map_err(db_err)?;
-        let mut agent = None;
-        let jobs = rows
-            .into_iter()
-            .map(|(job, a)| {
-                agent.get_or_insert(a);
-                job
-            })
-            .collect();
-        let jobs = rows::jobs(jobs)?;
-        Ok(agent.map(|a| (a.into_agent(), jobs)))
+        // Every row carries the same agent.
+        let (jobs, agents): (Vec<JobRow>, Vec<AgentRow>) = rows.into_iter().unzip();
+        let Some(agent) = agents.into_iter().next() else {
+            return Ok(None);
+        };
+        Ok(Some((agent.into_agent(), rows::jobs(jobs)?)))
     }
 
     fn expired_holds(&mut self, now: Timestamp, limit: u32) -> Result<Vec<Job>> {

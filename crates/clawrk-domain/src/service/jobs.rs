@@ -117,11 +117,11 @@ fn agent_for(tx: &mut dyn Tx, user: UserId, sel: &AgentSelector) -> Result<Agent
 /// The agent acting on a specific job: the one named, else the caller's agent that holds the job,
 /// else the caller's agent it was last presented to, else the default.
 fn acting_agent(tx: &mut dyn Tx, user: UserId, job: &Job, sel: &AgentSelector) -> Result<AgentRef> {
+    if let Some(h) = holding_agent(user, job, sel) {
+        return Ok(h);
+    }
     if sel.id.is_some() || sel.name.is_some() {
         return agent_for(tx, user, sel).map(|a| a.as_ref());
-    }
-    if let Some(h) = job.holder.filter(|h| h.owner_id == user) {
-        return Ok(h);
     }
     let mine = tx.agents_of(user)?;
     if let Some(a) = job
@@ -136,6 +136,15 @@ fn acting_agent(tx: &mut dyn Tx, user: UserId, job: &Job, sel: &AgentSelector) -
         .find(|a| a.is_default)
         .map(Agent::as_ref)
         .ok_or(DomainError::NotFound("agent"))
+}
+
+/// The agent acting on `job` without a read: the caller's agent that holds it, when the request
+/// names none.
+fn holding_agent(user: UserId, job: &Job, sel: &AgentSelector) -> Option<AgentRef> {
+    if sel.id.is_some() || sel.name.is_some() {
+        return None;
+    }
+    job.holder.filter(|h| h.owner_id == user)
 }
 
 fn no_context(_: &mut dyn Tx, _: &Job) -> Result<()> {
@@ -487,14 +496,11 @@ impl Marketplace {
     }
 
     /// The copy this instance kept of job `id` while one of `user`'s agents holds it and the
-    /// request names no agent: the holder acts then ([`acting_agent`]), so accept and reject need
-    /// no read to know who.
+    /// request names no agent: the holder acts then ([`holding_agent`]), so accept and reject
+    /// need no read to know who.
     fn recent_hold(&self, user: UserId, id: JobId, sel: &AgentSelector) -> Option<(Job, AgentRef)> {
-        if sel.id.is_some() || sel.name.is_some() {
-            return None;
-        }
         let job = self.recent.get(id)?;
-        let holder = job.holder.filter(|h| h.owner_id == user)?;
+        let holder = holding_agent(user, &job, sel)?;
         Some((job, holder))
     }
 
