@@ -13,7 +13,7 @@ use crate::job::{Job, JobStatus, LogLine, Structured};
 use crate::money::{Account, Cents, LedgerEntry, Reason, Transfer};
 use crate::ports::{
     AgentLookup, Announcement, AttemptOutcome, AttemptRecord, FileBytes, FileStore, FileWriter,
-    IdemRecord, JobFilter, Mode, NewLogLine, Page, Store, Tx, Work,
+    IdemRecord, JobFilter, Leased, Mode, NewLogLine, Page, Store, Tx, Work,
 };
 use crate::user::{Agent, AgentProfile, KeyHash, User};
 use crate::webhook::{
@@ -389,19 +389,21 @@ impl Tx for MemoryState {
         Ok(())
     }
 
-    fn lease_submitted(&mut self, now: Timestamp, until: Timestamp) -> Result<Option<Job>> {
+    fn lease_submitted(&mut self, now: Timestamp, until: Timestamp) -> Result<Option<Leased>> {
         let leases = &self.leases;
-        let next = self
+        let mut free: Vec<&Job> = self
             .jobs
             .values()
             .filter(|j| j.status == JobStatus::Submitted && j.review_due_at.is_none())
             .filter(|j| leases.get(&j.id).is_none_or(|l| *l <= now))
-            .min_by_key(|j| (j.submitted_at, j.id))
-            .cloned();
-        if let Some(j) = &next {
-            self.leases.insert(j.id, until);
-        }
-        Ok(next)
+            .collect();
+        free.sort_by_key(|j| (j.submitted_at, j.id));
+        let more_waiting = free.len() > 1;
+        let Some(job) = free.first().map(|j| (*j).clone()) else {
+            return Ok(None);
+        };
+        self.leases.insert(job.id, until);
+        Ok(Some(Leased { job, more_waiting }))
     }
 
     fn jobs(&mut self, filter: &JobFilter, page: Page<JobId>) -> Result<Vec<Job>> {

@@ -315,8 +315,9 @@ pub trait Tx {
     fn reviews_due(&mut self, now: Timestamp, limit: u32) -> Result<Vec<Job>>;
     /// Takes the oldest `submitted` job not waiting for the sender's review whose verification
     /// lease is free or lapsed by `now`, leasing it until `until` (skipping locked rows); one
-    /// statement.
-    fn lease_submitted(&mut self, now: Timestamp, until: Timestamp) -> Result<Option<Job>>;
+    /// statement. Also says whether another such job was waiting, so that a worker knows whether
+    /// to look again at once.
+    fn lease_submitted(&mut self, now: Timestamp, until: Timestamp) -> Result<Option<Leased>>;
     /// Keeps verification workers off a job until `until` (after a verifier error).
     fn postpone_verification(&mut self, job: JobId, until: Timestamp) -> Result<()>;
     /// Jobs matching `filter`, newest first.
@@ -456,6 +457,16 @@ pub trait Tx {
     /// elsewhere skipped) and returns them, so that their bytes can be removed.
     fn delete_unreferenced_files(&mut self, before: Timestamp, limit: u32)
     -> Result<Vec<FileMeta>>;
+}
+
+/// A submission leased for verification.
+#[derive(Debug, Clone)]
+pub struct Leased {
+    /// The job, as leased.
+    pub job: Job,
+    /// Another submission was free to lease when this one was taken (it may be taken by another
+    /// worker by the time it is looked for).
+    pub more_waiting: bool,
 }
 
 /// Jobs by status, for monitoring.

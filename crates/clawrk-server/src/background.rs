@@ -2,7 +2,8 @@
 //! the deadline sweeper.
 //!
 //! - A worker leases the oldest `submitted` job (row-locked, so instances never verify one job
-//!   twice), verifies it and applies the verdict. A verifier error is logged on the job, which is
+//!   twice), verifies it and applies the verdict, then takes the next at once if one was waiting
+//!   at its lease, else idles until a submission on this instance wakes it or the poll. A verifier error is logged on the job, which is
 //!   tried again after `CLAWRK_VERIFY_RETRY_SECONDS` (after `CLAWRK_VERIFY_MAX_ERRORS` errors it
 //!   goes to the sender's review); the failing worker itself backs off exponentially, so a down
 //!   LLM is not hammered. A job left `submitted` by a crash is leased again once its lease lapses,
@@ -18,7 +19,7 @@
 use clawrk_domain::error::DomainError;
 use clawrk_domain::job::JobStatus;
 use clawrk_domain::ports::LlmError;
-use clawrk_domain::service::Marketplace;
+use clawrk_domain::service::{Marketplace, Verified};
 use clawrk_http::metrics::Metrics;
 use std::sync::Arc;
 use std::time::Duration;
@@ -69,8 +70,8 @@ pub fn verification_workers(
                 let mut backoff = BACKOFF_START;
                 loop {
                     let started = std::time::Instant::now();
-                    let wait = match market.verify_next().await {
-                        Ok(Some(job)) => {
+                    let wait = match market.verify_one().await {
+                        Ok(Some(Verified { job, more_waiting })) => {
                             let outcome = match job.status {
                                 JobStatus::Verified => "verified",
                                 JobStatus::Failed => "failed",
@@ -80,7 +81,14 @@ pub fn verification_workers(
                             metrics.verification(outcome, started.elapsed());
                             backoff = BACKOFF_START;
                             tracing::info!(worker = i, job = %job.id, status = %job.status, "verdict applied");
-                            Duration::ZERO
+                            // Straight on to the next only when one was waiting at the lease;
+                            // else idle: a submission since on this instance rings at once (its
+                            // wake-up is kept while no worker waits), one elsewhere is polled.
+                            if more_waiting {
+                                Duration::ZERO
+                            } else {
+                                IDLE_POLL
+                            }
                         }
                         Ok(None) => IDLE_POLL,
                         Err(e) => {

@@ -17,8 +17,8 @@ use clawrk_domain::ids::{AgentId, ApiKeyId, FileId, JobId, Timestamp, TransferId
 use clawrk_domain::job::{Job, JobStatus, LogLine, Structured};
 use clawrk_domain::money::{Account, Cents, LedgerEntry, Reason, Transfer};
 use clawrk_domain::ports::{
-    AgentLookup, Announcement, AttemptRecord, IdemRecord, JobFilter, Mode, NewLogLine, Page, Tx,
-    Work,
+    AgentLookup, Announcement, AttemptRecord, IdemRecord, JobFilter, Leased, Mode, NewLogLine,
+    Page, Tx, Work,
 };
 use clawrk_domain::user::{Agent, AgentProfile, KeyHash, User};
 use clawrk_domain::webhook::{
@@ -634,9 +634,10 @@ impl Tx for SqlTx<'_> {
         Ok(())
     }
 
-    fn lease_submitted(&mut self, now: Timestamp, until: Timestamp) -> Result<Option<Job>> {
+    fn lease_submitted(&mut self, now: Timestamp, until: Timestamp) -> Result<Option<Leased>> {
         // One statement: pick the oldest free submission (skipping rows other workers lock, and
-        // those waiting for the sender's review) and lease it.
+        // those waiting for the sender's review) and lease it; and say whether another free one
+        // was there (the leased row itself excluded: PostgreSQL's subquery sees it as it was).
         let pick = sql::<Bool>(
             "jobs.id = (SELECT j.id FROM jobs j WHERE j.status = 'submitted' \
              AND j.review_due_at IS NULL \
@@ -646,15 +647,27 @@ impl Tx for SqlTx<'_> {
         .sql(") ORDER BY j.submitted_at, j.id LIMIT 1")
         .sql(dialect::lock_suffix(self.db, true))
         .sql(")");
+        let more = sql::<Bool>(
+            "EXISTS (SELECT 1 FROM jobs o WHERE o.status = 'submitted' \
+             AND o.review_due_at IS NULL AND o.id <> jobs.id \
+             AND (o.verify_lease_until IS NULL OR o.verify_lease_until <= ",
+        )
+        .bind::<BigInt, _>(now.millis())
+        .sql("))");
         Prepared(
             diesel::update(jobs::table.filter(pick))
                 .set(jobs::verify_lease_until.eq(Some(until.millis())))
-                .returning(jobs::all_columns),
+                .returning((jobs::all_columns, more)),
         )
-        .get_result::<JobRow>(self.db)
+        .get_result::<(JobRow, bool)>(self.db)
         .optional()
         .map_err(db_err)?
-        .map(JobRow::into_job)
+        .map(|(row, more_waiting)| {
+            Ok(Leased {
+                job: row.into_job()?,
+                more_waiting,
+            })
+        })
         .transpose()
     }
 

@@ -826,6 +826,43 @@ async fn verification_lease_and_errors() {
     f.check(h).await;
 }
 
+/// A verification says whether another submission was free to lease when it took its own (so a
+/// worker looks again at once only then): a leased one, or one postponed after a verifier error,
+/// does not count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_verification_says_whether_another_waits() {
+    let h = &HARNESS;
+    let f = Fixture::new(h).await;
+    let m = &f.market;
+    let sender = f.user("sender", 10_000).await;
+    let worker = f.user("worker", 0).await;
+    let mut jobs = vec![];
+    for _ in 0..3 {
+        let job = f.job(sender.id, 500).await;
+        m.claim(worker.id, job.id, &DEFAULT).await.unwrap();
+        m.accept(worker.id, job.id, &DEFAULT).await.unwrap();
+        m.submit(worker.id, job.id, output()).await.unwrap();
+        jobs.push(job.id);
+        f.clock.advance(Duration::from_secs(1));
+    }
+    // The oldest fails to be judged: it is postponed, and two remain free.
+    f.verifier.set_down(true);
+    assert!(matches!(m.verify_one().await, Err(DomainError::Llm(_))));
+    f.verifier.set_down(false);
+    let first = m.verify_one().await.unwrap().unwrap();
+    assert_eq!(first.job.id, jobs[1]);
+    assert!(first.more_waiting, "the third was free");
+    let second = m.verify_one().await.unwrap().unwrap();
+    assert_eq!(second.job.id, jobs[2]);
+    assert!(!second.more_waiting, "the first is postponed");
+    assert!(m.verify_one().await.unwrap().is_none());
+    f.clock.advance(Duration::from_secs(31));
+    let last = m.verify_one().await.unwrap().unwrap();
+    assert_eq!((last.job.id, last.more_waiting), (jobs[0], false));
+    assert_eq!(last.job.status, JobStatus::Verified);
+    f.check(h).await;
+}
+
 /// A submission the verifier cannot judge after its errors goes to the sender's review: no worker
 /// takes it again, the sender's approval pays the agent, a rejection re-queues it, and a review
 /// left unanswered is approved by the sweep when it is due.

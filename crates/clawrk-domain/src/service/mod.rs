@@ -8,7 +8,7 @@
 //! also moves money, ends an attempt or writes log lines). A writer that lost the race reads again.
 //!
 //! Nothing here knows about HTTP or SQL; the HTTP adapter calls one method per route and the
-//! server's background tasks call [`Marketplace::verify_next`] and [`Marketplace::sweep`].
+//! server's background tasks call [`Marketplace::verify_one`] and [`Marketplace::sweep`].
 
 mod accounts;
 mod auth;
@@ -26,7 +26,7 @@ pub use jobs::{
     AgentSelector, JobsOf, LogUpdate, MAX_PULL_WAIT_SECONDS, PULL_CANDIDATES, RunOutcome,
     RunRequest,
 };
-pub use verification::SWEEP_BATCH;
+pub use verification::{SWEEP_BATCH, Verified};
 pub use webhooks::{DELIVERY_BATCH, DISPATCH_BATCH, DeliveryReport};
 
 use crate::error::{DomainError, Result};

@@ -9,12 +9,21 @@ use crate::error::{DomainError, Result};
 use crate::ids::{JobId, Timestamp, UserId};
 use crate::job::{Job, JobStatus, LogLevel, Verdict};
 use crate::lifecycle::{self, Change};
-use crate::ports::{Announcement, LogSink, NewLogLine, SweepReport, VerifyTask};
+use crate::ports::{Announcement, Leased, LogSink, NewLogLine, SweepReport, VerifyTask};
 use async_trait::async_trait;
 use std::sync::{Arc, Mutex};
 
 /// How many jobs one sweep transaction handles before it commits and takes the next batch.
 pub const SWEEP_BATCH: u32 = 200;
+
+/// A verification applied by [`Marketplace::verify_one`].
+#[derive(Debug, Clone)]
+pub struct Verified {
+    /// The job after its verdict.
+    pub job: Job,
+    /// Another submission was free to lease when this one was taken.
+    pub more_waiting: bool,
+}
 
 /// Keeps a verifier's interim notes until they are written with the verdict.
 #[derive(Default)]
@@ -75,15 +84,22 @@ impl Marketplace {
     /// error is logged on the job and returned; the job stays `submitted` and is taken up again when
     /// its lease lapses.
     pub async fn verify_next(&self) -> Result<Option<Job>> {
+        Ok(self.verify_one().await?.map(|v| v.job))
+    }
+
+    /// [`Marketplace::verify_next`], also saying whether another submission was waiting when
+    /// this one was leased: a worker looks again at once only then, instead of spending a lease
+    /// attempt that finds nothing after every verdict.
+    pub async fn verify_one(&self) -> Result<Option<Verified>> {
         let now = self.now();
         let until = now.plus_millis(
             i64::try_from(self.config.verification_lease.as_millis()).unwrap_or(i64::MAX),
         );
         let verifier = self.ports.verifier.name();
-        let Some(job) = self
+        let Some((job, more_waiting)) = self
             .store()
             .transaction(move |tx| {
-                let Some(job) = tx.lease_submitted(now, until)? else {
+                let Some(Leased { job, more_waiting }) = tx.lease_submitted(now, until)? else {
                     return Ok(None);
                 };
                 let criteria = VerifyTask::for_job(&job, Vec::new()).criteria().len();
@@ -93,7 +109,7 @@ impl Marketplace {
                 );
                 tx.append_logs(job.id, &[(LogLevel::Info, line)], now)?;
                 tx.notify(Announcement::Log(job.id))?;
-                Ok(Some(job))
+                Ok(Some((job, more_waiting)))
             })
             .await?
         else {
@@ -146,7 +162,10 @@ impl Marketplace {
                     )
                     .await?
                     .value;
-                Ok(Some(after))
+                Ok(Some(Verified {
+                    job: after,
+                    more_waiting,
+                }))
             }
             Err(e) => {
                 // Counted on the job; the submission is tried again after `verify_retry`, or goes
