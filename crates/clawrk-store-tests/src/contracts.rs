@@ -1333,6 +1333,12 @@ async fn webhook_events_follow_the_lifecycle() {
     // A job nobody listens to leaves nothing behind once dispatched.
     let quiet = f.user("quiet", 1_000).await;
     f.job(quiet.id, 500).await;
+    // Its change had nobody to tell: it was never written to the outbox.
+    assert_eq!(
+        h.number(&f.db, "SELECT COUNT(*) AS n FROM job_events".into())
+            .await,
+        8
+    );
     deliver_all(&f).await;
 
     let sent = f.webhooks.sent.lock().unwrap().clone();
@@ -1396,6 +1402,36 @@ async fn webhook_events_follow_the_lifecycle() {
             .await,
         0
     );
+    f.check(h).await;
+}
+
+/// The owner of the agent alone listening is told of its hold and, once it gives the job up, of
+/// the requeue (it no longer works on the job then: the outbox keeps whose agent it was).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_operator_alone_listening_is_told_of_its_jobs() {
+    let h = &HARNESS;
+    let f = Fixture::new(h).await;
+    let m = &f.market;
+    let sender = f.user("sender", 1_000).await;
+    let worker = f.user("worker", 0).await;
+    f.agent(worker.id).await;
+    m.create_webhook(worker.id, hook("https://w.example/", &["*"]), "k".into())
+        .await
+        .unwrap();
+    let job = f.job(sender.id, 500).await;
+    m.pull(worker.id, &DEFAULT).await.unwrap().unwrap();
+    m.accept(worker.id, job.id, &DEFAULT).await.unwrap();
+    m.give_up(worker.id, job.id, None).await.unwrap();
+    deliver_all(&f).await;
+    let sent: Vec<String> = f
+        .webhooks
+        .sent
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|s| s.1.clone())
+        .collect();
+    assert_eq!(sent, ["job.held", "job.accepted", "job.requeued"]);
     f.check(h).await;
 }
 
