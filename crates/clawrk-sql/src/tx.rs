@@ -50,7 +50,11 @@ pub fn run(
                 db: &mut *db,
                 woken: &mut woken,
             })?;
-            dialect::announce(db, &woken).map_err(db_err)?;
+            // The statement committed on its own: a failed announcement must not answer it as
+            // an error (a retry would do it twice). Its watchers find it at their next poll.
+            if let Err(e) = dialect::announce(db, &woken) {
+                tracing::warn!(error = %e, "a committed change could not be announced");
+            }
             out
         }
         Mode::Transaction => {
