@@ -3,10 +3,11 @@
 //!
 //! - A worker leases the oldest `submitted` job (row-locked, so instances never verify one job
 //!   twice), verifies it and applies the verdict, then takes the next at once if one was waiting
-//!   at its lease, else idles until a submission on this instance wakes it or the poll. A verifier error is logged on the job, which is
-//!   tried again after `CLAWRK_VERIFY_RETRY_SECONDS` (after `CLAWRK_VERIFY_MAX_ERRORS` errors it
-//!   goes to the sender's review); the failing worker itself backs off exponentially, so a down
-//!   LLM is not hammered. A job left `submitted` by a crash is leased again once its lease lapses,
+//!   at its lease, else idles until a submission on this instance wakes it or its poll comes. A
+//!   verifier error is logged on the job, which is tried again after
+//!   `CLAWRK_VERIFY_RETRY_SECONDS` (after `CLAWRK_VERIFY_MAX_ERRORS` errors it goes to the
+//!   sender's review); the failing worker itself backs off exponentially, so a down LLM is not
+//!   hammered. A job left `submitted` by a crash is leased again once its lease lapses,
 //!   so nothing is lost across restarts.
 //! - The sweeper releases lapsed holds, fails attempts past their deadline and approves reviews
 //!   left unanswered past their due time, every interval.
