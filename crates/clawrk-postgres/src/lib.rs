@@ -19,8 +19,8 @@ pub mod testing;
 use async_trait::async_trait;
 use clawrk_domain::error::{DomainError, Result};
 use clawrk_domain::ids::JobId;
-use clawrk_domain::ports::{LogWatch, Mode, Store, Waiter, Work};
-use clawrk_sql::{Db, Wakeups};
+use clawrk_domain::ports::{Announcement, LogWatch, Mode, Store, Waiter, Work};
+use clawrk_sql::{Db, Queued, Wakeups};
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::r2d2::{ManageConnection, Pool, PooledConnection, R2D2Connection};
@@ -29,6 +29,16 @@ use std::any::Any;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+diesel::define_sql_function! {
+    /// PostgreSQL's `pg_notify(channel, payload)`.
+    fn pg_notify(channel: diesel::sql_types::Text, payload: diesel::sql_types::Text);
+}
+
+diesel::define_sql_function! {
+    /// The PID of this connection's server process (what its notifications carry).
+    fn pg_backend_pid() -> diesel::sql_types::Integer;
+}
 
 /// The schema, embedded in the binary.
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/postgres");
@@ -257,12 +267,27 @@ impl PgStore {
 impl Store for PgStore {
     async fn run(&self, mode: Mode, work: Work) -> Result<Box<dyn Any + Send>> {
         let pool = self.pool.clone();
+        let watch = self.watch.get().cloned();
         let (got, checked_out) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::task::spawn_blocking(move || {
             let mut conn = Self::conn(&pool)?;
             let _ = got.send(());
-            // Watchers on every instance, this one included, hear of changed jobs by NOTIFY.
-            clawrk_sql::run(&mut conn, mode, work).map(|(out, _)| out)
+            // Watchers on every instance, this one included, hear of changed jobs by NOTIFY. A job
+            // that became queued is announced by the listener, when this instance runs one (see
+            // `PgWatch::queued`); else with the change.
+            let queued = match watch {
+                Some(_) => Queued::ByCaller,
+                None => Queued::InBand,
+            };
+            let (out, woken) = clawrk_sql::run(&mut conn, mode, work, queued)?;
+            if let Some(w) = watch {
+                for a in woken {
+                    if let Announcement::Queued(job) = a {
+                        w.queued(job);
+                    }
+                }
+            }
+            Ok(out)
         });
         // The checkout is bounded by the pool; the work by the statement bound (plus a margin
         // for the commit), measured from the checkout. A partitioned database answers 503 then.
@@ -290,17 +315,29 @@ impl Store for PgStore {
 /// LISTEN/NOTIFY wake-ups: a thread holds one connection listening on the job-events channel and
 /// rebroadcasts each job id in-process. If the connection drops it reconnects; watchers time out
 /// meanwhile and re-read the store, so nothing is lost, only delayed.
+///
+/// The same thread announces this instance's queued jobs to the others: waiting pulls only need to
+/// know that something was queued, and a NOTIFY per reject was a round trip (and a notifying
+/// commit) of its own. Queued jobs wake this instance's waiting pulls at once, in-process, and are
+/// gathered into one notification per [`QUEUED_GATHER`] for the other instances; the listener
+/// skips its own.
 pub struct PgWatch {
     wakeups: Wakeups,
+    /// A job queued on this instance since the last notification, if any.
+    queued: Mutex<Option<JobId>>,
     stopping: Arc<AtomicBool>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
+
+/// The most often this instance tells the others that jobs were queued.
+const QUEUED_GATHER: Duration = Duration::from_millis(20);
 
 impl PgWatch {
     fn start(url: String) -> Arc<PgWatch> {
         let stopping = Arc::new(AtomicBool::new(false));
         let watch = Arc::new(PgWatch {
             wakeups: Wakeups::default(),
+            queued: Mutex::new(None),
             stopping: stopping.clone(),
             thread: Mutex::new(None),
         });
@@ -314,6 +351,31 @@ impl PgWatch {
             *t = handle;
         }
         watch
+    }
+
+    /// A job became queued on this instance: its waiting pulls try at once, the other instances'
+    /// with the listener's next notification.
+    fn queued(&self, job: JobId) {
+        self.wakeups.notify(Announcement::Queued(job));
+        if let Ok(mut q) = self.queued.lock() {
+            *q = Some(job);
+        }
+    }
+
+    /// Tells the other instances that jobs were queued, if any were since the last time.
+    fn announce_queued(&self, conn: &mut PgConnection) -> QueryResult<()> {
+        let Some(job) = self.queued.lock().ok().and_then(|mut q| q.take()) else {
+            return Ok(());
+        };
+        let payload = clawrk_sql::dialect::payload(&Announcement::Queued(job));
+        let sent = diesel::select(pg_notify(clawrk_sql::dialect::CHANNEL, payload)).execute(conn);
+        if sent.is_err() {
+            // Kept for the next connection.
+            if let Ok(mut q) = self.queued.lock() {
+                q.get_or_insert(job);
+            }
+        }
+        sent.map(|_| ())
     }
 
     /// Stops the listener and waits for its thread.
@@ -341,13 +403,28 @@ fn listen_loop(url: &str, watch: &std::sync::Weak<PgWatch>, stopping: &AtomicBoo
             std::thread::sleep(Duration::from_secs(1));
             continue;
         }
+        // Its own notifications (queued jobs it announces) are not rebroadcast: they woke this
+        // instance's watchers already.
+        let own = diesel::select(pg_backend_pid())
+            .get_result::<i32>(&mut conn)
+            .unwrap_or(0);
+        let mut last_queued = std::time::Instant::now();
         'poll: loop {
+            let Some(w) = watch.upgrade() else { return };
             if stopping.load(Ordering::SeqCst) {
+                let _ = w.announce_queued(&mut conn);
                 return;
             }
-            let Some(w) = watch.upgrade() else { return };
+            if last_queued.elapsed() >= QUEUED_GATHER {
+                last_queued = std::time::Instant::now();
+                if let Err(e) = w.announce_queued(&mut conn) {
+                    tracing::warn!(error = %e, "log listener lost its connection");
+                    break 'poll;
+                }
+            }
             for n in conn.notifications_iter() {
                 match n {
+                    Ok(n) if n.process_id == own => {}
                     Ok(n) => {
                         if let Some(a) = clawrk_sql::dialect::parse_payload(&n.payload) {
                             w.wakeups.notify(a);

@@ -15,6 +15,7 @@
 //!   no such channel, and its adapter wakes its own watchers after the commit.
 
 use crate::Db;
+use crate::tx::Queued;
 use clawrk_domain::ids::JobId;
 use clawrk_domain::ports::Announcement;
 use diesel::QueryResult;
@@ -117,13 +118,24 @@ macro_rules! per_backend {
 
 pub(crate) use {load_locked, per_backend};
 
+/// The announcements that travel with the change ([`Queued`] says whether a queued job's does).
+fn in_band(announced: &[Announcement], queued: Queued) -> impl Iterator<Item = &Announcement> {
+    announced
+        .iter()
+        .filter(move |a| queued == Queued::InBand || !matches!(a, Announcement::Queued(_)))
+}
+
 /// Commits a write transaction. On PostgreSQL the notifications for its changed jobs travel in the
 /// same round trip (one simple-query batch: `SELECT pg_notify(…); COMMIT`), delivered at commit.
-pub(crate) fn commit(db: &mut Db, announced: &[Announcement]) -> diesel::QueryResult<()> {
+pub(crate) fn commit(
+    db: &mut Db,
+    announced: &[Announcement],
+    queued: Queued,
+) -> diesel::QueryResult<()> {
     use diesel::connection::SimpleConnection;
     let mut batch = String::new();
     if let Db::Pg(_) = db {
-        for a in announced {
+        for a in in_band(announced, queued) {
             batch.push_str(&format!(
                 "SELECT pg_notify('{CHANNEL}', '{}'); ",
                 payload(a)
@@ -136,11 +148,15 @@ pub(crate) fn commit(db: &mut Db, announced: &[Announcement]) -> diesel::QueryRe
 
 /// Announces changed jobs to every instance's watchers outside a transaction (PostgreSQL; SQLite's
 /// adapter wakes its own watchers instead).
-pub(crate) fn announce(db: &mut Db, announced: &[Announcement]) -> diesel::QueryResult<()> {
+pub(crate) fn announce(
+    db: &mut Db,
+    announced: &[Announcement],
+    queued: Queued,
+) -> diesel::QueryResult<()> {
     use diesel::RunQueryDsl;
     use diesel::sql_types::{Text, Untyped};
     if let Db::Pg(_) = db {
-        for a in announced {
+        for a in in_band(announced, queued) {
             diesel::dsl::sql::<Untyped>("SELECT pg_notify(")
                 .bind::<Text, _>(CHANNEL)
                 .sql(", ")

@@ -27,7 +27,7 @@ mod wake;
 
 pub use errors::db_err;
 pub use id::{DbId, Id};
-pub use tx::{SqlTx, run};
+pub use tx::{Queued, SqlTx, run};
 pub use wake::Wakeups;
 
 pub use conn::{Db, MultiBackend};

@@ -36,12 +36,14 @@ use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 const MAX_BALANCE: i64 = i64::MAX / 2;
 
 /// Runs `work` on `db` in `mode`. Returns its result and the jobs whose watchers it asked to wake;
-/// on PostgreSQL those were announced with the commit already, the SQLite adapter wakes them.
-/// A transaction that fails, or panics, is rolled back.
+/// on PostgreSQL those were announced with the commit already (jobs that became queued only with
+/// [`Queued::InBand`]: with [`Queued::ByCaller`] the caller announces them), the SQLite adapter
+/// wakes them. A transaction that fails, or panics, is rolled back.
 pub fn run(
     db: &mut Db,
     mode: Mode,
     work: Work,
+    queued: Queued,
 ) -> Result<(Box<dyn Any + Send>, Vec<Announcement>)> {
     let mut woken = Vec::new();
     let out = match mode {
@@ -52,7 +54,7 @@ pub fn run(
             })?;
             // The statement committed on its own: a failed announcement must not answer it as
             // an error (a retry would do it twice). Its watchers find it at their next poll.
-            if let Err(e) = dialect::announce(db, &woken) {
+            if let Err(e) = dialect::announce(db, &woken, queued) {
                 tracing::warn!(error = %e, "a committed change could not be announced");
             }
             out
@@ -67,7 +69,7 @@ pub fn run(
             }));
             match done {
                 Ok(Ok(out)) => {
-                    dialect::commit(db, &woken).map_err(db_err)?;
+                    dialect::commit(db, &woken, queued).map_err(db_err)?;
                     out
                 }
                 Ok(Err(e)) => {
@@ -82,6 +84,17 @@ pub fn run(
         }
     };
     Ok((out, woken))
+}
+
+/// Who announces the jobs a unit of work queued (PostgreSQL): they wake waiting pulls on every
+/// instance, which want a prompt wake-up, not one per job.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Queued {
+    /// With the change, like every other announcement.
+    InBand,
+    /// The caller, after the commit: the PostgreSQL adapter wakes its own waiting pulls at once and
+    /// gathers what other instances need into one notification every few milliseconds.
+    ByCaller,
 }
 
 fn rollback(db: &mut Db) {

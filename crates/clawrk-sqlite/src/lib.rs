@@ -18,7 +18,7 @@
 use async_trait::async_trait;
 use clawrk_domain::error::{DomainError, Result};
 use clawrk_domain::ports::{Mode, Store, Work};
-use clawrk_sql::{Db, Wakeups};
+use clawrk_sql::{Db, Queued, Wakeups};
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
@@ -149,11 +149,11 @@ impl Store for SqliteStore {
             let (out, woken) = match conn {
                 Conn::Writer(w) => {
                     let mut guard = w.lock().unwrap_or_else(|p| p.into_inner());
-                    clawrk_sql::run(&mut guard, mode, work)
+                    clawrk_sql::run(&mut guard, mode, work, Queued::InBand)
                 }
                 Conn::Reader(r, i) => {
                     let mut guard = r[i].lock().unwrap_or_else(|p| p.into_inner());
-                    clawrk_sql::run(&mut guard, mode, work)
+                    clawrk_sql::run(&mut guard, mode, work, Queued::InBand)
                 }
             }?;
             for a in woken {
