@@ -145,6 +145,9 @@ async fn serve(store_args: StoreArgs, args: ServeArgs) -> ExitCode {
     // Signals are ours, not actix's: shutdown has an order (below) that actix does not know.
     let mut server = actix_web::HttpServer::new(move || clawrk_http::app(state.clone()))
         .disable_signals()
+        // A log stream writes each event as it happens, in small writes: with Nagle's algorithm
+        // on, each waited for the client's delayed acknowledgement of the last (40 ms on Linux).
+        .tcp_nodelay(true)
         .shutdown_timeout(args.shutdown_seconds);
     if let Some(n) = args.http_workers {
         server = server.workers(n.max(1));
