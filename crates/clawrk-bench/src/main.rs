@@ -4,8 +4,9 @@
 //! statements with `pgbench` (`bench/*.sql`) so that each figure stands beside what the database
 //! alone does.
 //!
-//! `--quick`: W1 (N = 16), W2, W3 on small sizes; the last line printed is one JSON object.
-//! Default (`just bench`): W1 at N = 1, 4, 16, 64, W2, W3, W4 (10k and 1M jobs of history), W5 (one
+//! `--quick`: W1 (N = 16), W2 (beside the limit twin's pull alone), W3 on small sizes; the last
+//! line printed is one JSON object.
+//! Default (`just bench`): W1 at N = 1, 4, 16, 64, W2, W3 at N = 1 and 16, W4 (10k and 1M jobs of history), W5 (one
 //! sender against 1,000), W8 (1,000 SSE subscribers); writes `bench/results/latest.json`.
 
 use clap::Parser;
@@ -477,18 +478,28 @@ async fn pulls(base: &str, n: u32, secs: u64) -> (f64, f64, f64) {
 
 /// Runs a pgbench script; returns transactions (script runs) per second.
 fn pgbench(url: &str, script: &str, clients: u32, secs: u64) -> f64 {
+    pgbench_logged(url, script, clients, secs, None)
+}
+
+/// [`pgbench`], with each run's latency logged under `log` (pgbench's `-l`) when given.
+fn pgbench_logged(url: &str, script: &str, clients: u32, secs: u64, log: Option<&Path>) -> f64 {
     let path = repo_root().join("bench").join(script);
-    let out = Command::new("pgbench")
-        .args([
-            "-n",
-            "-c",
-            &clients.to_string(),
-            "-j",
-            "2",
-            "-T",
-            &secs.to_string(),
-            "-f",
-        ])
+    let mut cmd = Command::new("pgbench");
+    cmd.args([
+        "-n",
+        "-c",
+        &clients.to_string(),
+        "-j",
+        "2",
+        "-T",
+        &secs.to_string(),
+    ]);
+    if let Some(prefix) = log {
+        cmd.arg("-l")
+            .arg(format!("--log-prefix={}", prefix.display()));
+    }
+    let out = cmd
+        .arg("-f")
         .arg(&path)
         .arg(url)
         .output()
@@ -519,6 +530,11 @@ async fn w1(admin: &str, n: u32, jobs: u32, history: u32, secs: u64, sqlite: boo
     let mut out = json!({ "n": n, "pulls_per_s": round(rate), "p50_ms": round(p50), "p99_ms": round(p99),
             "twin_per_s": round(twin), "ratio": round(rate / twin),
             "limit_per_s": round(limit), "limit_ratio": round(rate / limit) });
+    if n == 16 {
+        let (p50, p99) = limit_pull_latency(admin, n, jobs, secs);
+        out["limit_pull_p50_ms"] = json!(round(p50));
+        out["limit_pull_p99_ms"] = json!(round(p99));
+    }
     if sqlite {
         let dir = tempdir("w1");
         let path = dir.join("clawrk.db");
@@ -533,6 +549,38 @@ async fn w1(admin: &str, n: u32, jobs: u32, history: u32, secs: u64, sqlite: boo
         out["sqlite_vs_postgres"] = json!(round(rate_sqlite / rate));
     }
     out
+}
+
+/// W2's bound: the limit twin's pull alone (`bench/limit/pull_only.sql`) at `n` clients on a
+/// database seeded as W1's, its p50 and p99 in milliseconds from pgbench's per-run log. What the
+/// database itself answers a pull in on this machine, without HTTP, JSON or the server's threads.
+fn limit_pull_latency(admin: &str, n: u32, jobs: u32, secs: u64) -> (f64, f64) {
+    let db = Database::create(admin, &format!("w2l_{n}"));
+    seed(&db.url, 10, n.max(1), jobs, 0);
+    let dir = tempdir("w2l");
+    pgbench_logged(
+        &db.url,
+        "limit/pull_only.sql",
+        n,
+        secs,
+        Some(&dir.join("pull")),
+    );
+    // One file per pgbench thread; each line is `client run latency_us script epoch us`.
+    let mut lat: Vec<f64> = std::fs::read_dir(&dir)
+        .expect("pgbench's log directory")
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .flat_map(|text| {
+            text.lines()
+                .filter_map(|l| l.split_whitespace().nth(2)?.parse::<f64>().ok())
+                .map(|us| us / 1000.0)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(!lat.is_empty(), "pgbench logged no pulls");
+    lat.sort_by(f64::total_cmp);
+    (pct(&lat, 0.5), pct(&lat, 0.99))
 }
 
 /// A pgbench `script` at `n` clients on a freshly seeded database.
@@ -827,6 +875,10 @@ async fn main() {
         ));
         if n == 16 {
             rows.push(format!(
+                "W2 pull latency N=16 p50 {} ms  p99 {} ms  the limit twin's pull alone p50 {} ms  p99 {} ms",
+                r["p50_ms"], r["p99_ms"], r["limit_pull_p50_ms"], r["limit_pull_p99_ms"]
+            ));
+            rows.push(format!(
                 "W1 embedded SQLite N=16 {:>8} cycles/s ({} × PostgreSQL)  p99 {} ms",
                 r["sqlite_pulls_per_s"], r["sqlite_vs_postgres"], r["sqlite_p99_ms"]
             ));
@@ -849,27 +901,37 @@ async fn main() {
         results["w1_sqlite_vs_postgres"] = w16["sqlite_vs_postgres"].clone();
         results["w2_p50_ms"] = w16["p50_ms"].clone();
         results["w2_p99_ms"] = w16["p99_ms"].clone();
+        results["w2_limit_pull_p50_ms"] = w16["limit_pull_p50_ms"].clone();
+        results["w2_limit_pull_p99_ms"] = w16["limit_pull_p99_ms"].clone();
     }
 
     if on("w3") {
-        let r3 = w3(&admin, 16, secs, true).await;
-        rows.push(format!(
-            "W3 lifecycle N=16 {:>6} jobs/s  twin {:>6}/s (ratio {})  limit {:>6}/s (ratio {})  embedded SQLite {} jobs/s",
-            r3["jobs_per_s"], r3["twin_per_s"], r3["ratio"], r3["limit_per_s"], r3["limit_ratio"], r3["sqlite_jobs_per_s"]
-        ));
-        let steps = STEPS
-            .iter()
-            .map(|s| format!("{s} {}", r3["steps"][*s]["mean_ms"]))
-            .collect::<Vec<_>>()
-            .join(", ");
-        rows.push(format!("W3 mean ms per step: {steps}"));
-        results["w3_jobs_per_s"] = r3["jobs_per_s"].clone();
-        results["w3_twin_per_s"] = r3["twin_per_s"].clone();
-        results["w3_ratio"] = r3["ratio"].clone();
-        results["w3_limit_per_s"] = r3["limit_per_s"].clone();
-        results["w3_limit_ratio"] = r3["limit_ratio"].clone();
-        results["w3_sqlite_jobs_per_s"] = r3["sqlite_jobs_per_s"].clone();
-        results["w3"] = r3;
+        // N = 1 (full runs): one pair alone, so each step's time is its own latency, not a queue's.
+        let ns: &[u32] = if args.quick { &[16] } else { &[1, 16] };
+        for &n in ns {
+            let r3 = w3(&admin, n, secs, true).await;
+            rows.push(format!(
+                "W3 lifecycle N={n:<2} {:>6} jobs/s  twin {:>6}/s (ratio {})  limit {:>6}/s (ratio {})  embedded SQLite {} jobs/s",
+                r3["jobs_per_s"], r3["twin_per_s"], r3["ratio"], r3["limit_per_s"], r3["limit_ratio"], r3["sqlite_jobs_per_s"]
+            ));
+            let steps = STEPS
+                .iter()
+                .map(|s| format!("{s} {}", r3["steps"][*s]["mean_ms"]))
+                .collect::<Vec<_>>()
+                .join(", ");
+            rows.push(format!("W3 N={n} mean ms per step: {steps}"));
+            if n != 16 {
+                results[format!("w3_n{n}")] = r3;
+                continue;
+            }
+            results["w3_jobs_per_s"] = r3["jobs_per_s"].clone();
+            results["w3_twin_per_s"] = r3["twin_per_s"].clone();
+            results["w3_ratio"] = r3["ratio"].clone();
+            results["w3_limit_per_s"] = r3["limit_per_s"].clone();
+            results["w3_limit_ratio"] = r3["limit_ratio"].clone();
+            results["w3_sqlite_jobs_per_s"] = r3["sqlite_jobs_per_s"].clone();
+            results["w3"] = r3;
+        }
     }
 
     if !args.quick && on("w4") {
