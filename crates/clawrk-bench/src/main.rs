@@ -6,8 +6,9 @@
 //!
 //! `--quick`: W1 (N = 16), W2 (beside the limit twin's pull alone), W3 on small sizes; the last
 //! line printed is one JSON object.
-//! Default (`just bench`): W1 at N = 1, 4, 16, 64, W2, W3 at N = 1 and 16, W4 (10k and 1M jobs of history), W5 (one
-//! sender against 1,000), W8 (1,000 SSE subscribers); writes `bench/results/latest.json`.
+//! Default (`just bench`): W1 at N = 1, 4, 16, 64, W2, W3 at N = 1 and 16, W4 (10k and 1M jobs of
+//! history), W5 (one sender against 1,000), W8 (1,000 SSE subscribers); writes
+//! `bench/results/latest.json`.
 
 use clap::Parser;
 use clawrk_client::api::{AgentChoice, PullRequest, RunRequest, SubmitRequest};
