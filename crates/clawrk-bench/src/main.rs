@@ -479,12 +479,13 @@ async fn pulls(base: &str, n: u32, secs: u64) -> (f64, f64, f64) {
 
 /// Runs a pgbench script; returns transactions (script runs) per second.
 fn pgbench(url: &str, script: &str, clients: u32, secs: u64) -> f64 {
-    pgbench_logged(url, script, clients, secs, None)
+    let path = repo_root().join("bench").join(script);
+    pgbench_logged(url, &path, clients, secs, None)
 }
 
-/// [`pgbench`], with each run's latency logged under `log` (pgbench's `-l`) when given.
-fn pgbench_logged(url: &str, script: &str, clients: u32, secs: u64, log: Option<&Path>) -> f64 {
-    let path = repo_root().join("bench").join(script);
+/// [`pgbench`] of the script at `path`, with each run's latency logged under `log` (pgbench's
+/// `-l`) when given.
+fn pgbench_logged(url: &str, path: &Path, clients: u32, secs: u64, log: Option<&Path>) -> f64 {
     let mut cmd = Command::new("pgbench");
     cmd.args([
         "-n",
@@ -501,7 +502,7 @@ fn pgbench_logged(url: &str, script: &str, clients: u32, secs: u64, log: Option<
     }
     let out = cmd
         .arg("-f")
-        .arg(&path)
+        .arg(path)
         .arg(url)
         .output()
         .unwrap_or_else(|e| panic!("pgbench is needed ({e})"));
@@ -552,22 +553,36 @@ async fn w1(admin: &str, n: u32, jobs: u32, history: u32, secs: u64, sqlite: boo
     out
 }
 
-/// W2's bound: the limit twin's pull alone (`bench/limit/pull_only.sql`) at `n` clients on a
-/// database seeded as W1's, its p50 and p99 in milliseconds from pgbench's per-run log. What the
-/// database itself answers a pull in on this machine, without HTTP, JSON or the server's threads.
+/// W2's bound: the limit twin's pull alone (`bench/limit/pull.sql` up to its first `COMMIT`, so
+/// without the reject) at `n` clients on a database seeded as W1's, its p50 and p99 in
+/// milliseconds from pgbench's per-run log. What the database itself answers a pull in on this
+/// machine, without HTTP, JSON or the server's threads. The pulled jobs stay held, as the product's
+/// holds do in W1; W1's seed has enough queued jobs for the run.
 fn limit_pull_latency(admin: &str, n: u32, jobs: u32, secs: u64) -> (f64, f64) {
+    let twin = std::fs::read_to_string(repo_root().join("bench/limit/pull.sql"))
+        .expect("bench/limit/pull.sql");
+    let pull: String = twin
+        .split_inclusive('\n')
+        .scan(false, |done, line| {
+            let take = !*done;
+            *done |= line.trim() == "COMMIT;";
+            take.then_some(line)
+        })
+        .collect();
+    assert!(
+        pull.trim_end().ends_with("COMMIT;"),
+        "no pull transaction in bench/limit/pull.sql"
+    );
     let db = Database::create(admin, &format!("w2l_{n}"));
     seed(&db.url, 10, n.max(1), jobs, 0);
     let dir = tempdir("w2l");
-    pgbench_logged(
-        &db.url,
-        "limit/pull_only.sql",
-        n,
-        secs,
-        Some(&dir.join("pull")),
-    );
+    let script = dir.join("pull_only.sql");
+    std::fs::write(&script, pull).expect("the pull's script");
+    let logs = dir.join("logs");
+    std::fs::create_dir_all(&logs).expect("pgbench's log directory");
+    pgbench_logged(&db.url, &script, n, secs, Some(&logs.join("pull")));
     // One file per pgbench thread; each line is `client run latency_us script epoch us`.
-    let mut lat: Vec<f64> = std::fs::read_dir(&dir)
+    let mut lat: Vec<f64> = std::fs::read_dir(&logs)
         .expect("pgbench's log directory")
         .flatten()
         .filter_map(|e| std::fs::read_to_string(e.path()).ok())
