@@ -272,9 +272,9 @@ impl Store for PgStore {
         let task = tokio::task::spawn_blocking(move || {
             let mut conn = Self::conn(&pool)?;
             let _ = got.send(());
-            // Watchers on every instance, this one included, hear of changed jobs by NOTIFY. A job
-            // that became queued is announced by the listener, when this instance runs one (see
-            // `PgWatch::queued`); else with the change.
+            // Watchers on other instances hear of changed jobs by NOTIFY. A job that became queued
+            // is announced by the listener, when this instance runs one (see `PgWatch::queued`);
+            // else with the change.
             let queued = match watch {
                 Some(_) => Queued::ByCaller,
                 None => Queued::InBand,
@@ -282,8 +282,12 @@ impl Store for PgStore {
             let (out, woken) = clawrk_sql::run(&mut conn, mode, work, queued)?;
             if let Some(w) = watch {
                 for a in woken {
-                    if let Announcement::Queued(job) = a {
-                        w.queued(job);
+                    match a {
+                        Announcement::Queued(job) => w.queued(job),
+                        // This instance's streams of the job read at once rather than at the
+                        // listener's next poll. The NOTIFY reaches this instance too, a little
+                        // later: one more read of the job's feed, which finds nothing new.
+                        log @ Announcement::Log(_) => w.wakeups.notify(log),
                     }
                 }
             }
@@ -314,7 +318,9 @@ impl Store for PgStore {
 
 /// LISTEN/NOTIFY wake-ups: a thread holds one connection listening on the job-events channel and
 /// rebroadcasts each job id in-process. If the connection drops it reconnects; watchers time out
-/// meanwhile and re-read the store, so nothing is lost, only delayed.
+/// meanwhile and re-read the store, so nothing is lost, only delayed. A change made on this
+/// instance also wakes its own watchers at once, after the commit, without waiting for the
+/// listener's next poll.
 ///
 /// The same thread announces this instance's queued jobs to the others: waiting pulls only need to
 /// know that something was queued, and a NOTIFY per reject was a round trip (and a notifying

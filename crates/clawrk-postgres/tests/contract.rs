@@ -104,3 +104,28 @@ async fn log_lines_reach_other_instances() {
     );
     other.shutdown();
 }
+
+/// A log line written through an instance wakes that instance's own watchers after the commit,
+/// without its listener: here the listener is stopped before the change, so no notification can
+/// reach the watcher, and it must still wake long before its timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn log_lines_wake_this_instance_without_the_listener() {
+    use clawrk_domain::ports::LogWatch;
+    use std::time::Instant;
+    let f = Fixture::new(&HARNESS).await;
+    let u = f.user("sender", 1_000).await;
+    let job = f.job(u.id, 500).await.id;
+    let watch = f.db.store.watch();
+    watch.stop();
+    let started = Instant::now();
+    let mut waiter = watch.watch(job);
+    let waiter = tokio::spawn(async move { waiter.wait(Duration::from_secs(20)).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Cancelling writes a log line.
+    f.market.cancel(u.id, job).await.unwrap();
+    waiter.await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the change did not wake this instance's watcher"
+    );
+}
