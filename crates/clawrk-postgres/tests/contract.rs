@@ -81,8 +81,6 @@ include!("../../clawrk-store-tests/src/contracts.rs");
 /// database (LISTEN/NOTIFY), long before the watcher's timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn log_lines_reach_other_instances() {
-    use clawrk_domain::ports::LogWatch;
-    use std::time::Instant;
     let f = Fixture::new(&HARNESS).await;
     let u = f.user("sender", 1_000).await;
     let job = f.job(u.id, 500).await.id;
@@ -91,17 +89,13 @@ async fn log_lines_reach_other_instances() {
     let watch = other.watch();
     // Let the listener connect and LISTEN.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let started = Instant::now();
-    let mut waiter = watch.watch(job);
-    let waiter = tokio::spawn(async move { waiter.wait(Duration::from_secs(20)).await });
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    // Cancelling writes a log line, which notifies.
-    f.market.cancel(u.id, job).await.unwrap();
-    waiter.await.unwrap();
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "the watcher was not woken by the notification"
-    );
+    f.assert_cancel_wakes(
+        u.id,
+        job,
+        &*watch,
+        "the watcher was not woken by the notification",
+    )
+    .await;
     other.shutdown();
 }
 
@@ -110,22 +104,16 @@ async fn log_lines_reach_other_instances() {
 /// reach the watcher, and it must still wake long before its timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn log_lines_wake_this_instance_without_the_listener() {
-    use clawrk_domain::ports::LogWatch;
-    use std::time::Instant;
     let f = Fixture::new(&HARNESS).await;
     let u = f.user("sender", 1_000).await;
     let job = f.job(u.id, 500).await.id;
     let watch = f.db.store.watch();
     watch.stop();
-    let started = Instant::now();
-    let mut waiter = watch.watch(job);
-    let waiter = tokio::spawn(async move { waiter.wait(Duration::from_secs(20)).await });
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    // Cancelling writes a log line.
-    f.market.cancel(u.id, job).await.unwrap();
-    waiter.await.unwrap();
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "the change did not wake this instance's watcher"
-    );
+    f.assert_cancel_wakes(
+        u.id,
+        job,
+        &*watch,
+        "the change did not wake this instance's watcher",
+    )
+    .await;
 }

@@ -86,19 +86,17 @@ async fn ledger_columns_hold_only_integers() {
 /// A commit touching a job's log wakes this store's watchers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn log_lines_wake_local_watchers() {
-    use clawrk_domain::ports::LogWatch;
-    use std::time::Instant;
     let f = Fixture::new(&HARNESS).await;
     let u = f.user("sender", 1_000).await;
     let job = f.job(u.id, 500).await.id;
     let watch = f.db.watch();
-    let started = Instant::now();
-    let mut waiter = watch.watch(job);
-    let waiter = tokio::spawn(async move { waiter.wait(Duration::from_secs(20)).await });
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    f.market.cancel(u.id, job).await.unwrap();
-    waiter.await.unwrap();
-    assert!(started.elapsed() < Duration::from_secs(5));
+    f.assert_cancel_wakes(
+        u.id,
+        job,
+        &*watch,
+        "the commit did not wake the store's watcher",
+    )
+    .await;
 }
 
 /// Another process holding the write lock longer than the busy timeout makes a write fail as

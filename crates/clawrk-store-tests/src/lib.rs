@@ -25,8 +25,8 @@ use clawrk_domain::job::{CriterionResult, Job, JobStatus, LogLevel, Output, Stru
 use clawrk_domain::memory::MemoryFiles;
 use clawrk_domain::money::{Cents, Price, Reason, TimeLimit};
 use clawrk_domain::ports::{
-    Assessment, Clock, LlmError, LogSink, PaymentGateway, PayoutGateway, Store, Structurer,
-    Verifier, VerifyTask, WebhookSender,
+    Assessment, Clock, LlmError, LogSink, LogWatch, PaymentGateway, PayoutGateway, Store,
+    Structurer, Verifier, VerifyTask, WebhookSender,
 };
 use clawrk_domain::service::{AgentSelector, Config, Marketplace, Ports, RunOutcome, RunRequest};
 use clawrk_domain::user::{Agent, User};
@@ -391,6 +391,24 @@ impl<H: Harness> Fixture<H> {
             RunOutcome::Queued(j) => j,
             other => panic!("expected a queued job, got {other:?}"),
         }
+    }
+
+    /// Asserts that cancelling `job` (which writes a log line) wakes a watcher of it made on
+    /// `watch` just before, long before the watcher's 20 s timeout; `what` says what failed.
+    pub async fn assert_cancel_wakes(
+        &self,
+        sender: UserId,
+        job: JobId,
+        watch: &dyn LogWatch,
+        what: &str,
+    ) {
+        let started = std::time::Instant::now();
+        let mut waiter = watch.watch(job);
+        let waiter = tokio::spawn(async move { waiter.wait(Duration::from_secs(20)).await });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        self.market.cancel(sender, job).await.unwrap();
+        waiter.await.unwrap();
+        assert!(started.elapsed() < Duration::from_secs(5), "{what}");
     }
 
     /// A job as its sender sees it.
