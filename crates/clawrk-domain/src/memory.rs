@@ -535,11 +535,13 @@ impl Tx for MemoryState {
         Ok(self.idem.get(&(user, key.to_string())).cloned())
     }
 
-    fn idem_complete(&mut self, user: UserId, key: &str, response: &[u8]) -> Result<()> {
-        if let Some(r) = self.idem.get_mut(&(user, key.to_string())) {
+    fn idem_complete(&mut self, user: UserId, key: &str, response: &[u8]) -> Result<bool> {
+        let r = self.idem.get_mut(&(user, key.to_string()));
+        let found = r.is_some();
+        if let Some(r) = r {
             r.response = Some(response.to_vec());
         }
-        Ok(())
+        Ok(found)
     }
 
     fn idem_delete(
@@ -549,11 +551,10 @@ impl Tx for MemoryState {
         expired_by: Option<Timestamp>,
     ) -> Result<()> {
         let k = (user, key.to_string());
-        if self
-            .idem
-            .get(&k)
-            .is_some_and(|r| expired_by.is_none_or(|t| r.expires_at <= t))
-        {
+        if self.idem.get(&k).is_some_and(|r| match expired_by {
+            Some(t) => r.expires_at <= t,
+            None => r.response.is_none(),
+        }) {
             self.idem.remove(&k);
         }
         Ok(())

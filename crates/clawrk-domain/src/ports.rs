@@ -177,7 +177,9 @@ pub type Work = Box<dyn FnOnce(&mut dyn Tx) -> Result<Box<dyn Any + Send>> + Sen
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Runs `work` on one connection in `mode`. Wake-ups the work asked for ([`Tx::notify`]) are
-    /// delivered after it committed, never for work that was rolled back.
+    /// delivered after it committed, never for work that was rolled back. A transaction whose
+    /// caller stopped waiting (the returned future was dropped, or the store's own bound expired)
+    /// before its COMMIT is rolled back, not committed behind the caller's back.
     async fn run(&self, mode: Mode, work: Work) -> Result<Box<dyn Any + Send>>;
 }
 
@@ -370,9 +372,10 @@ pub trait Tx {
     ) -> Result<bool>;
     /// The idempotency record of (user, key).
     fn idem_get(&mut self, user: UserId, key: &str) -> Result<Option<IdemRecord>>;
-    /// Stores the answer of (user, key).
-    fn idem_complete(&mut self, user: UserId, key: &str, response: &[u8]) -> Result<()>;
-    /// Deletes the record of (user, key); with `expired_by`, only if it expired by then.
+    /// Stores the answer of (user, key); `false` when there is no record (it was released).
+    fn idem_complete(&mut self, user: UserId, key: &str, response: &[u8]) -> Result<bool>;
+    /// Deletes the record of (user, key): with `expired_by`, only if it expired by then; without,
+    /// only while it has no answer (a stored answer is never released).
     fn idem_delete(&mut self, user: UserId, key: &str, expired_by: Option<Timestamp>)
     -> Result<()>;
     /// Deletes phase-1 quotes and idempotency records that expired by `now`; returns how many.

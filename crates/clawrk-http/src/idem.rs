@@ -12,7 +12,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse};
 use clawrk_api::ErrorCode;
 use clawrk_domain::ids::UserId;
-use clawrk_domain::service::{Answer, Answered, IdemState};
+use clawrk_domain::service::{Answer, Answered, IdemState, Marketplace};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use std::future::Future;
@@ -81,6 +81,39 @@ pub fn key_of(req: &HttpRequest) -> ApiResult<Option<String>> {
         })
 }
 
+/// Releases a key its request claimed when the request is dropped before its use case answered
+/// (the client left): the change rolled back with it (the store does not commit work whose caller
+/// is gone), so the key must not stay "in progress" for a day; one whose change committed anyway
+/// keeps its stored answer (a release never drops one), and the retry replays it.
+struct Unanswered {
+    market: Arc<Marketplace>,
+    user: UserId,
+    key: Option<String>,
+}
+
+impl Unanswered {
+    /// The use case answered: the caller stores or releases the key itself.
+    fn disarm(mut self) {
+        self.key = None;
+    }
+}
+
+impl Drop for Unanswered {
+    fn drop(&mut self) {
+        let Some(key) = self.key.take() else { return };
+        let (market, user) = (self.market.clone(), self.user);
+        // Drop cannot wait: the release runs on its own (a runtime shutting down may skip it;
+        // the key then lapses with its 24 hours).
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                if let Err(e) = market.idem_abandon(user, &key).await {
+                    tracing::warn!(error = %e, "could not release an idempotency key");
+                }
+            });
+        }
+    }
+}
+
 /// Runs the use case `f` once per idempotency key (if the request has one) and answers with
 /// `view` of its value, or with its error. `f` gets the key's [`Answer`] to store with its effect.
 pub async fn once<T, V, F, Fut>(
@@ -141,7 +174,14 @@ where
         let view = view.clone();
         move |value: &T| view(value).ok().map(|r| r.stored())
     };
-    let (reply, stored) = reply(f(Some(Answer::new(user, key.clone(), encode))).await, &view);
+    let unanswered = Unanswered {
+        market: st.market.clone(),
+        user,
+        key: Some(key.clone()),
+    };
+    let out = f(Some(Answer::new(user, key.clone(), encode))).await;
+    unanswered.disarm();
+    let (reply, stored) = reply(out, &view);
     if reply.status.is_server_error() {
         if let Err(e) = st.market.idem_abandon(user, &key).await {
             tracing::warn!(error = %e, "could not release an idempotency key");

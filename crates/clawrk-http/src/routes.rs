@@ -257,8 +257,9 @@ pub async fn pull(
         agent_name: b.agent_name,
     });
     // A pull waiting when the instance shuts down answers "nothing for now" at once, so that the
-    // drain does not wait for it; the agent pulls again (elsewhere). Should the store have just
-    // granted it a hold, that hold lapses after the hold window and the job is queued again.
+    // drain does not wait for it; the agent pulls again (elsewhere). A hold the store was granting
+    // then rolls back with the abandoned call (if its commit was already on its way, the hold
+    // lapses after the hold window and the job is queued again).
     let mut closing = st.logs.closing();
     let wait = if *closing.borrow() { 0 } else { wait };
     let pulled = tokio::select! {

@@ -12,7 +12,7 @@ use clawrk_domain::ports::{
     Assessment, Clock, LlmError, LogSink, LogWatch, MockPaymentGateway, MockPayoutGateway,
     MockStructurer, Verifier, VerifyTask, Waiter,
 };
-use clawrk_domain::service::{Config, Marketplace, Ports};
+use clawrk_domain::service::{Config, IdemState, Marketplace, Ports};
 use clawrk_domain::user::{KeyHash, api_key_from};
 use clawrk_http::{AppState, app};
 use serde_json::{Value, json};
@@ -727,6 +727,45 @@ async fn idempotency_keys_replay_and_refuse_other_bodies() {
         wallet["balance_cents"], 1_500,
         "charged once, credited once, paid out once"
     );
+}
+
+/// A keyed request dropped before its use case answered (its client left) releases its key: the
+/// change rolled back with it, so the retry runs instead of being told "in progress" for a day.
+#[actix_web::test]
+async fn a_keyed_request_dropped_before_it_answered_releases_its_key() {
+    let w = world_with(0, true);
+    let (u, key) = user(&w, "alice", 0).await;
+    let req = TestRequest::post()
+        .uri("/api/wallet/topup")
+        .insert_header(bearer(&key))
+        .insert_header(("Idempotency-Key", "gone"))
+        .to_http_request();
+    let stalled = clawrk_http::idem::once(
+        &w.state,
+        u,
+        &req,
+        b"{}",
+        |_: &()| clawrk_http::idem::Reply::new(StatusCode::OK, json!({})),
+        |_| std::future::pending::<clawrk_domain::Result<clawrk_domain::service::Answered<()>>>(),
+    );
+    assert!(
+        tokio::time::timeout(Duration::from_millis(100), stalled)
+            .await
+            .is_err()
+    );
+    let released = async {
+        loop {
+            // Another digest: a key still claimed answers `Mismatch`, a released one is free.
+            match w.market.idem_begin(u, "gone", [9u8; 32]).await.unwrap() {
+                IdemState::Reserved => return,
+                IdemState::Mismatch => tokio::time::sleep(Duration::from_millis(10)).await,
+                other => panic!("{other:?}"),
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), released)
+        .await
+        .expect("the key was released");
 }
 
 #[actix_web::test]

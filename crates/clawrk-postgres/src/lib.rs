@@ -9,8 +9,9 @@
 //! (`statement_timeout`, set per connection), and the connection itself (TCP keepalives and
 //! `tcp_user_timeout`, so a partition is noticed by the kernel); on top of that the caller stops
 //! waiting for a unit of work after the statement bound and answers "unavailable" (503) — the
-//! blocked thread finishes or fails on its own, and its transaction commits or rolls back as a
-//! whole, so a retry with the same idempotency key stays safe.
+//! blocked thread finishes or fails on its own, and its transaction rolls back as a whole, since
+//! its caller is gone (only one whose COMMIT was already sent may still commit: a retry with the
+//! same idempotency key then replays its answer).
 
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
@@ -269,6 +270,8 @@ impl Store for PgStore {
         let pool = self.pool.clone();
         let watch = self.watch.get().cloned();
         let (got, checked_out) = tokio::sync::oneshot::channel::<()>();
+        // Dropped when this call returns or is dropped: work still running then rolls back.
+        let (caller, _waiting) = clawrk_sql::Caller::waiting();
         let task = tokio::task::spawn_blocking(move || {
             let mut conn = Self::conn(&pool)?;
             let _ = got.send(());
@@ -279,7 +282,7 @@ impl Store for PgStore {
                 Some(_) => Queued::ByCaller,
                 None => Queued::InBand,
             };
-            let (out, woken) = clawrk_sql::run(&mut conn, mode, work, queued)?;
+            let (out, woken) = clawrk_sql::run(&mut conn, mode, work, queued, &caller)?;
             if let Some(w) = watch {
                 for a in woken {
                     match a {

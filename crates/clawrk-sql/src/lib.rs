@@ -27,7 +27,7 @@ mod wake;
 
 pub use errors::db_err;
 pub use id::{DbId, Id};
-pub use tx::{Queued, SqlTx, run};
+pub use tx::{Caller, Queued, SqlTx, Waiting, run};
 pub use wake::Wakeups;
 
 pub use conn::{Db, MultiBackend};

@@ -31,6 +31,8 @@ use diesel::sql_types::{BigInt, Bool};
 use std::any::Any;
 use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The largest balance a wallet may hold; a credit beyond it is refused rather than overflowing.
 const MAX_BALANCE: i64 = i64::MAX / 2;
@@ -38,13 +40,19 @@ const MAX_BALANCE: i64 = i64::MAX / 2;
 /// Runs `work` on `db` in `mode`. Returns its result and the jobs whose watchers it asked to wake;
 /// on PostgreSQL those were announced with the commit already (jobs that became queued only with
 /// [`Queued::InBand`]: with [`Queued::ByCaller`] the caller announces them), the SQLite adapter
-/// wakes them. A transaction that fails, or panics, is rolled back.
+/// wakes them. A transaction that fails, or panics, is rolled back; so is one whose caller
+/// stopped waiting ([`Caller`]) before its COMMIT, and work whose caller left before it started
+/// does not run.
 pub fn run(
     db: &mut Db,
     mode: Mode,
     work: Work,
     queued: Queued,
+    caller: &Caller,
 ) -> Result<(Box<dyn Any + Send>, Vec<Announcement>)> {
+    if caller.gone() {
+        return Err(caller_gone());
+    }
     let mut woken = Vec::new();
     let out = match mode {
         Mode::Read | Mode::Single => {
@@ -68,6 +76,12 @@ pub fn run(
                 })
             }));
             match done {
+                // The caller stopped waiting (its bound expired, or it was dropped): it has
+                // answered, or will never answer, that this did not happen, so it must not.
+                Ok(Ok(_)) if caller.gone() => {
+                    rollback(db);
+                    return Err(caller_gone());
+                }
                 Ok(Ok(out)) => {
                     dialect::commit(db, &woken, queued).map_err(db_err)?;
                     out
@@ -84,6 +98,43 @@ pub fn run(
         }
     };
     Ok((out, woken))
+}
+
+/// Whether the caller of a unit of work still waits for it. The adapters run work on a blocking
+/// thread that cannot be stopped, so a caller that gives up (a bound expired, or its future was
+/// dropped because its client left) would otherwise have its work commit behind its back: a
+/// request answered 503 that took effect anyway, or a verification lease taken for a worker that
+/// moved on, keeping the job from every worker until the lease lapses.
+#[derive(Clone, Debug, Default)]
+pub struct Caller(Arc<AtomicBool>);
+
+impl Caller {
+    /// A caller, and the guard it holds while it waits: dropping the guard marks it gone.
+    pub fn waiting() -> (Caller, Waiting) {
+        let c = Caller::default();
+        let w = Waiting(c.clone());
+        (c, w)
+    }
+
+    /// Whether the caller stopped waiting.
+    pub fn gone(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// Held by the waiting caller; when it is dropped (the caller returned, or was dropped itself)
+/// work that has not committed yet will not.
+#[derive(Debug)]
+pub struct Waiting(Caller);
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.0.store(true, Ordering::SeqCst);
+    }
+}
+
+fn caller_gone() -> DomainError {
+    DomainError::Unavailable("the caller stopped waiting; the work was not committed".into())
 }
 
 /// Who announces the jobs a unit of work queued (PostgreSQL): they wake waiting pulls on every
@@ -973,8 +1024,8 @@ impl Tx for SqlTx<'_> {
         .transpose()
     }
 
-    fn idem_complete(&mut self, user: UserId, key: &str, response: &[u8]) -> Result<()> {
-        Prepared(
+    fn idem_complete(&mut self, user: UserId, key: &str, response: &[u8]) -> Result<bool> {
+        let stored = Prepared(
             diesel::update(
                 idempotency::table
                     .filter(idempotency::user_id.eq(id(user)))
@@ -985,7 +1036,7 @@ impl Tx for SqlTx<'_> {
         )
         .load::<i64>(self.db)
         .map_err(db_err)?;
-        Ok(())
+        Ok(!stored.is_empty())
     }
 
     fn idem_delete(
@@ -1000,7 +1051,7 @@ impl Tx for SqlTx<'_> {
         match expired_by {
             Some(t) => diesel::delete(target.filter(idempotency::expires_at.le(t.millis())))
                 .execute(self.db),
-            None => diesel::delete(target).execute(self.db),
+            None => diesel::delete(target.filter(idempotency::response.is_null())).execute(self.db),
         }
         .map_err(db_err)?;
         Ok(())

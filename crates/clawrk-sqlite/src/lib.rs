@@ -143,17 +143,19 @@ impl Store for SqliteStore {
             Mode::Single | Mode::Transaction => Conn::Writer(self.writer.clone()),
         };
         let watch = self.watch.clone();
+        // Dropped with this call: work whose caller left before it committed rolls back.
+        let (caller, _waiting) = clawrk_sql::Caller::waiting();
         tokio::task::spawn_blocking(move || {
             // A panic inside a transaction poisons the mutex after the rollback ran, so the
             // connection is still usable.
             let (out, woken) = match conn {
                 Conn::Writer(w) => {
                     let mut guard = w.lock().unwrap_or_else(|p| p.into_inner());
-                    clawrk_sql::run(&mut guard, mode, work, Queued::InBand)
+                    clawrk_sql::run(&mut guard, mode, work, Queued::InBand, &caller)
                 }
                 Conn::Reader(r, i) => {
                     let mut guard = r[i].lock().unwrap_or_else(|p| p.into_inner());
-                    clawrk_sql::run(&mut guard, mode, work, Queued::InBand)
+                    clawrk_sql::run(&mut guard, mode, work, Queued::InBand, &caller)
                 }
             }?;
             for a in woken {

@@ -4,7 +4,7 @@
 use clawrk_domain::error::DomainError;
 use clawrk_domain::job::{JobStatus, Output};
 use clawrk_domain::money::{Cents, MAX_AMOUNT, Reason};
-use clawrk_domain::ports::Page;
+use clawrk_domain::ports::{Clock, Page};
 use clawrk_domain::service::{AgentSelector, Answer, IdemState, JobsOf, RunOutcome, RunRequest};
 use clawrk_domain::user::{AgentPatch, KeyHash, NewAgent, api_key_from};
 use clawrk_store_tests::*;
@@ -754,6 +754,46 @@ async fn idempotency_answers_commit_with_their_effect() {
     f.check(h).await;
 }
 
+/// A request answered 503 releases its key while its change may still be on its way (its caller
+/// stopped waiting): the change then fails instead of committing under a key a retry runs anew,
+/// and a release that comes after the change committed leaves its answer for the retry. Either
+/// way the money moves once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_released_idempotency_key_never_lets_money_move_twice() {
+    let h = &HARNESS;
+    let f = Fixture::new(h).await;
+    let m = &f.market;
+    let u = f.user("payer", 0).await;
+    let topup = |key: &'static str| {
+        let answer = Answer::new(u.id, key, |c: &Cents| {
+            Some(c.get().to_string().into_bytes())
+        });
+        m.topup_keyed(u.id, Cents(500), Some(answer))
+    };
+    let claim =
+        |key: &'static str| async move { m.idem_begin(u.id, key, [5u8; 32]).await.unwrap() };
+
+    // Released first: the change fails and moves nothing; the retry runs it once.
+    assert_eq!(claim("late").await, IdemState::Reserved);
+    m.idem_abandon(u.id, "late").await.unwrap();
+    assert!(matches!(
+        topup("late").await,
+        Err(DomainError::Unavailable(_))
+    ));
+    assert_eq!(f.balance(u.id).await, 0);
+    assert_eq!(claim("late").await, IdemState::Reserved);
+    assert!(topup("late").await.unwrap().stored);
+    assert_eq!(f.balance(u.id).await, 500);
+
+    // Committed first: the release keeps the answer, and the retry replays it.
+    assert_eq!(claim("early").await, IdemState::Reserved);
+    assert!(topup("early").await.unwrap().stored);
+    m.idem_abandon(u.id, "early").await.unwrap();
+    assert_eq!(claim("early").await, IdemState::Replay(b"1000".to_vec()));
+    assert_eq!(f.balance(u.id).await, 1_000);
+    f.check(h).await;
+}
+
 /// 20 requests with one key at once, 10 rounds: exactly one runs each time, the others are told
 /// it is in progress or get its answer; the money moved once per round.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -823,6 +863,41 @@ async fn verification_lease_and_errors() {
         .map(|l| l.seq)
         .collect();
     assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>());
+    f.check(h).await;
+}
+
+/// Work whose caller stopped waiting before it committed is rolled back: a verification lease
+/// taken for a worker that gave up (its bound expired while the database was out of reach) would
+/// otherwise keep the job from every worker until the lease lapsed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn work_whose_caller_left_is_rolled_back() {
+    let h = &HARNESS;
+    let f = Fixture::new(h).await;
+    let m = &f.market;
+    let sender = f.user("sender", 10_000).await;
+    let worker = f.user("worker", 0).await;
+    let job = f.job(sender.id, 500).await;
+    m.claim(worker.id, job.id, &DEFAULT).await.unwrap();
+    m.accept(worker.id, job.id, &DEFAULT).await.unwrap();
+    m.submit(worker.id, job.id, output()).await.unwrap();
+    let now = f.clock.now();
+    let until = now.plus_seconds(600);
+    let leasing = f.store.transaction(move |tx| {
+        let leased = tx.lease_submitted(now, until)?.is_some();
+        // Still running when its caller leaves.
+        std::thread::sleep(Duration::from_millis(600));
+        Ok(leased)
+    });
+    let left = tokio::time::timeout(Duration::from_millis(150), leasing).await;
+    assert!(left.is_err(), "the caller left before the work ended");
+    // Past the work's end: it rolled back, so a worker leases the job at once.
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    let done = m.verify_next().await.unwrap().expect("the job was free");
+    assert_eq!(done.status, JobStatus::Verified);
+    assert_eq!(
+        f.log(job.id).await[0],
+        "verification of attempt 1 started (scripted): 1 criteria"
+    );
     f.check(h).await;
 }
 

@@ -58,13 +58,19 @@ impl<T> Answer<T> {
         }
     }
 
-    /// Stores the answer for `value` in the caller's unit of work; whether it did.
+    /// Stores the answer for `value` in the caller's unit of work; whether it did. The key's
+    /// claim must still be there: one released meanwhile (its request was answered 503 and may
+    /// be retried as new) fails the unit of work, so its effect cannot happen twice.
     pub(super) fn write(&self, tx: &mut dyn Tx, value: &T) -> Result<bool> {
-        match (self.encode)(value) {
-            Some(bytes) => tx
-                .idem_complete(self.user, &self.key, &bytes)
-                .map(|()| true),
-            None => Ok(false),
+        let Some(bytes) = (self.encode)(value) else {
+            return Ok(false);
+        };
+        if tx.idem_complete(self.user, &self.key, &bytes)? {
+            Ok(true)
+        } else {
+            Err(DomainError::Unavailable(
+                "the request's Idempotency-Key was released before its change committed".into(),
+            ))
         }
     }
 }
@@ -149,11 +155,12 @@ impl Marketplace {
     pub async fn idem_finish(&self, user: UserId, key: &str, response: Vec<u8>) -> Result<()> {
         let key = key.to_string();
         self.store()
-            .single(move |tx| tx.idem_complete(user, &key, &response))
+            .single(move |tx| tx.idem_complete(user, &key, &response).map(|_| ()))
             .await
     }
 
-    /// Releases `key` without an answer (the request failed in a way worth retrying).
+    /// Releases `key` without an answer (the request failed in a way worth retrying). A key whose
+    /// answer was stored meanwhile (its change committed after all) keeps it.
     pub async fn idem_abandon(&self, user: UserId, key: &str) -> Result<()> {
         let key = key.to_string();
         self.store()
