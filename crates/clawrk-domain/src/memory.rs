@@ -536,12 +536,11 @@ impl Tx for MemoryState {
     }
 
     fn idem_complete(&mut self, user: UserId, key: &str, response: &[u8]) -> Result<bool> {
-        let r = self.idem.get_mut(&(user, key.to_string()));
-        let found = r.is_some();
-        if let Some(r) = r {
-            r.response = Some(response.to_vec());
-        }
-        Ok(found)
+        let Some(r) = self.idem.get_mut(&(user, key.to_string())) else {
+            return Ok(false);
+        };
+        r.response = Some(response.to_vec());
+        Ok(true)
     }
 
     fn idem_delete(

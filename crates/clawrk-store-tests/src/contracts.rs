@@ -834,10 +834,7 @@ async fn verification_lease_and_errors() {
     let m = &f.market;
     let sender = f.user("sender", 10_000).await;
     let worker = f.user("worker", 0).await;
-    let job = f.job(sender.id, 500).await;
-    m.claim(worker.id, job.id, &DEFAULT).await.unwrap();
-    m.accept(worker.id, job.id, &DEFAULT).await.unwrap();
-    m.submit(worker.id, job.id, output()).await.unwrap();
+    let job = f.submitted_job(sender.id, worker.id, 500).await;
     f.verifier.set_down(true);
     assert!(matches!(m.verify_next().await, Err(DomainError::Llm(_))));
     assert!(m.verify_next().await.unwrap().is_none(), "leased");
@@ -876,10 +873,7 @@ async fn work_whose_caller_left_is_rolled_back() {
     let m = &f.market;
     let sender = f.user("sender", 10_000).await;
     let worker = f.user("worker", 0).await;
-    let job = f.job(sender.id, 500).await;
-    m.claim(worker.id, job.id, &DEFAULT).await.unwrap();
-    m.accept(worker.id, job.id, &DEFAULT).await.unwrap();
-    m.submit(worker.id, job.id, output()).await.unwrap();
+    let job = f.submitted_job(sender.id, worker.id, 500).await;
     let now = f.clock.now();
     let until = now.plus_seconds(600);
     let leasing = f.store.transaction(move |tx| {
@@ -913,10 +907,7 @@ async fn a_verification_says_whether_another_waits() {
     let worker = f.user("worker", 0).await;
     let mut jobs = vec![];
     for _ in 0..3 {
-        let job = f.job(sender.id, 500).await;
-        m.claim(worker.id, job.id, &DEFAULT).await.unwrap();
-        m.accept(worker.id, job.id, &DEFAULT).await.unwrap();
-        m.submit(worker.id, job.id, output()).await.unwrap();
+        let job = f.submitted_job(sender.id, worker.id, 500).await;
         jobs.push(job.id);
         f.clock.advance(Duration::from_secs(1));
     }
@@ -950,10 +941,7 @@ async fn verifier_outage_goes_to_review() {
     let worker = f.user("worker", 0).await;
     let mut jobs = Vec::new();
     for _ in 0..4 {
-        let job = f.job(sender.id, 500).await;
-        m.claim(worker.id, job.id, &DEFAULT).await.unwrap();
-        m.accept(worker.id, job.id, &DEFAULT).await.unwrap();
-        m.submit(worker.id, job.id, output()).await.unwrap();
+        let job = f.submitted_job(sender.id, worker.id, 500).await;
         jobs.push(job.id);
     }
     f.verifier.set_down(true);

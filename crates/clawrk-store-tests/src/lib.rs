@@ -393,6 +393,16 @@ impl<H: Harness> Fixture<H> {
         }
     }
 
+    /// A job at `price` cents that `worker` (by its default agent) pulled, accepted and submitted
+    /// `output()` for: what a verification takes.
+    pub async fn submitted_job(&self, sender: UserId, worker: UserId, price: i64) -> Job {
+        let job = self.job(sender, price).await;
+        let m = &self.market;
+        m.claim(worker, job.id, &DEFAULT).await.unwrap();
+        m.accept(worker, job.id, &DEFAULT).await.unwrap();
+        m.submit(worker, job.id, output()).await.unwrap()
+    }
+
     /// Asserts that cancelling `job` (which writes a log line) wakes a watcher of it made on
     /// `watch` just before, long before the watcher's 20 s timeout; `what` says what failed.
     pub async fn assert_cancel_wakes(
